@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs what the build and the tests need on a fresh machine. Safe to run again.
+set -euo pipefail
+need_apt=()
+command -v make >/dev/null || need_apt+=(make)
+command -v gcc >/dev/null || need_apt+=(gcc)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    apt-get update -qq
+    apt-get install -y -qq "${need_apt[@]}"
+fi
+if ! cargo clippy --version >/dev/null 2>&1; then rustup component add clippy; fi
+if ! cargo fmt --version >/dev/null 2>&1; then rustup component add rustfmt; fi

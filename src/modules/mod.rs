@@ -1,0 +1,37 @@
+//! Built-in modules, reachable with `require(name)` as in Tarantool.
+//!
+//! Each module is built on first `require` (through `package.preload`), so a script pays
+//! only for what it uses. A module written in Lua lives in `lua/` and is embedded.
+
+pub mod log;
+
+use mlua::prelude::*;
+
+type Loader = fn(&Lua) -> LuaResult<LuaTable>;
+
+/// Modules implemented in Rust.
+const RUST_MODULES: &[(&str, Loader)] = &[
+    ("fiber", crate::runtime::fiber::module),
+    ("log", log::module),
+    ("console", crate::runtime::console::module),
+];
+
+/// Modules implemented in Lua: (name, source).
+const LUA_MODULES: &[(&str, &str)] = &[("tap", include_str!("../../lua/tap.lua"))];
+
+/// Registers every built-in module in `package.preload`.
+pub fn install(lua: &Lua) -> LuaResult<()> {
+    let package: LuaTable = lua.globals().get("package")?;
+    let preload: LuaTable = package.get("preload")?;
+    for &(name, loader) in RUST_MODULES {
+        preload.set(name, lua.create_function(move |lua, ()| loader(lua))?)?;
+    }
+    for &(name, source) in LUA_MODULES {
+        let chunk_name = format!("@builtin/{name}.lua");
+        preload.set(
+            name,
+            lua.create_function(move |lua, ()| lua.load(source).set_name(chunk_name.as_str()).call::<LuaValue>(()))?,
+        )?;
+    }
+    Ok(())
+}
