@@ -2,7 +2,7 @@
 -- as it does in Tarantool on top of mlua: caught errors are Tarantool's values (not mlua's
 -- userdata), `print` goes through node's single output writer, and a plain coroutine
 -- inside a fiber may call yielding functions such as fiber.sleep.
-local convert, write, exit, pending = ...
+local convert, write, exit, pending, yield_marker = ...
 
 local type, select, tostring = type, select, tostring
 local raw_pcall, raw_xpcall, raw_error = pcall, xpcall, error
@@ -27,13 +27,17 @@ xpcall = function(f, handler, ...)
     end, ...)
 end
 
--- mlua's async functions suspend by yielding a "poll pending" marker to the fiber's driver.
--- Inside a plain coroutine that marker would reach coroutine.resume; pass it further up and
--- resume the inner coroutine once the driver polls again.
+-- A fiber suspends by yielding a marker to its driver: mlua's "poll pending" (park until
+-- woken) or node's yield marker (back of the ready queue). Inside a plain coroutine such a
+-- marker would reach coroutine.resume; pass it further up and resume the inner coroutine
+-- once the driver resumes us.
 local function step(co, ok, ...)
-    if ok and (...) == pending and select('#', ...) == 1 then
-        co_yield(pending)
-        return step(co, co_resume(co))
+    if ok and select('#', ...) == 1 then
+        local v = ...
+        if v == pending or v == yield_marker then
+            co_yield(v)
+            return step(co, co_resume(co))
+        end
     end
     return fix(ok, ...)
 end

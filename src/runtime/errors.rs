@@ -156,6 +156,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::arc_with_non_send_sync)] // mlua's own error type holds the Arc
     fn callback_errors_lose_mlua_decorations() {
         let inner = LuaError::runtime("fiber.sleep(delay): bad arguments");
         let wrapped = LuaError::CallbackError {

@@ -19,7 +19,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
 
 use mlua::prelude::*;
 use tokio::sync::Notify;
@@ -61,6 +63,13 @@ pub struct Fiber {
     storage: RefCell<Option<LuaRegistryKey>>,
     /// Context switches, reported by `fiber.info()`.
     csw: Cell<u64>,
+    /// The waker of the fiber's task, refreshed on every poll: Lua-level parking
+    /// (`park` in lua/fiber.lua) is woken through it.
+    waker: RefCell<Waker>,
+    /// Set by `wakeup`; read and cleared by the parked fiber.
+    woken: Cell<bool>,
+    /// When a Lua-level park times out; the fiber's driver arms a timer for it.
+    deadline: Cell<Option<Instant>>,
 }
 
 impl Fiber {
@@ -76,6 +85,9 @@ impl Fiber {
             result: RefCell::new(None),
             storage: RefCell::new(None),
             csw: Cell::new(0),
+            waker: RefCell::new(Waker::noop().clone()),
+            woken: Cell::new(false),
+            deadline: Cell::new(None),
         }
     }
 
@@ -95,12 +107,46 @@ impl Fiber {
     pub fn cancel(&self) {
         self.cancelled.set(true);
         self.cancel_notify.notify_one();
+        self.waker.borrow().wake_by_ref();
+    }
+
+    /// Wakes the fiber from a Lua-level park (`fiber_object:wakeup()`, channels, conds).
+    pub fn wakeup(&self) {
+        self.woken.set(true);
+        self.waker.borrow().wake_by_ref();
     }
 }
 
-/// The fiber scheduler's shared state, kept in the Lua app data.
+/// Fiber ids are unique counters: hashing them is a waste, so the map uses them as is.
+#[derive(Default, Clone, Copy)]
+struct IdHash;
+
+impl std::hash::BuildHasher for IdHash {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(0)
+    }
+}
+
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// The fiber scheduler's shared state (one per thread).
 pub struct Scheduler {
-    fibers: RefCell<HashMap<u64, Rc<Fiber>>>,
+    fibers: RefCell<HashMap<u64, Rc<Fiber>, IdHash>>,
     current: RefCell<Rc<Fiber>>,
     next_id: Cell<u64>,
     /// Things other than fibers that keep the process running after the main chunk:
@@ -115,7 +161,7 @@ impl Scheduler {
         let sched = Rc::new(Fiber::new(1, "sched".into()));
         sched.state.set(FiberState::Running);
         Scheduler {
-            fibers: RefCell::new(HashMap::new()),
+            fibers: RefCell::new(HashMap::default()),
             current: RefCell::new(sched),
             next_id: Cell::new(FIRST_FIBER_ID),
             pins: Cell::new(0),
@@ -172,21 +218,20 @@ impl Scheduler {
     }
 }
 
-/// The scheduler of this Lua state.
-pub fn scheduler(lua: &Lua) -> Rc<Scheduler> {
-    match lua.app_data_ref::<Rc<Scheduler>>() {
-        Some(s) => s.clone(),
-        None => {
-            let s = Rc::new(Scheduler::new());
-            lua.set_app_data(s.clone());
-            s
-        }
-    }
+thread_local! {
+    // One Lua state per thread, so one scheduler per thread; a thread-local is much
+    // cheaper than the app-data map on the paths every switch takes.
+    static SCHEDULER: Rc<Scheduler> = Rc::new(Scheduler::new());
+}
+
+/// The scheduler of this thread's Lua state.
+pub fn scheduler(_lua: &Lua) -> Rc<Scheduler> {
+    SCHEDULER.with(Rc::clone)
 }
 
 /// The fiber that is running now.
-pub fn current(lua: &Lua) -> Rc<Fiber> {
-    scheduler(lua).current()
+pub fn current(_lua: &Lua) -> Rc<Fiber> {
+    SCHEDULER.with(|s| s.current())
 }
 
 /// Raises `fiber is cancelled` if the running fiber was cancelled.
@@ -327,7 +372,11 @@ pub fn spawn_with(
 
 async fn drive(lua: Lua, fiber: Rc<Fiber>, key: LuaRegistryKey, on_error: Option<OnError>) {
     let sched = scheduler(&lua);
-    let outcome = std::future::poll_fn(|cx| {
+    let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    let outcome = std::future::poll_fn(|cx| loop {
+        if !fiber.waker.borrow().will_wake(cx.waker()) {
+            *fiber.waker.borrow_mut() = cx.waker().clone();
+        }
         let prev = sched.enter(&fiber);
         let polled = match lua.registry_value::<LuaThread>(&key) {
             Ok(thread) => match thread.into_async::<LuaMultiValue>(()) {
@@ -337,7 +386,25 @@ async fn drive(lua: Lua, fiber: Rc<Fiber>, key: LuaRegistryKey, on_error: Option
             Err(e) => Poll::Ready(Err(e)),
         };
         sched.leave(&fiber, prev);
-        polled
+        if polled.is_ready() {
+            return polled;
+        }
+        // A Lua-level park with a deadline: the timer wakes the task, and the fiber, when
+        // resumed, sees that its deadline passed.
+        match fiber.deadline.get() {
+            None => timer = None,
+            Some(deadline) => {
+                let t = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if t.deadline() != deadline {
+                    t.as_mut().reset(deadline);
+                }
+                if t.as_mut().poll(cx).is_ready() {
+                    timer = None;
+                    continue;
+                }
+            }
+        }
+        return Poll::Pending;
     })
     .await;
     let _ = lua.remove_registry_value(key);
@@ -472,6 +539,9 @@ async fn join(lua: Lua, f: Rc<Fiber>) -> LuaResult<LuaMultiValue> {
     if !f.joinable.get() {
         return Err(LuaError::runtime("the fiber is not joinable"));
     }
+    if f.is_dead() && f.result.borrow().is_none() {
+        return Err(LuaError::runtime("the fiber is dead"));
+    }
     while f.result.borrow().is_none() {
         if f.is_dead() && f.result.borrow().is_none() {
             return Err(LuaError::runtime("the fiber is dead"));
@@ -483,7 +553,7 @@ async fn join(lua: Lua, f: Rc<Fiber>) -> LuaResult<LuaMultiValue> {
         cancellable(&lua, notified).await?;
     }
     let key = f.result.borrow_mut().take();
-    f.joinable.set(false);
+    // Joined fibers are gone: a second join says the fiber is dead, as in Tarantool.
     scheduler(&lua).fibers.borrow_mut().remove(&f.id);
     let Some(key) = key else {
         return Err(LuaError::runtime("the fiber is dead"));
@@ -501,19 +571,25 @@ async fn join(lua: Lua, f: Rc<Fiber>) -> LuaResult<LuaMultiValue> {
 impl LuaUserData for FiberObject {
     fn add_methods<M: LuaUserDataMethods<Self>>(methods: &mut M) {
         methods.add_method("id", |_, this, ()| Ok(this.0.id));
-        methods.add_method("name", |_, this, name: Option<LuaValue>| {
+        methods.add_method("name", |lua, this, name: Option<LuaValue>| {
             let f = live(this)?;
             match name {
                 Some(name) => {
                     set_name(f, name)?;
-                    Ok(None)
+                    Ok(LuaMultiValue::new())
                 }
-                None => Ok(Some(f.name())),
+                None => Ok(LuaMultiValue::from_iter([LuaValue::String(
+                    lua.create_string(f.name())?,
+                )])),
             }
         });
         methods.add_method("status", |lua, this, ()| Ok(status_name(lua, &this.0)));
         methods.add_method("cancel", |_, this, ()| {
             live(this)?.cancel();
+            Ok(())
+        });
+        methods.add_method("wakeup", |_, this, ()| {
+            live(this)?.wakeup();
             Ok(())
         });
         methods.add_method("set_joinable", |_, this, yes: bool| {
@@ -562,15 +638,6 @@ fn fiber_arg(lua: &Lua, v: &LuaValue, fname: &str) -> LuaResult<Option<Rc<Fiber>
             "bad argument #1 to '?' (fiber expected, got {})",
             other.type_name()
         ))),
-    }
-}
-
-fn seconds_arg(v: &LuaValue) -> Option<f64> {
-    match v {
-        LuaValue::Integer(i) => Some(*i as f64),
-        LuaValue::Number(n) => Some(*n),
-        LuaValue::String(s) => s.to_str().ok()?.trim().parse().ok(),
-        _ => None,
     }
 }
 
@@ -650,17 +717,6 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
             fiber_object(lua, fiber)
         })?,
     )?;
-    m.set(
-        "sleep",
-        lua.create_async_function(|lua, secs: LuaValue| async move {
-            let secs = seconds_arg(&secs).ok_or_else(|| LuaError::runtime("fiber.sleep(delay): bad arguments"))?;
-            sleep(&lua, secs).await
-        })?,
-    )?;
-    m.set(
-        "yield",
-        lua.create_async_function(|lua, ()| async move { cancellable(&lua, yield_now()).await })?,
-    )?;
     m.set("self", lua.create_function(|lua, ()| fiber_object(lua, current(lua)))?)?;
     m.set("id", lua.create_function(|lua, ()| Ok(current(lua).id))?)?;
     m.set(
@@ -692,10 +748,12 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
         lua.create_function(|lua, args: LuaMultiValue| {
             let f = current(lua);
             match args.front() {
-                None | Some(LuaValue::Nil) => Ok(Some(f.name())),
+                None | Some(LuaValue::Nil) => Ok(LuaMultiValue::from_iter([LuaValue::String(
+                    lua.create_string(f.name())?,
+                )])),
                 Some(v) => {
                     set_name(&f, v.clone())?;
-                    Ok(None)
+                    Ok(LuaMultiValue::new())
                 }
             }
         })?,
@@ -747,23 +805,104 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
         "clock64",
         lua.create_function(|lua, ()| super::cdata::push_u64(lua, monotonic_micros()))?,
     )?;
-    m.set("channel", lua.create_function(super::channel::new_channel)?)?;
-    m.set("cond", lua.create_function(super::cond::new_cond)?)?;
     let _ = scheduler(lua).started;
+    let fiber_lua: LuaFunction = lua.load(FIBER_LUA).set_name("@builtin/fiber.lua").into_function()?;
+    fiber_lua.call::<()>((
+        m.clone(),
+        primitives(lua)?,
+        LuaValue::LightUserData(Lua::poll_pending()),
+        yield_marker(lua)?,
+    ))?;
     Ok(m)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+const FIBER_LUA: &str = include_str!("../../lua/fiber.lua");
 
-    #[test]
-    fn durations_clamp_bad_values_to_zero() {
-        assert_eq!(duration_from_secs(-1.0), Duration::ZERO);
-        assert_eq!(duration_from_secs(f64::NAN), Duration::ZERO);
-        assert_eq!(duration_from_secs(0.5), Duration::from_millis(500));
-        assert_eq!(duration_from_secs(1e300), Duration::from_secs(1_000_000_000));
+/// The value a fiber yields to go to the back of the ready queue (`fiber.yield`): the
+/// driver reschedules the task at once, unlike mlua's "poll pending" marker, which parks
+/// it until its waker is called. The prelude passes both markers through plain coroutines.
+pub fn yield_marker(lua: &Lua) -> LuaResult<LuaTable> {
+    if let Ok(t) = lua.named_registry_value::<LuaTable>("node.yield_marker") {
+        return Ok(t);
     }
+    let t = lua.create_table()?;
+    lua.set_named_registry_value("node.yield_marker", t.clone())?;
+    Ok(t)
+}
+
+/// Outcomes of a Lua-level park, as `park_status` reports them.
+const PARK_WOKEN: u8 = 0;
+const PARK_TIMEOUT: u8 = 1;
+const PARK_CANCELLED: u8 = 2;
+const PARK_WAITING: u8 = 3;
+
+/// Seconds on the monotonic clock that park deadlines use.
+fn monotonic_secs() -> f64 {
+    SCHEDULER.with(|s| s.started.elapsed().as_secs_f64())
+}
+
+/// The Rust half of Lua-level parking, used by lua/fiber.lua for sleep, yield, channels and
+/// conds. A fiber parks by yielding mlua's "poll pending" marker after `park_prepare`; it is
+/// resumed when `wakeup` or `cancel` calls its task's waker, or when its deadline passes.
+fn primitives(lua: &Lua) -> LuaResult<LuaTable> {
+    let p = lua.create_table()?;
+    p.set(
+        "self_id",
+        lua.create_function(|_, ()| Ok(SCHEDULER.with(|s| s.current.borrow().id)))?,
+    )?;
+    p.set("now", lua.create_function(|_, ()| Ok(monotonic_secs()))?)?;
+    p.set(
+        "park_prepare",
+        lua.create_function(|_, deadline: Option<f64>| {
+            SCHEDULER.with(|s| {
+                let f = s.current.borrow();
+                f.woken.set(false);
+                let at = deadline.map(|d| s.started + duration_from_secs(d));
+                f.deadline.set(at);
+            });
+            Ok(())
+        })?,
+    )?;
+    p.set(
+        "park_status",
+        lua.create_function(|_, ()| {
+            Ok(SCHEDULER.with(|s| {
+                let f = s.current.borrow();
+                let status = if f.cancelled.get() {
+                    PARK_CANCELLED
+                } else if f.woken.get() {
+                    PARK_WOKEN
+                } else if f.deadline.get().is_some_and(|d| d <= Instant::now()) {
+                    PARK_TIMEOUT
+                } else {
+                    PARK_WAITING
+                };
+                if status != PARK_WAITING {
+                    f.woken.set(false);
+                    f.deadline.set(None);
+                }
+                status
+            }))
+        })?,
+    )?;
+    p.set(
+        "wakeup",
+        lua.create_function(|_, id: u64| {
+            if let Some(f) = SCHEDULER.with(|s| s.find(id)) {
+                f.wakeup();
+            }
+            Ok(())
+        })?,
+    )?;
+    p.set(
+        "is_cancelled",
+        lua.create_function(|_, ()| Ok(SCHEDULER.with(|s| s.current.borrow().cancelled.get())))?,
+    )?;
+    p.set(
+        "raise_cancelled",
+        lua.create_function(|_, ()| -> LuaResult<()> { Err(errors::fiber_is_cancelled()) })?,
+    )?;
+    Ok(p)
 }
 
 /// True once the fiber's function has returned or raised.
@@ -778,4 +917,17 @@ pub async fn wait_finished(f: &Rc<Fiber>) {
         return;
     }
     notified.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_clamp_bad_values_to_zero() {
+        assert_eq!(duration_from_secs(-1.0), Duration::ZERO);
+        assert_eq!(duration_from_secs(f64::NAN), Duration::ZERO);
+        assert_eq!(duration_from_secs(0.5), Duration::from_millis(500));
+        assert_eq!(duration_from_secs(1e300), Duration::from_secs(1_000_000_000));
+    }
 }

@@ -6,8 +6,6 @@
 //! `os.exit` or SIGINT/SIGTERM; otherwise exit 0.
 
 pub mod cdata;
-pub mod channel;
-pub mod cond;
 pub mod console;
 pub mod errors;
 pub mod fiber;
@@ -98,13 +96,11 @@ async fn main_fiber(opts: Options) -> LuaResult<i32> {
     lua_opts.set("args", lua.create_sequence_from(opts.args.iter().map(String::as_str))?)?;
     lua_opts.set("eval", lua.create_sequence_from(opts.eval.iter().map(String::as_str))?)?;
     lua_opts.set("interactive", opts.interactive)?;
-    if opts.interactive {
-        if console::is_tty() {
-            output::stderr(&format!(
-                "node {} (Tarantool 2.6 Lua API)\ntype 'help' for interactive help\n",
-                env!("CARGO_PKG_VERSION")
-            ));
-        }
+    if opts.interactive && console::is_tty() {
+        output::stderr(&format!(
+            "node {} (Tarantool 2.6 Lua API)\ntype 'help' for interactive help\n",
+            env!("CARGO_PKG_VERSION")
+        ));
     }
     let console_start = lua.create_async_function(|lua, ()| async move { console::run(&lua).await })?;
     let main: LuaFunction = lua.load(MAIN_LUA).set_name("=main").call((lua_opts, console_start))?;

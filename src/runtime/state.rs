@@ -47,6 +47,7 @@ pub fn new_lua(args: &ScriptArgs) -> LuaResult<Lua> {
         write,
         lua.create_function(exit)?,
         LuaValue::LightUserData(Lua::poll_pending()),
+        super::fiber::yield_marker(&lua)?,
     ))?;
 
     let arg = lua.create_table()?;

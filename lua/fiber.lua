@@ -1,0 +1,288 @@
+-- The Lua half of the fiber module: sleep, yield, channels and conds.
+--
+-- They are Lua because a switch between fibers must be cheap. A fiber parks by yielding
+-- mlua's "poll pending" marker to its driver, which leaves its tokio task asleep until
+-- `wakeup` (or a cancel, or the park deadline) calls the task's waker. Messages and waiter
+-- records stay in Lua tables, so nothing crosses into Rust but a few tiny calls.
+-- Semantics and error texts are Tarantool 2.6's (fiber.c, fiber_channel.c, fiber_cond.c).
+local M, P, PENDING, YIELD = ...
+
+local co_yield = coroutine.yield
+local self_id, now, wakeup = P.self_id, P.now, P.wakeup
+local park_prepare, park_status = P.park_prepare, P.park_status
+local is_cancelled, raise_cancelled = P.is_cancelled, P.raise_cancelled
+local type, select, error, setmetatable, getmetatable = type, select, error, setmetatable, getmetatable
+local tonumber, huge = tonumber, math.huge
+
+local WOKEN, TIMEOUT, CANCELLED, WAITING = 0, 1, 2, 3
+
+-- Waits for a wakeup, the deadline (monotonic seconds, or nil for none) or a cancel and
+-- says which came first. Resumptions that are none of these (a task polled spuriously)
+-- park again.
+local function park(deadline)
+    park_prepare(deadline)
+    while true do
+        co_yield(PENDING)
+        local status = park_status()
+        if status ~= WAITING then return status end
+    end
+end
+
+local function deadline_of(timeout)
+    if timeout == nil or timeout == huge then return nil end
+    return now() + (timeout > 0 and timeout or 0)
+end
+
+function M.yield()
+    co_yield(YIELD)
+    if is_cancelled() then raise_cancelled() end
+end
+local fiber_yield = M.yield
+
+function M.sleep(delay)
+    local t = tonumber(delay)
+    if t == nil then
+        error('fiber.sleep(delay): bad arguments', 0)
+    end
+    if not (t > 0) then
+        return fiber_yield()
+    end
+    -- A wakeup() ends the sleep early, as in Tarantool.
+    if park(now() + t) == CANCELLED then raise_cancelled() end
+end
+
+-- ===== Waiter queues =====
+-- FIFO queues with lazy removal: a waiter that gives up (timeout, cancel) is marked dead
+-- and skipped when it reaches the front, so giving up is O(1).
+
+local function queue_new()
+    return { first = 1, last = 0, live = 0 }
+end
+
+local function queue_push(q, w)
+    local last = q.last + 1
+    q.last = last
+    q[last] = w
+    q.live = q.live + 1
+end
+
+local function queue_pop(q)
+    local first = q.first
+    while first <= q.last do
+        local w = q[first]
+        q[first] = nil
+        first = first + 1
+        if not w.dead then
+            q.first = first
+            q.live = q.live - 1
+            return w
+        end
+    end
+    q.first, q.last = 1, 0
+    return nil
+end
+
+local function queue_drop(q, w)
+    if not w.dead then
+        w.dead = true
+        q.live = q.live - 1
+    end
+end
+
+-- ===== fiber.channel =====
+
+local Channel = {}
+Channel.__index = Channel
+Channel.__tostring = function(ch) return 'channel: ' .. ch.n_ end
+
+local PUT_USAGE = 'usage: channel:put(var [, timeout])'
+local GET_USAGE = 'usage: channel:get([timeout])'
+
+local function check_timeout(timeout, usage)
+    if timeout ~= nil and type(timeout) ~= 'number' then error(usage, 0) end
+    return timeout
+end
+
+-- Buffered messages: a ring over a table with head/tail counters, so nil is a message too.
+local function buffer_push(ch, v)
+    local tail = ch.tail + 1
+    ch.tail = tail
+    ch.buf[tail] = v
+    ch.n_ = ch.n_ + 1
+end
+
+local function buffer_pop(ch)
+    local head = ch.head
+    local v = ch.buf[head]
+    ch.buf[head] = nil
+    ch.head = head + 1
+    ch.n_ = ch.n_ - 1
+    return v
+end
+
+function M.channel(size)
+    if size == nil then
+        size = 0
+    elseif type(size) ~= 'number' then
+        error('fiber.channel(size): bad arguments', 0)
+    elseif size < 0 then
+        error('fiber.channel(size): negative size', 0)
+    end
+    return setmetatable({
+        size_ = math.floor(size), n_ = 0, head = 1, tail = 0, buf = {},
+        closed = false, readers = queue_new(), writers = queue_new(),
+    }, Channel)
+end
+
+function Channel.put(ch, ...)
+    if getmetatable(ch) ~= Channel or select('#', ...) == 0 then error(PUT_USAGE, 0) end
+    local value, timeout = ...
+    check_timeout(timeout, PUT_USAGE)
+    if is_cancelled() then raise_cancelled() end
+    if ch.closed then return false end
+    local reader = queue_pop(ch.readers)
+    if reader ~= nil then
+        reader.value, reader.done = value, true
+        wakeup(reader.fid)
+        return true
+    end
+    if ch.n_ < ch.size_ then
+        buffer_push(ch, value)
+        return true
+    end
+    if timeout ~= nil and timeout <= 0 then return false end
+    local w = { fid = self_id(), value = value, done = false, dead = false }
+    queue_push(ch.writers, w)
+    local deadline = deadline_of(timeout)
+    while not w.done and not ch.closed do
+        local status = park(deadline)
+        if w.done then break end
+        if status == CANCELLED then
+            queue_drop(ch.writers, w)
+            raise_cancelled()
+        elseif status == TIMEOUT then
+            break
+        end
+    end
+    if not w.done then
+        queue_drop(ch.writers, w)
+        return false
+    end
+    return true
+end
+
+function Channel.get(ch, timeout)
+    if getmetatable(ch) ~= Channel then error(GET_USAGE, 0) end
+    check_timeout(timeout, GET_USAGE)
+    if is_cancelled() then raise_cancelled() end
+    if ch.closed then return nil end
+    if ch.n_ > 0 then
+        local v = buffer_pop(ch)
+        -- A writer that waited for room moves its message in.
+        local writer = queue_pop(ch.writers)
+        if writer ~= nil then
+            buffer_push(ch, writer.value)
+            writer.value, writer.done = nil, true
+            wakeup(writer.fid)
+        end
+        return v
+    end
+    local writer = queue_pop(ch.writers)
+    if writer ~= nil then
+        -- Rendezvous: take the message straight from the waiting writer.
+        local v = writer.value
+        writer.value, writer.done = nil, true
+        wakeup(writer.fid)
+        return v
+    end
+    if timeout ~= nil and timeout <= 0 then return nil end
+    local r = { fid = self_id(), done = false, dead = false }
+    queue_push(ch.readers, r)
+    local deadline = deadline_of(timeout)
+    while not r.done and not ch.closed do
+        local status = park(deadline)
+        if r.done then break end
+        if status == CANCELLED then
+            queue_drop(ch.readers, r)
+            raise_cancelled()
+        elseif status == TIMEOUT then
+            break
+        end
+    end
+    if not r.done then
+        queue_drop(ch.readers, r)
+        return nil
+    end
+    return r.value
+end
+
+function Channel.close(ch)
+    if ch.closed then return end
+    ch.closed = true
+    ch.buf, ch.head, ch.tail, ch.n_ = {}, 1, 0, 0
+    for _, q in ipairs({ ch.readers, ch.writers }) do
+        local w = queue_pop(q)
+        while w ~= nil do
+            wakeup(w.fid)
+            w = queue_pop(q)
+        end
+    end
+end
+
+function Channel.is_closed(ch) return ch.closed end
+function Channel.count(ch) return ch.n_ end
+function Channel.size(ch) return ch.size_ end
+function Channel.is_full(ch) return ch.n_ >= ch.size_ end
+function Channel.is_empty(ch) return ch.n_ == 0 end
+function Channel.has_readers(ch) return ch.readers.live > 0 end
+function Channel.has_writers(ch) return ch.writers.live > 0 end
+
+-- ===== fiber.cond =====
+
+local Cond = {}
+Cond.__index = Cond
+Cond.__tostring = function() return 'cond' end
+
+local WAIT_USAGE = 'usage: cond:wait([timeout])'
+
+function M.cond()
+    return setmetatable({ waiters = queue_new() }, Cond)
+end
+
+function Cond.wait(cond, timeout)
+    if getmetatable(cond) ~= Cond then error(WAIT_USAGE, 0) end
+    check_timeout(timeout, WAIT_USAGE)
+    if is_cancelled() then raise_cancelled() end
+    local w = { fid = self_id(), done = false, dead = false }
+    queue_push(cond.waiters, w)
+    local deadline = deadline_of(timeout)
+    while not w.done do
+        local status = park(deadline)
+        if w.done then break end
+        if status == CANCELLED then
+            queue_drop(cond.waiters, w)
+            raise_cancelled()
+        elseif status == TIMEOUT then
+            queue_drop(cond.waiters, w)
+            return false
+        end
+    end
+    return true
+end
+
+function Cond.signal(cond)
+    local w = queue_pop(cond.waiters)
+    if w ~= nil then
+        w.done = true
+        wakeup(w.fid)
+    end
+end
+
+function Cond.broadcast(cond)
+    local w = queue_pop(cond.waiters)
+    while w ~= nil do
+        w.done = true
+        wakeup(w.fid)
+        w = queue_pop(cond.waiters)
+    end
+end

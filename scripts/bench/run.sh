@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs a benchmark script on real Tarantool (the baseline) and on node in one invocation
+# and prints a table with node/tarantool ratios. For rates a ratio >= 1.0 means node is as
+# fast or faster; for sizes (bytes) the ratio is node/tarantool, lower is better.
+#   bash scripts/bench/run.sh [scripts/bench/fibers.lua]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+script=${1:-scripts/bench/fibers.lua}
+if ! command -v tarantool >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq tarantool >/dev/null
+fi
+cargo build --release -q
+node_out=$(mktemp); tt_out=$(mktemp)
+trap 'rm -f "$node_out" "$tt_out"' EXIT
+tarantool "$script" >"$tt_out" 2>/dev/null
+./target/release/node "$script" >"$node_out" 2>/dev/null
+printf '%-28s %16s %16s %8s  %s\n' metric tarantool node ratio unit
+join -t $'\t' <(awk -F'\t' '{print NR"\t"$0}' "$tt_out" | sort -t $'\t' -k1,1) \
+              <(awk -F'\t' '{print NR"\t"$0}' "$node_out" | sort -t $'\t' -k1,1) |
+    sort -n | awk -F'\t' '{ r = ($3 > 0) ? $6 / $3 : 0; printf "%-28s %16.1f %16.1f %8.2f  %s\n", $2, $3, $6, r, $4 }'
