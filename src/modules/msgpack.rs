@@ -105,9 +105,48 @@ fn to_lua(lua: &Lua, v: rmpv::Value, cfg: &Cfg) -> LuaResult<LuaValue> {
     })
 }
 
+/// Finds a 0xc1 byte in value position, which rmpv would read as nil but Tarantool
+/// rejects; returns where the value at `pos` ends, or `Err(true)` for such a byte.
+fn find_reserved(data: &[u8], pos: usize) -> Result<usize, bool> {
+    use rmp::Marker;
+    let byte = |at: usize| data.get(at).copied().ok_or(false);
+    let be = |at: usize, n: usize| -> Result<usize, bool> {
+        let bytes = data.get(at..at + n).ok_or(false)?;
+        Ok(bytes.iter().fold(0usize, |acc, &b| (acc << 8) | b as usize))
+    };
+    let marker = Marker::from_u8(byte(pos)?);
+    let p = pos + 1;
+    let skip_items = |mut at: usize, count: usize| -> Result<usize, bool> {
+        for _ in 0..count {
+            at = find_reserved(data, at)?;
+        }
+        Ok(at)
+    };
+    Ok(match marker {
+        Marker::Reserved => return Err(true),
+        Marker::FixArray(n) => skip_items(p, n as usize)?,
+        Marker::Array16 => skip_items(p + 2, be(p, 2)?)?,
+        Marker::Array32 => skip_items(p + 4, be(p, 4)?)?,
+        Marker::FixMap(n) => skip_items(p, 2 * n as usize)?,
+        Marker::Map16 => skip_items(p + 2, 2 * be(p, 2)?)?,
+        Marker::Map32 => skip_items(p + 4, 2 * be(p, 4)?)?,
+        // Scalars are checked by rmpv; only their length matters here.
+        _ => {
+            let mut rest = data.get(pos..).ok_or(false)?;
+            let before = rest.len();
+            rmpv::decode::read_value(&mut rest).map_err(|_| false)?;
+            pos + before - rest.len()
+        }
+    })
+}
+
 /// Decodes one value at byte `start`; returns it and the number of bytes it took.
 pub fn decode_at(lua: &Lua, data: &[u8], start: usize, cfg: &Cfg) -> LuaResult<(LuaValue, usize)> {
     let invalid = || LuaError::runtime("msgpack.decode: invalid MsgPack");
+    if find_reserved(data, start) == Err(true) {
+        // Tarantool's decoder takes 0xc1 for an extension of type 0.
+        return Err(LuaError::runtime("Unsuported MsgPack extension type: 0"));
+    }
     let mut rest = data.get(start..).ok_or_else(invalid)?;
     let before = rest.len();
     let value = rmpv::decode::read_value(&mut rest).map_err(|_| invalid())?;
