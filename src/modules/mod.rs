@@ -3,7 +3,10 @@
 //! Each module is built on first `require` (through `package.preload`), so a script pays
 //! only for what it uses. A module written in Lua lives in `lua/` and is embedded.
 
+pub mod json;
 pub mod log;
+pub mod msgpack;
+pub mod yaml;
 
 use mlua::prelude::*;
 
@@ -14,6 +17,9 @@ const RUST_MODULES: &[(&str, Loader)] = &[
     ("fiber", crate::runtime::fiber::module),
     ("log", log::module),
     ("console", crate::runtime::console::module),
+    ("json", json::module),
+    ("yaml", yaml::module),
+    ("msgpack", msgpack::module),
 ];
 
 /// Modules implemented in Lua: (name, source).

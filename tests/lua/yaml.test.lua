@@ -1,0 +1,35 @@
+local tap = require('tap')
+local yaml = require('yaml')
+local test = tap.test('yaml')
+test:plan(22)
+
+local function err(f, ...)
+    local ok, e = pcall(f, ...)
+    return not ok and tostring(e) or 'no error'
+end
+
+test:is(yaml.encode(1), '--- 1\n...\n', 'scalar document')
+test:is(yaml.encode({}), '--- []\n...\n', 'empty table')
+test:is(yaml.encode({a = {1, 2}}), '---\na:\n- 1\n- 2\n...\n', 'indentless list under a key')
+test:is(yaml.encode({{1}, {}}), '---\n- - 1\n- []\n...\n', 'nested lists')
+test:is(yaml.encode('yes'), "--- 'yes'\n...\n", 'boolean-like strings are quoted')
+test:is(yaml.encode('123'), "--- '123'\n...\n", 'number-like strings are quoted')
+test:is(yaml.encode(''), '---\n...\n', 'empty string')
+test:is(yaml.encode('multi\nline'), "--- 'multi\n\n  line'\n...\n", 'multi-line string')
+test:is(yaml.encode('a\n\nb'), '--- |-\n  a\n\n  b\n...\n', 'literal block')
+test:is(yaml.encode('tab\there'), '--- "tab\\there"\n...\n', 'double quotes for control characters')
+test:is(yaml.encode(setmetatable({1, 'a'}, {__serialize = 'seq'})), "--- [1, 'a']\n...\n", 'flow sequence')
+test:is(yaml.encode(0 / 0), '--- -nan\n...\n', 'nan')
+local t = {1}
+test:is(yaml.encode({t, t}), '---\n- &0\n  - 1\n- *0\n...\n', 'shared tables become anchors')
+test:is(err(yaml.encode), 'Usage: encode(object, {tag_prefix = <string>, tag_handle = <string>})', 'encode usage')
+test:is(err(yaml.encode, print), "unsupported Lua type 'function'", 'functions are refused')
+test:is(err(yaml.encode, setmetatable({}, {__serialize = 'bad'})), 'invalid __serialize value', 'bad __serialize')
+
+test:is_deeply(yaml.decode('a: [1, 2]\nb: x'), {a = {1, 2}, b = 'x'}, 'decode a map')
+test:is(yaml.decode('yes'), true, 'yes is true')
+test:is(yaml.decode('Yes'), 'Yes', 'Yes is a string')
+test:is(yaml.decode('~'), yaml.NULL, '~ is NULL')
+test:is(select('#', yaml.decode('')), 0, 'no document, no value')
+test:is(err(yaml.decode), 'Usage: yaml.decode(document, [{tag_only = boolean}])', 'decode usage')
+os.exit(test:check() and 0 or 1)
