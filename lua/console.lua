@@ -1,7 +1,7 @@
 -- The console's read-eval-print loop, as Tarantool's console.lua behaves: an expression is
 -- tried as `return <line>` first, a chunk that is only incomplete makes the console read
 -- more lines, and every evaluation prints one YAML document.
-local read, write, format = ...
+local read, write, format, NULL = ...
 
 local load, pcall, select, type = load, pcall, select, type
 
@@ -33,7 +33,10 @@ local function eval(text)
     end
     local result = pack(pcall(fn))
     if not result[1] then
-        return format(pack({ error = result[2] }))
+        -- `error()` raises nil; Tarantool prints it as `- error: null`.
+        local err = result[2]
+        if err == nil then err = NULL end
+        return format(pack({ error = err }))
     end
     return format({ n = result.n - 1, select(2, unpack(result, 1, result.n)) })
 end

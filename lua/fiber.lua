@@ -7,8 +7,8 @@
 -- Semantics and error texts are Tarantool 2.6's (fiber.c, fiber_channel.c, fiber_cond.c).
 local M, P, PENDING, YIELD = ...
 
-local co_yield = coroutine.yield
-local self_id, now, wakeup = P.self_id, P.now, P.wakeup
+local co_yield, co_running = coroutine.yield, coroutine.running
+local self_id, now, wakeup, fids = P.self_id, P.now, P.wakeup, P.fids
 local park_prepare, park_status = P.park_prepare, P.park_status
 local is_cancelled, raise_cancelled = P.is_cancelled, P.raise_cancelled
 local type, select, error, setmetatable, getmetatable = type, select, error, setmetatable, getmetatable
@@ -16,16 +16,35 @@ local tonumber, huge = tonumber, math.huge
 
 local WOKEN, TIMEOUT, CANCELLED, WAITING = 0, 1, 2, 3
 
--- Waits for a wakeup, the deadline (monotonic seconds, or nil for none) or a cancel and
--- says which came first. Resumptions that are none of these (a task polled spuriously)
--- park again.
-local function park(deadline)
-    park_prepare(deadline)
+-- The running fiber's id: the trampoline maps each fiber's coroutine to it, and code in a
+-- plain coroutine inside a fiber asks Rust.
+local function my_fid()
+    return fids[co_running()] or self_id()
+end
+
+-- Waits, after `prepare`, for a wakeup, the deadline or a cancel, and says which came
+-- first. The driver resumes a parked fiber with that outcome (nil when the resume came
+-- through a path that does not carry it: then ask). Spurious resumptions park again.
+local function wait_parked()
     while true do
-        co_yield(PENDING)
-        local status = park_status()
+        local status = co_yield(PENDING)
+        if status == nil then status = park_status() end
         if status ~= WAITING then return status end
     end
+end
+
+-- Registers the park: a deadline (monotonic seconds) is armed in Rust; without one only
+-- the fiber id is needed. Returns the id for the waiter record.
+local function prepare(deadline)
+    -- A fiber cancelled earlier would never be woken again: raise before parking.
+    if is_cancelled() then raise_cancelled() end
+    if deadline ~= nil then return park_prepare(deadline) end
+    return my_fid()
+end
+
+local function park(deadline)
+    prepare(deadline)
+    return wait_parked()
 end
 
 local function deadline_of(timeout)
@@ -34,8 +53,8 @@ local function deadline_of(timeout)
 end
 
 function M.yield()
-    co_yield(YIELD)
-    if is_cancelled() then raise_cancelled() end
+    local status = co_yield(YIELD)
+    if status == CANCELLED or (status == nil and is_cancelled()) then raise_cancelled() end
 end
 local fiber_yield = M.yield
 
@@ -138,7 +157,6 @@ function Channel.put(ch, ...)
     if getmetatable(ch) ~= Channel or select('#', ...) == 0 then error(PUT_USAGE, 0) end
     local value, timeout = ...
     check_timeout(timeout, PUT_USAGE)
-    if is_cancelled() then raise_cancelled() end
     if ch.closed then return false end
     local reader = queue_pop(ch.readers)
     if reader ~= nil then
@@ -151,11 +169,11 @@ function Channel.put(ch, ...)
         return true
     end
     if timeout ~= nil and timeout <= 0 then return false end
-    local w = { fid = self_id(), value = value, done = false, dead = false }
-    queue_push(ch.writers, w)
     local deadline = deadline_of(timeout)
+    local w = { fid = prepare(deadline), value = value, done = false, dead = false }
+    queue_push(ch.writers, w)
     while not w.done and not ch.closed do
-        local status = park(deadline)
+        local status = wait_parked()
         if w.done then break end
         if status == CANCELLED then
             queue_drop(ch.writers, w)
@@ -174,7 +192,6 @@ end
 function Channel.get(ch, timeout)
     if getmetatable(ch) ~= Channel then error(GET_USAGE, 0) end
     check_timeout(timeout, GET_USAGE)
-    if is_cancelled() then raise_cancelled() end
     if ch.closed then return nil end
     if ch.n_ > 0 then
         local v = buffer_pop(ch)
@@ -196,11 +213,11 @@ function Channel.get(ch, timeout)
         return v
     end
     if timeout ~= nil and timeout <= 0 then return nil end
-    local r = { fid = self_id(), done = false, dead = false }
-    queue_push(ch.readers, r)
     local deadline = deadline_of(timeout)
+    local r = { fid = prepare(deadline), done = false, dead = false }
+    queue_push(ch.readers, r)
     while not r.done and not ch.closed do
-        local status = park(deadline)
+        local status = wait_parked()
         if r.done then break end
         if status == CANCELLED then
             queue_drop(ch.readers, r)
@@ -252,12 +269,11 @@ end
 function Cond.wait(cond, timeout)
     if getmetatable(cond) ~= Cond then error(WAIT_USAGE, 0) end
     check_timeout(timeout, WAIT_USAGE)
-    if is_cancelled() then raise_cancelled() end
-    local w = { fid = self_id(), done = false, dead = false }
-    queue_push(cond.waiters, w)
     local deadline = deadline_of(timeout)
+    local w = { fid = prepare(deadline), done = false, dead = false }
+    queue_push(cond.waiters, w)
     while not w.done do
-        local status = park(deadline)
+        local status = wait_parked()
         if w.done then break end
         if status == CANCELLED then
             queue_drop(cond.waiters, w)

@@ -35,8 +35,8 @@ local function step(co, ok, ...)
     if ok and select('#', ...) == 1 then
         local v = ...
         if v == pending or v == yield_marker then
-            co_yield(v)
-            return step(co, co_resume(co))
+            -- What the driver resumes us with (a park outcome) goes on down.
+            return step(co, co_resume(co, co_yield(v)))
         end
     end
     return fix(ok, ...)

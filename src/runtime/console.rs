@@ -285,7 +285,10 @@ fn console_table(lua: &Lua) -> LuaResult<LuaTable> {
             Ok(())
         })?;
         let format = lua.create_function(|lua, values: LuaTable| crate::serialize::console_format(lua, values))?;
-        let t: LuaTable = lua.load(CONSOLE_LUA).set_name("=console").call((read, write, format))?;
+        let t: LuaTable =
+            lua.load(CONSOLE_LUA)
+                .set_name("=console")
+                .call((read, write, format, super::cdata::null(lua)?))?;
         lua.set_named_registry_value("node.console", t.clone())?;
         Ok(t)
     })

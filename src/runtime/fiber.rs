@@ -70,6 +70,8 @@ pub struct Fiber {
     woken: Cell<bool>,
     /// When a Lua-level park times out; the fiber's driver arms a timer for it.
     deadline: Cell<Option<Instant>>,
+    /// Replaces the error log line (the main script exits instead).
+    on_error: RefCell<Option<OnError>>,
 }
 
 impl Fiber {
@@ -88,6 +90,7 @@ impl Fiber {
             waker: RefCell::new(Waker::noop().clone()),
             woken: Cell::new(false),
             deadline: Cell::new(None),
+            on_error: RefCell::new(None),
         }
     }
 
@@ -281,41 +284,71 @@ pub async fn yield_now() {
 
 // ===== Spawning =====
 
-/// Lua glue run at the bottom of every fiber: it catches the error with its traceback, so
-/// that an error value (a string, a table, a box.error) reaches Rust intact.
+/// Lua glue at the bottom of every fiber's coroutine. It runs a fiber's function under
+/// xpcall, so that an error value (a string, a table, a box.error) reaches Rust intact with
+/// its traceback, then hands the results to Rust and parks the coroutine in the pool, from
+/// which the next fiber takes it (Tarantool recycles its fibers the same way). Reusing
+/// coroutines saves a `lua_newthread`, a registry slot and garbage per fiber.
 const TRAMPOLINE_LUA: &str = r#"
-local convert, traceback = ...
-local raw_xpcall, type = xpcall, type
+local convert, traceback, finish, fids, PENDING = ...
+local raw_xpcall, type, co_running, co_yield = xpcall, type, coroutine.running, coroutine.yield
 local last_traceback
 local function handler(e)
     if type(e) == 'userdata' then e = convert(e) end
     last_traceback = traceback('', 2)
     return e
 end
-local function finish(ok, ...)
-    if ok then return true, ... end
+local function done(co, ok, ...)
+    fids[co] = nil
+    if ok then return finish(true, ...) end
     local tb = last_traceback
     last_traceback = nil
-    return false, (...), tb
+    return finish(false, (...), tb)
 end
-return function(fn, ...)
-    return finish(raw_xpcall(fn, handler, ...))
+local body
+body = function(fid, fn, ...)
+    local co = co_running()
+    fids[co] = fid
+    done(co, raw_xpcall(fn, handler, ...))
+    return body(co_yield(PENDING))
 end
+return body
 "#;
 
-struct Trampoline(LuaRegistryKey);
+/// Coroutines kept for reuse; past this many, finished coroutines are left to the GC.
+const POOL_MAX: usize = 4096;
 
-fn trampoline(lua: &Lua) -> LuaResult<LuaFunction> {
-    if let Some(t) = lua.app_data_ref::<Trampoline>() {
-        return lua.registry_value(&t.0);
+struct FiberLua {
+    trampoline: LuaRegistryKey,
+    /// Coroutines parked in the trampoline, waiting for their next fiber.
+    pool: RefCell<Vec<LuaRegistryKey>>,
+    /// Lua table: coroutine -> fiber id, for the fast paths of lua/fiber.lua.
+    fids: LuaRegistryKey,
+}
+
+fn fiber_lua(lua: &Lua) -> LuaResult<mlua::AppDataRef<'_, FiberLua>> {
+    if lua.app_data_ref::<FiberLua>().is_none() {
+        let traceback: LuaFunction = lua.load("return debug.traceback").eval()?;
+        let fids = lua.create_table()?;
+        let finish = lua.create_function(|lua, values: LuaMultiValue| {
+            finish(lua, &current(lua), values);
+            Ok(())
+        })?;
+        let f: LuaFunction = lua.load(TRAMPOLINE_LUA).set_name("=fiber").call((
+            errors::converter(lua)?,
+            traceback,
+            finish,
+            fids.clone(),
+            LuaValue::LightUserData(Lua::poll_pending()),
+        ))?;
+        lua.set_app_data(FiberLua {
+            trampoline: lua.create_registry_value(f)?,
+            pool: RefCell::new(Vec::new()),
+            fids: lua.create_registry_value(fids)?,
+        });
     }
-    let traceback: LuaFunction = lua.load("return debug.traceback").eval()?;
-    let f: LuaFunction = lua
-        .load(TRAMPOLINE_LUA)
-        .set_name("=fiber")
-        .call((errors::converter(lua)?, traceback))?;
-    lua.set_app_data(Trampoline(lua.create_registry_value(f.clone())?));
-    Ok(f)
+    lua.app_data_ref::<FiberLua>()
+        .ok_or_else(|| LuaError::runtime("fiber runtime is not installed"))
 }
 
 /// How a fiber should start.
@@ -348,18 +381,28 @@ pub fn spawn_with(
     let id = sched.next_id.get();
     sched.next_id.set(id + 1);
     let fiber = Rc::new(Fiber::new(id, name.to_string()));
+    *fiber.on_error.borrow_mut() = on_error;
 
-    let thread = lua.create_thread(trampoline(lua)?)?;
-    let mut call_args = LuaMultiValue::new();
+    let key = {
+        let fl = fiber_lua(lua)?;
+        let pooled = fl.pool.borrow_mut().pop();
+        match pooled {
+            Some(key) => key,
+            None => lua.create_registry_value(lua.create_thread(lua.registry_value(&fl.trampoline)?)?)?,
+        }
+    };
+    let thread: LuaThread = lua.registry_value(&key)?;
+    let mut call_args = LuaMultiValue::with_capacity(args.len() + 2);
+    call_args.push_back(LuaValue::Integer(id as i64));
     call_args.push_back(LuaValue::Function(func));
     call_args.extend(args);
-    // Pushes the arguments onto the new coroutine; with recycle off, dropping the
-    // AsyncThread leaves the coroutine as it is.
-    drop(thread.clone().into_async::<LuaMultiValue>(call_args)?);
-    let key = lua.create_registry_value(thread)?;
+    // For a new coroutine these are the trampoline's arguments; for a pooled one they are
+    // what its pending `coroutine.yield` returns. With recycle off, dropping the AsyncThread
+    // leaves the coroutine as it is.
+    drop(thread.into_async::<()>(call_args)?);
     sched.fibers.borrow_mut().insert(id, fiber.clone());
 
-    let mut driver = Box::pin(drive(lua.clone(), fiber.clone(), key, on_error));
+    let mut driver = Box::pin(drive(lua.clone(), fiber.clone(), key));
     if start == Start::Eager {
         let mut cx = Context::from_waker(Waker::noop());
         if driver.as_mut().poll(&mut cx).is_ready() {
@@ -370,27 +413,60 @@ pub fn spawn_with(
     Ok(fiber)
 }
 
-async fn drive(lua: Lua, fiber: Rc<Fiber>, key: LuaRegistryKey, on_error: Option<OnError>) {
+/// What a resumed fiber is told about its Lua-level park (see `park` in lua/fiber.lua).
+fn park_outcome(fiber: &Fiber) -> u8 {
+    let status = if fiber.cancelled.get() {
+        PARK_CANCELLED
+    } else if fiber.woken.get() {
+        PARK_WOKEN
+    } else if fiber.deadline.get().is_some_and(|d| d <= Instant::now()) {
+        PARK_TIMEOUT
+    } else {
+        PARK_WAITING
+    };
+    if status != PARK_WAITING {
+        fiber.woken.set(false);
+        fiber.deadline.set(None);
+    }
+    status
+}
+
+async fn drive(lua: Lua, fiber: Rc<Fiber>, key: LuaRegistryKey) {
     let sched = scheduler(&lua);
     let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    let mut started = false;
     let outcome = std::future::poll_fn(|cx| loop {
         if !fiber.waker.borrow().will_wake(cx.waker()) {
             *fiber.waker.borrow_mut() = cx.waker().clone();
         }
         let prev = sched.enter(&fiber);
         let polled = match lua.registry_value::<LuaThread>(&key) {
-            Ok(thread) => match thread.into_async::<LuaMultiValue>(()) {
-                Ok(mut running) => Pin::new(&mut running).poll(cx),
-                Err(e) => Poll::Ready(Err(e)),
-            },
+            Ok(thread) => {
+                // The first resume passes the arguments pushed at spawn; later ones pass the
+                // park outcome, which the pending `coroutine.yield` returns.
+                let running = if started {
+                    thread.into_async::<()>(park_outcome(&fiber))
+                } else {
+                    thread.into_async::<()>(())
+                };
+                started = true;
+                match running {
+                    Ok(mut running) => Pin::new(&mut running).poll(cx),
+                    Err(e) => Poll::Ready(Err(e)),
+                }
+            }
             Err(e) => Poll::Ready(Err(e)),
         };
         sched.leave(&fiber, prev);
         if polled.is_ready() {
             return polled;
         }
+        if fiber.is_dead() {
+            // The trampoline finished the fiber and parked the coroutine for reuse.
+            return Poll::Ready(Ok(()));
+        }
         // A Lua-level park with a deadline: the timer wakes the task, and the fiber, when
-        // resumed, sees that its deadline passed.
+        // resumed, is told that its deadline passed.
         match fiber.deadline.get() {
             None => timer = None,
             Some(deadline) => {
@@ -407,31 +483,43 @@ async fn drive(lua: Lua, fiber: Rc<Fiber>, key: LuaRegistryKey, on_error: Option
         return Poll::Pending;
     })
     .await;
-    let _ = lua.remove_registry_value(key);
-    finish(&lua, &sched, &fiber, outcome, on_error);
-}
-
-fn finish(
-    lua: &Lua,
-    sched: &Scheduler,
-    fiber: &Rc<Fiber>,
-    outcome: LuaResult<LuaMultiValue>,
-    on_error: Option<OnError>,
-) {
-    fiber.state.set(FiberState::Dead);
-    let mut values = match outcome {
-        Ok(values) => values,
+    match outcome {
+        Ok(()) if fiber.is_dead() => {
+            if let Ok(fl) = fiber_lua(&lua) {
+                let mut pool = fl.pool.borrow_mut();
+                if pool.len() < POOL_MAX {
+                    pool.push(key);
+                    return;
+                }
+            }
+            let _ = lua.remove_registry_value(key);
+        }
+        Ok(()) => {
+            // The trampoline itself returned: cannot happen, it loops forever.
+            let _ = lua.remove_registry_value(key);
+        }
         Err(e) => {
             // The trampoline catches Lua errors, so this is an error of mlua itself.
-            let mut v = LuaMultiValue::new();
-            v.push_back(LuaValue::Boolean(false));
-            v.push_back(LuaValue::String(
-                lua.create_string(errors::message(&e))
-                    .unwrap_or_else(|_| lua.create_string("error").expect("small string")),
-            ));
-            v
+            let _ = lua.remove_registry_value(key);
+            let mut values = LuaMultiValue::new();
+            values.push_back(LuaValue::Boolean(false));
+            values.push_back(LuaValue::String(lua.create_string(errors::message(&e)).unwrap_or_else(
+                |_| {
+                    lua.create_string("fiber failed")
+                        .unwrap_or_else(|_| unreachable!("small strings can be created"))
+                },
+            )));
+            if !fiber.is_dead() {
+                finish(&lua, &fiber, values);
+            }
         }
-    };
+    }
+}
+
+/// Ends a fiber: `values` are `true, results...` or `false, error, traceback`.
+fn finish(lua: &Lua, fiber: &Rc<Fiber>, mut values: LuaMultiValue) {
+    let sched = scheduler(lua);
+    fiber.state.set(FiberState::Dead);
     let ok = matches!(values.front(), Some(LuaValue::Boolean(true)));
     if !ok {
         let err = values.get(1).cloned().unwrap_or(LuaValue::Nil);
@@ -439,7 +527,7 @@ fn finish(
             Some(LuaValue::String(s)) => Some(s.to_string_lossy()),
             _ => None,
         };
-        match &on_error {
+        match &*fiber.on_error.borrow() {
             Some(handler) => handler(lua, fiber, err.clone(), traceback),
             None => {
                 if !errors::is_fiber_cancelled(lua, &err) {
@@ -458,10 +546,10 @@ fn finish(
     } else {
         sched.fibers.borrow_mut().remove(&fiber.id);
     }
-    fiber.join_notify.notify_waiters();
     if let Some(key) = fiber.storage.borrow_mut().take() {
         let _ = lua.remove_registry_value(key);
     }
+    fiber.join_notify.notify_waiters();
 }
 
 fn pack(lua: &Lua, values: LuaMultiValue) -> LuaResult<LuaTable> {
@@ -474,16 +562,30 @@ fn pack(lua: &Lua, values: LuaMultiValue) -> LuaResult<LuaTable> {
     Ok(t)
 }
 
+/// Tarantool's line for an error that ends a fiber; internal frames are left out of the
+/// traceback, which ends at the fiber's own function.
 fn log_fiber_error(lua: &Lua, fiber: &Fiber, err: &LuaValue, traceback: Option<&str>) {
     let mut text = format!("LuajitError: {}", errors::describe(lua, err));
-    if let Some(tb) = traceback {
-        let tb = tb.trim_start_matches('\n');
+    if let Some(tb) = traceback.map(clean_traceback) {
         if !tb.is_empty() {
             text.push('\n');
-            text.push_str(tb);
+            text.push_str(&tb);
         }
     }
     crate::modules::log::write_as(lua, crate::modules::log::Level::Error, fiber, &text);
+}
+
+/// Drops the frames of node's own glue (the fiber trampoline, the main chunk runner) from a
+/// Lua traceback.
+pub fn clean_traceback(tb: &str) -> String {
+    tb.trim_start_matches('\n')
+        .lines()
+        .take_while(|l| {
+            !l.contains("in function 'raw_xpcall'") && !l.trim_start().starts_with("[C]: in function 'xpcall'")
+        })
+        .filter(|l| !l.trim_start().starts_with("fiber:") && !l.trim_start().starts_with("main:"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 // ===== Lua API =====
@@ -854,36 +956,19 @@ fn primitives(lua: &Lua) -> LuaResult<LuaTable> {
     p.set(
         "park_prepare",
         lua.create_function(|_, deadline: Option<f64>| {
-            SCHEDULER.with(|s| {
+            Ok(SCHEDULER.with(|s| {
                 let f = s.current.borrow();
                 f.woken.set(false);
                 let at = deadline.map(|d| s.started + duration_from_secs(d));
                 f.deadline.set(at);
-            });
-            Ok(())
-        })?,
-    )?;
-    p.set(
-        "park_status",
-        lua.create_function(|_, ()| {
-            Ok(SCHEDULER.with(|s| {
-                let f = s.current.borrow();
-                let status = if f.cancelled.get() {
-                    PARK_CANCELLED
-                } else if f.woken.get() {
-                    PARK_WOKEN
-                } else if f.deadline.get().is_some_and(|d| d <= Instant::now()) {
-                    PARK_TIMEOUT
-                } else {
-                    PARK_WAITING
-                };
-                if status != PARK_WAITING {
-                    f.woken.set(false);
-                    f.deadline.set(None);
-                }
-                status
+                f.id
             }))
         })?,
+    )?;
+    p.set("fids", lua.registry_value::<LuaTable>(&fiber_lua(lua)?.fids)?)?;
+    p.set(
+        "park_status",
+        lua.create_function(|_, ()| Ok(SCHEDULER.with(|s| park_outcome(&s.current.borrow()))))?,
     )?;
     p.set(
         "wakeup",
