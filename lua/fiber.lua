@@ -276,8 +276,9 @@ function Cond.wait(cond, timeout)
         local status = wait_parked()
         if w.done then break end
         if status == CANCELLED then
+            -- Tarantool 2.6 returns true here without raising; the next yield point raises.
             queue_drop(cond.waiters, w)
-            raise_cancelled()
+            return true
         elseif status == TIMEOUT then
             queue_drop(cond.waiters, w)
             return false

@@ -155,6 +155,12 @@ impl Logger {
 
 /// `YYYY-MM-DD hh:mm:ss.mmm` in local time.
 fn timestamp() -> String {
+    format_time(false)
+}
+
+/// Local time for the two formats: plain `YYYY-MM-DD hh:mm:ss.mmm`, JSON
+/// `YYYY-MM-DDThh:mm:ss.mmm+zzzz` (as Tarantool writes them).
+fn format_time(iso: bool) -> String {
     let mut tv = libc::timeval { tv_sec: 0, tv_usec: 0 };
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     // Safety: both calls write only into structs we own.
@@ -162,16 +168,36 @@ fn timestamp() -> String {
         libc::gettimeofday(&mut tv, std::ptr::null_mut());
         libc::localtime_r(&tv.tv_sec, &mut tm);
     }
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}",
+    let date = format!(
+        "{:04}-{:02}-{:02}{}{:02}:{:02}:{:02}.{:03}",
         tm.tm_year + 1900,
         tm.tm_mon + 1,
         tm.tm_mday,
+        if iso { 'T' } else { ' ' },
         tm.tm_hour,
         tm.tm_min,
         tm.tm_sec,
         tv.tv_usec / 1000
-    )
+    );
+    if !iso {
+        return date;
+    }
+    let offset_min = tm.tm_gmtoff / 60;
+    let sign = if offset_min < 0 { '-' } else { '+' };
+    format!("{date}{sign}{:02}{:02}", offset_min.abs() / 60, offset_min.abs() % 60)
+}
+
+/// The Lua source position that called the logger, for the JSON format.
+fn caller(lua: &Lua) -> Option<(String, usize)> {
+    (1..4).find_map(|level| {
+        lua.inspect_stack(level, |d| {
+            let src = d.source();
+            let line = d.current_line()?;
+            let file = src.short_src.as_deref()?.to_string();
+            Some((file, line))
+        })
+        .flatten()
+    })
 }
 
 fn json_string(s: &str) -> String {
@@ -194,15 +220,23 @@ pub fn write_as(lua: &Lua, level: Level, fiber: &Fiber, message: &str) {
             level.letter(),
             message
         ),
-        Format::Json => format!(
-            "{{\"time\": {}, \"level\": \"{}\", \"message\": {}, \"pid\": {}, \"cord_name\": \"main\", \"fiber_id\": {}, \"fiber_name\": {}}}\n",
-            json_string(&timestamp()),
-            level.json_name(),
-            json_string(message),
-            std::process::id(),
-            fiber.id,
-            json_string(&fiber.name())
-        ),
+        Format::Json => {
+            // Tarantool's JSON line, including its space before the comma after "pid".
+            let mut line = format!(
+                "{{\"time\": {}, \"level\": \"{}\", \"message\": {}, \"pid\": {} , \"cord_name\": \"main\", \"fiber_id\": {}, \"fiber_name\": {}",
+                json_string(&format_time(true)),
+                level.json_name(),
+                json_string(message),
+                std::process::id(),
+                fiber.id,
+                json_string(&fiber.name())
+            );
+            if let Some((file, l)) = caller(lua) {
+                line.push_str(&format!(", \"file\": {}, \"line\": {l}", json_string(&file)));
+            }
+            line.push_str("}\n");
+            line
+        }
     };
     logger.emit(&line);
 }
@@ -290,7 +324,7 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
                         "format" => match &v {
                             LuaValue::String(s) if s == "plain" => logger.set_format(Format::Plain),
                             LuaValue::String(s) if s == "json" => logger.set_format(Format::Json),
-                            _ => return Err(LuaError::runtime("log.cfg: format must be 'plain' or 'json'")),
+                            _ => return Err(LuaError::runtime("log.cfg: 'format' expected json,plain")),
                         },
                         "log" => {
                             let dest = match &v {
@@ -301,8 +335,8 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
                                 .set_destination(dest.as_deref())
                                 .map_err(|e| LuaError::runtime(format!("can't open log: {e}")))?;
                         }
-                        "nonblock" => {}
-                        other => return Err(LuaError::runtime(format!("log.cfg: unexpected option '{other}'"))),
+                        // Tarantool ignores options it does not know.
+                        _ => {}
                     }
                 }
             }

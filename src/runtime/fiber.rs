@@ -70,6 +70,8 @@ pub struct Fiber {
     woken: Cell<bool>,
     /// When a Lua-level park times out; the fiber's driver arms a timer for it.
     deadline: Cell<Option<Instant>>,
+    /// The park outcome computed on the latest resume (see `park_status`).
+    last_outcome: Cell<u8>,
     /// Replaces the error log line (the main script exits instead).
     on_error: RefCell<Option<OnError>>,
 }
@@ -91,6 +93,7 @@ impl Fiber {
             woken: Cell::new(false),
             deadline: Cell::new(None),
             on_error: RefCell::new(None),
+            last_outcome: Cell::new(PARK_WAITING),
         }
     }
 
@@ -445,7 +448,9 @@ async fn drive(lua: Lua, fiber: Rc<Fiber>, key: LuaRegistryKey) {
                 // The first resume passes the arguments pushed at spawn; later ones pass the
                 // park outcome, which the pending `coroutine.yield` returns.
                 let running = if started {
-                    thread.into_async::<()>(park_outcome(&fiber))
+                    let outcome = park_outcome(&fiber);
+                    fiber.last_outcome.set(outcome);
+                    thread.into_async::<()>(outcome)
                 } else {
                     thread.into_async::<()>(())
                 };
@@ -968,7 +973,9 @@ fn primitives(lua: &Lua) -> LuaResult<LuaTable> {
     p.set("fids", lua.registry_value::<LuaTable>(&fiber_lua(lua)?.fids)?)?;
     p.set(
         "park_status",
-        lua.create_function(|_, ()| Ok(SCHEDULER.with(|s| park_outcome(&s.current.borrow()))))?,
+        // A park nested in a coroutine that mlua resumes (e.g. the console's evaluation) does
+        // not receive the outcome the driver computed on this resume: it asks for it here.
+        lua.create_function(|_, ()| Ok(SCHEDULER.with(|s| s.current.borrow().last_outcome.get())))?,
     )?;
     p.set(
         "wakeup",
