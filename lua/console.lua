@@ -7,6 +7,83 @@ local load, pcall, select, type = load, pcall, select, type
 
 local M = {}
 
+local HELP = [[
+node's console runs Lua with Tarantool's API (box, fiber, swim, net.box, ...).
+An expression prints its value; a statement prints nothing; errors print as error:.
+
+Available backslash commands:
+
+  \set output <format>       -- set output format (lua or yaml)
+  \set delimiter <delimiter> -- set expression delimiter
+  \help                      -- show this screen
+  \quit                      -- quit interactive console
+]]
+
+-- Console settings, as Tarantool's \set commands change them.
+local settings = { output = 'yaml', delimiter = '' }
+
+-- Lua output mode: values as Lua literals, `v1, v2;` on one line.
+local function lua_literal(v, seen)
+    local t = type(v)
+    if t == 'string' then
+        return string.format('%q', v):gsub('\\\n', '\\n')
+    elseif t == 'table' then
+        if seen[v] then return '{...}' end
+        seen[v] = true
+        local parts, n = {}, #v
+        for i = 1, n do parts[#parts + 1] = lua_literal(v[i], seen) end
+        local keys = {}
+        for k in pairs(v) do
+            if not (type(k) == 'number' and k >= 1 and k <= n and k % 1 == 0) then keys[#keys + 1] = k end
+        end
+        table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+        for _, k in ipairs(keys) do
+            local key = (type(k) == 'string' and k:match('^[%a_][%w_]*$')) and k or ('[' .. lua_literal(k, seen) .. ']')
+            parts[#parts + 1] = key .. ' = ' .. lua_literal(v[k], seen)
+        end
+        seen[v] = nil
+        return '{' .. table.concat(parts, ', ') .. '}'
+    elseif v == nil then
+        return 'nil'
+    end
+    return tostring(v)
+end
+
+local function format_lua(values)
+    local parts = {}
+    for i = 1, values.n do parts[i] = lua_literal(values[i], {}) end
+    return table.concat(parts, ', ') .. ';'
+end
+
+local yaml_format = format
+format = function(values)
+    if settings.output == 'lua' then return format_lua(values) end
+    return yaml_format(values)
+end
+
+-- Backslash commands; returns the text to print, or nil if the line is not one.
+local function command(line)
+    local cmd = line:match('^%s*\\(.*)$')
+    if cmd == nil then
+        if line:match('^%s*help%s*$') then cmd = 'help' else return nil end
+    end
+    local words = {}
+    for w in cmd:gmatch('%S+') do words[#words + 1] = w end
+    local pack1 = function(v) return format({ n = 1, v }) end
+    if words[1] == 'help' or words[1] == 'h' then
+        return pack1(HELP)
+    elseif words[1] == 'quit' or words[1] == 'q' then
+        os.exit(0)
+    elseif words[1] == 'set' and words[2] == 'output' and (words[3] == 'lua' or words[3] == 'yaml') then
+        settings.output = words[3]
+        return pack1(true)
+    elseif words[1] == 'set' and words[2] == 'delimiter' then
+        settings.delimiter = words[3] or ''
+        return format({ n = 0 })
+    end
+    return pack1({ error = 'Invalid command: \\' .. cmd })
+end
+
 -- Tarantool's continuation prompt is spaces as wide as the prompt word plus '> '.
 local function continuation(prompt)
     return string.rep(' ', #prompt - 2) .. '> '
@@ -42,6 +119,12 @@ local function eval(text)
 end
 M.eval = eval
 
+-- A YAML document ends with a newline already, so this leaves the empty line Tarantool
+-- prints after it; a Lua-mode line gets just its newline.
+local function show(out)
+    write(out .. '\n')
+end
+
 -- Runs the loop until the input ends. `prompt` is the prompt word with '> '.
 function M.repl(prompt)
     local buffer
@@ -50,15 +133,24 @@ function M.repl(prompt)
         if line == nil then
             return
         end
-        if buffer then
-            buffer = buffer .. '\n' .. line
-        else
-            buffer = line
-        end
-        local out = eval(buffer)
+        local out
+        if buffer == nil then out = command(line) end
         if out ~= nil then
-            buffer = nil
-            write(out .. '\n')
+            show(out)
+        else
+            buffer = buffer and (buffer .. '\n' .. line) or line
+            local delim = settings.delimiter
+            if delim == '' then
+                out = eval(buffer)
+            elseif buffer:sub(-#delim) == delim then
+                out = eval(buffer:sub(1, -#delim - 1))
+                -- With a delimiter, only the delimiter ends a chunk.
+                if out == nil then out = eval(buffer:sub(1, -#delim - 1) .. '\n') or format({ n = 1, { error = 'incomplete chunk' } }) end
+            end
+            if out ~= nil then
+                buffer = nil
+                show(out)
+            end
         end
     end
 end

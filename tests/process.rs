@@ -268,3 +268,22 @@ fn a_console_line_may_sleep() {
     assert!(stdout.contains("---\n- slept\n...\n"), "{stdout}");
     assert!(stdout.contains("get(0.01)\n---\n- null\n...\n"), "{stdout}");
 }
+
+#[test]
+fn console_backslash_commands_switch_output_and_delimiter() {
+    let mut child = node().args(["-i"]).stdin(Stdio::piped()).spawn().expect("node starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"\\set output lua\n{1, \"a\", {b = 2}}\n\\set output yaml\n\\set delimiter ;\nx = 5;\nx\n;\n")
+        .expect("write");
+    let out = run_with_timeout(child, Duration::from_secs(20));
+    assert!(out.status.success());
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("node> \\set output lua\ntrue;\nnode> {1, \"a\", {b = 2}}\n{1, \"a\", {b = 2}};\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("node> x\n    > ;\n---\n- 5\n...\n"), "{stdout}");
+}
