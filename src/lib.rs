@@ -6,4 +6,5 @@
 
 pub mod modules;
 pub mod runtime;
+pub mod swim;
 pub mod serialize;
