@@ -4,6 +4,7 @@
 //! only for what it uses. A module written in Lua lives in `lua/` and is embedded.
 
 pub mod log;
+pub mod socket;
 
 use mlua::prelude::*;
 
@@ -14,6 +15,7 @@ const RUST_MODULES: &[(&str, Loader)] = &[
     ("fiber", crate::runtime::fiber::module),
     ("log", log::module),
     ("console", crate::runtime::console::module),
+    ("socket", socket::module),
 ];
 
 /// Modules implemented in Lua: (name, source).
