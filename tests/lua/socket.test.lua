@@ -8,7 +8,7 @@ local ffi = require('ffi')
 local EAGAIN, EINVAL, ETIMEDOUT, EADDRINUSE, ECONNREFUSED, EINPROGRESS = 11, 22, 110, 98, 111, 115
 
 local test = tap.test('socket')
-test:plan(16)
+test:plan(17)
 
 -- A listening socket on an ephemeral port and its port number.
 local function listener()
@@ -258,6 +258,25 @@ test:test('cancel and several waiters', function(t)
     t:ok(f2 ~= nil and fiber.clock() - started < 0.04, 'a read yields only its fiber')
     fiber.sleep(0.1)
     t:is(a:read(1, 0), 'x', 'the data is still there')
+    c:close()
+    a:close()
+end)
+
+test:test('ten thousand waiters', function(t)
+    -- More fibers than LuaJIT's 8000 ref slots: a wait must hold no Lua handle.
+    t:plan(2)
+    local c, a = pair()
+    local n, woke, got = 10000, 0, 0
+    for _ = 1, n do
+        fiber.create(function() if a:readable(5) then woke = woke + 1 end end)
+    end
+    fiber.create(function() if c:read(1, 5) == 'y' then got = got + 1 end end)
+    c:write('x')
+    a:write('y')
+    local started = fiber.clock()
+    while (woke < n or got < 1) and fiber.clock() - started < 5 do fiber.sleep(0.01) end
+    t:is(woke, n, 'every waiter wakes')
+    t:is(got, 1, 'a reader among them gets its data')
     c:close()
     a:close()
 end)

@@ -43,6 +43,10 @@ const DEFAULT_BACKLOG: i32 = 256;
 /// A datagram socket's `recv()` without a size reads at most this much from a stream.
 const STREAM_RECV_SIZE: usize = 512;
 
+/// The largest buffer one `sysread`/`recv` allocates: a huge size from a script must not
+/// allocate gigabytes; a stream read may return less anyway, and a datagram is < 64 KiB.
+const MAX_SYSCALL_BUFFER: usize = 16 << 20;
+
 /// Readiness bits, as `iowait` numbers them.
 const READ: u8 = 1;
 const WRITE: u8 = 2;
@@ -632,6 +636,8 @@ async fn m_connect(lua: Lua, args: Args) -> LuaResult<Option<bool>> {
     let sock = check_socket(&arg(&args, 0))?;
     let to = resolve_args(&lua, &arg(&args, 1), &arg(&args, 2))?;
     let deadline = deadline_arg(&arg(&args, 3), "connect")?;
+    // Lua handles held across a wait would each take a slot of LuaJIT's ref stack.
+    drop(args);
     Ok(connect_wait(&lua, &sock, to, deadline).await?.then_some(true))
 }
 
@@ -649,12 +655,16 @@ fn m_nonblock(_: &Lua, args: Args) -> LuaResult<bool> {
 async fn m_readable(lua: Lua, args: Args) -> LuaResult<bool> {
     let sock = check_socket(&arg(&args, 0))?;
     let deadline = deadline_arg(&arg(&args, 1), "readable")?;
+    // Lua handles held across a wait would each take a slot of LuaJIT's ref stack.
+    drop(args);
     Ok(do_wait(&lua, &sock, READ, deadline).await? != 0)
 }
 
 async fn m_writable(lua: Lua, args: Args) -> LuaResult<bool> {
     let sock = check_socket(&arg(&args, 0))?;
     let deadline = deadline_arg(&arg(&args, 1), "writable")?;
+    // Lua handles held across a wait would each take a slot of LuaJIT's ref stack.
+    drop(args);
     Ok(do_wait(&lua, &sock, WRITE, deadline).await? != 0)
 }
 
@@ -670,6 +680,8 @@ fn rw_text(bits: u8) -> &'static str {
 async fn m_wait(lua: Lua, args: Args) -> LuaResult<LuaValue> {
     let sock = check_socket(&arg(&args, 0))?;
     let deadline = deadline_arg(&arg(&args, 1), "wait")?;
+    // Lua handles held across a wait would each take a slot of LuaJIT's ref stack.
+    drop(args);
     match do_wait(&lua, &sock, READ | WRITE, deadline).await? {
         0 => Ok(LuaValue::Integer(0)),
         bits => lua.create_string(rw_text(bits)).map(LuaValue::String),
@@ -821,6 +833,8 @@ fn m_linger(_: &Lua, args: Args) -> LuaResult<LuaMultiValue> {
 /// nothing is pending; wait with `readable()` first).
 async fn m_accept(lua: Lua, args: Args) -> LuaResult<LuaMultiValue> {
     let sock = check_socket(&arg(&args, 0))?;
+    // Lua handles held across a wait would each take a slot of LuaJIT's ref stack.
+    drop(args);
     sock.errno.set(0);
     loop {
         match sys::accept(fd_of(&sock)?) {
@@ -856,10 +870,12 @@ fn data_arg(v: &LuaValue, method: &str) -> LuaResult<LuaString> {
 /// `sock:syswrite(data)`: one nonblocking write; bytes written, or nil.
 async fn m_syswrite(lua: Lua, args: Args) -> LuaResult<Option<usize>> {
     let sock = check_socket(&arg(&args, 0))?;
-    let data = data_arg(&arg(&args, 1), "syswrite")?;
+    let data = data_arg(&arg(&args, 1), "syswrite")?.as_bytes().to_vec();
+    // Lua handles held across a wait would each take a slot of LuaJIT's ref stack.
+    drop(args);
     sock.errno.set(0);
     loop {
-        let r = sys::send(fd_of(&sock)?, &data.as_bytes(), libc::MSG_NOSIGNAL);
+        let r = sys::send(fd_of(&sock)?, &data, libc::MSG_NOSIGNAL);
         match r {
             Ok(n) => return Ok(Some(n)),
             Err(e) if block_if_needed(&lua, &sock, e, WRITE).await? => continue,
@@ -879,10 +895,12 @@ async fn m_sysread(lua: Lua, args: Args) -> LuaResult<Option<LuaString>> {
         LuaValue::Nil => READAHEAD,
         v => match number_arg(&v) {
             Some(n) if n < 0.0 => return Err(LuaError::runtime("socket:sysread(): size can not be negative")),
-            Some(n) => (n as usize).min(LIMIT_INFINITY),
+            Some(n) => (n as usize).min(MAX_SYSCALL_BUFFER),
             None => return Err(LuaError::runtime("socket:sysread(): size can not be negative")),
         },
     };
+    // Lua handles held across a wait would each take a slot of LuaJIT's ref stack.
+    drop(args);
     sock.errno.set(0);
     let mut buf = vec![0u8; size];
     loop {
@@ -987,6 +1005,8 @@ async fn m_read(lua: Lua, args: Args) -> LuaResult<Option<LuaString>> {
         (limit as usize).min(LIMIT_INFINITY)
     };
     let deadline = deadline_arg(&arg(&args, 2), "read")?;
+    // Lua handles held across a wait would each take a slot of LuaJIT's ref stack.
+    drop(args);
 
     let take = |sock: &Sock, n: usize| -> LuaResult<Option<LuaString>> {
         sock.errno.set(0);
@@ -1033,19 +1053,29 @@ async fn m_write(lua: Lua, args: Args) -> LuaResult<Option<usize>> {
     let sock = check_socket(&arg(&args, 0))?;
     let data = data_arg(&arg(&args, 1), "write")?;
     let deadline = deadline_arg(&arg(&args, 2), "write")?;
-    let bytes = data.as_bytes();
-    if bytes.is_empty() {
+    drop(args);
+    let total = data.as_bytes().len();
+    if total == 0 {
         return Ok(Some(0));
     }
+    // The first attempt writes straight from the Lua string; only a partial write copies
+    // the rest and lets the string go, so that no Lua handle is held while the fiber waits.
+    let mut lua_data = Some(data);
+    let mut rest: Vec<u8> = Vec::new();
     let mut done = 0;
     loop {
         sock.errno.set(0);
-        match sys::send(fd_of(&sock)?, &bytes[done..], libc::MSG_NOSIGNAL) {
+        let fd = fd_of(&sock)?;
+        let r = match &lua_data {
+            Some(d) => sys::send(fd, &d.as_bytes()[done..], libc::MSG_NOSIGNAL),
+            None => sys::send(fd, &rest[done..], libc::MSG_NOSIGNAL),
+        };
+        match r {
             Ok(0) => return Ok(Some(done)),
             Ok(n) => {
                 done += n;
-                if done >= bytes.len() {
-                    return Ok(Some(bytes.len()));
+                if done >= total {
+                    return Ok(Some(total));
                 }
                 continue;
             }
@@ -1054,6 +1084,9 @@ async fn m_write(lua: Lua, args: Args) -> LuaResult<Option<usize>> {
                 sock.fail(e);
                 return Ok(None);
             }
+        }
+        if let Some(d) = lua_data.take() {
+            rest = d.as_bytes().to_vec();
         }
         if do_wait(&lua, &sock, WRITE, deadline).await? == 0 {
             return Ok(None);
@@ -1064,14 +1097,16 @@ async fn m_write(lua: Lua, args: Args) -> LuaResult<Option<usize>> {
 /// `sock:send(data[, flags])`: one `send`; bytes sent, or nil.
 async fn m_send(lua: Lua, args: Args) -> LuaResult<Option<usize>> {
     let sock = check_socket(&arg(&args, 0))?;
-    let data = data_arg(&arg(&args, 1), "write")?;
+    let data = data_arg(&arg(&args, 1), "write")?.as_bytes().to_vec();
     let Some(flags) = flags_arg(sys::MSG_FLAGS, &arg(&args, 2))? else {
         sock.fail(libc::EINVAL);
         return Ok(None);
     };
+    // Lua handles held across a wait would each take a slot of LuaJIT's ref stack.
+    drop(args);
     sock.errno.set(0);
     loop {
-        match sys::send(fd_of(&sock)?, &data.as_bytes(), flags | libc::MSG_NOSIGNAL) {
+        match sys::send(fd_of(&sock)?, &data, flags | libc::MSG_NOSIGNAL) {
             Ok(n) => return Ok(Some(n)),
             Err(e) if block_if_needed(&lua, &sock, e, WRITE).await? => continue,
             Err(e) => {
@@ -1084,17 +1119,17 @@ async fn m_send(lua: Lua, args: Args) -> LuaResult<Option<usize>> {
 
 /// The size `recv`/`recvfrom` use when none is given: 512 on a stream, the next
 /// datagram's length on a datagram socket.
-fn recv_size(sock: &Sock, size: &LuaValue) -> LuaResult<Result<usize, Errno>> {
-    if let Some(n) = number_arg(size) {
+fn recv_size(sock: &Sock, size: Option<f64>) -> LuaResult<Result<usize, Errno>> {
+    if let Some(n) = size {
         if n < 0.0 {
             return Ok(Err(libc::EINVAL));
         }
-        return Ok(Ok((n as usize).min(LIMIT_INFINITY)));
+        return Ok(Ok((n as usize).min(MAX_SYSCALL_BUFFER)));
     }
     if sock.itype != libc::SOCK_DGRAM {
         return Ok(Ok(STREAM_RECV_SIZE));
     }
-    Ok(sys::next_datagram_size(fd_of(sock)?))
+    Ok(sys::next_datagram_size(fd_of(sock)?).map(|n| n.min(MAX_SYSCALL_BUFFER)))
 }
 
 /// `sock:recv([size[, flags]])`: one `recv`; the data, or nil (EAGAIN when empty).
@@ -1104,9 +1139,12 @@ async fn m_recv(lua: Lua, args: Args) -> LuaResult<Option<LuaString>> {
         sock.fail(libc::EINVAL);
         return Ok(None);
     };
+    let size = number_arg(&arg(&args, 1));
+    // Lua handles held across a wait would each take a slot of LuaJIT's ref stack.
+    drop(args);
     sock.errno.set(0);
     loop {
-        let r = recv_size(&sock, &arg(&args, 1))?.and_then(|size| {
+        let r = recv_size(&sock, size)?.and_then(|size| {
             let mut buf = vec![0u8; size];
             sys::recv(fd_of(&sock).map_err(|_| libc::EBADF)?, &mut buf, flags).map(|n| {
                 buf.truncate(n);
@@ -1131,9 +1169,12 @@ async fn m_recvfrom(lua: Lua, args: Args) -> LuaResult<LuaMultiValue> {
         sock.fail(libc::EINVAL);
         return Ok(LuaMultiValue::from_iter([LuaValue::Nil]));
     };
+    let size = number_arg(&arg(&args, 1));
+    // Lua handles held across a wait would each take a slot of LuaJIT's ref stack.
+    drop(args);
     sock.errno.set(0);
     loop {
-        let r = recv_size(&sock, &arg(&args, 1))?.and_then(|size| {
+        let r = recv_size(&sock, size)?.and_then(|size| {
             let mut buf = vec![0u8; size];
             sys::recvfrom(fd_of(&sock).map_err(|_| libc::EBADF)?, &mut buf, flags).map(|(n, from)| {
                 buf.truncate(n);
@@ -1170,6 +1211,8 @@ async fn m_sendto(lua: Lua, args: Args) -> LuaResult<LuaValue> {
         other => lua_tostring(&lua, &other)?.into_bytes(),
     };
     let to = resolve_args(&lua, &arg(&args, 1), &arg(&args, 2))?;
+    // Lua handles held across a wait would each take a slot of LuaJIT's ref stack.
+    drop(args);
     loop {
         let r = to.clone().and_then(|a| {
             sys::sendto(
@@ -1370,7 +1413,11 @@ async fn getaddrinfo(lua: Lua, args: Args) -> LuaResult<Option<LuaTable>> {
         LuaValue::Nil => Some("0".to_string()),
         p => opt_string(&lua, &p)?,
     };
-    let Some(list) = resolve(&lua, opt_string(&lua, &host)?, port, hints, deadline).await? else {
+    let host = opt_string(&lua, &host)?;
+    drop(opts);
+    // Lua handles held across a wait would each take a slot of LuaJIT's ref stack.
+    drop(args);
+    let Some(list) = resolve(&lua, host, port, hints, deadline).await? else {
         return Ok(None);
     };
     let out = lua.create_table_with_capacity(list.len(), 0)?;
@@ -1385,8 +1432,11 @@ async fn tcp_connect(lua: Lua, args: Args) -> LuaResult<Option<LuaTable>> {
     let (host, port) = (arg(&args, 0), arg(&args, 1));
     let deadline = deadline_arg(&arg(&args, 2), "tcp_connect")?;
     let is_unix = matches!(&host, LuaValue::String(s) if s == "unix/");
+    let (host, port) = (opt_string(&lua, &host)?, opt_string(&lua, &port)?);
+    // Lua handles held across a wait would each take a slot of LuaJIT's ref stack.
+    drop(args);
     let candidates: Vec<(i32, i32, i32, Result<SockAddr, Errno>)> = if is_unix {
-        let path = lua_tostring(&lua, &port)?;
+        let path = port.unwrap_or_else(|| "nil".into());
         vec![(
             libc::AF_UNIX,
             libc::SOCK_STREAM,
@@ -1399,8 +1449,8 @@ async fn tcp_connect(lua: Lua, args: Args) -> LuaResult<Option<LuaTable>> {
             protocol: libc::IPPROTO_TCP,
             ..sys::Hints::default()
         };
-        let port = opt_string(&lua, &port)?.or(Some("0".into()));
-        let Some(list) = resolve(&lua, opt_string(&lua, &host)?, port, hints, deadline).await? else {
+        let port = port.or(Some("0".into()));
+        let Some(list) = resolve(&lua, host, port, hints, deadline).await? else {
             sys::set_errno(libc::EINVAL);
             return Ok(None);
         };
@@ -1715,6 +1765,8 @@ async fn iowait(lua: Lua, args: Args) -> LuaResult<LuaValue> {
     };
     let (want, as_text) = events_arg(&arg(&args, 1)).ok_or_else(usage)?;
     let deadline = deadline_arg(&arg(&args, 2), "iowait")?;
+    // Lua handles held across a wait would each take a slot of LuaJIT's ref stack.
+    drop(args);
     let own = state(&lua)?.by_fd.borrow().get(&fd).and_then(Weak::upgrade);
     let own = own.filter(|s| s.raw_fd() == Some(fd));
     let bits = match own {
