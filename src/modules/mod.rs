@@ -7,6 +7,7 @@ pub mod json;
 pub mod log;
 pub mod msgpack;
 pub mod yaml;
+pub mod socket;
 
 use mlua::prelude::*;
 
@@ -20,6 +21,7 @@ const RUST_MODULES: &[(&str, Loader)] = &[
     ("json", json::module),
     ("yaml", yaml::module),
     ("msgpack", msgpack::module),
+    ("socket", socket::module),
 ];
 
 /// Modules implemented in Lua: (name, source).
