@@ -6,5 +6,5 @@
 
 pub mod modules;
 pub mod runtime;
-pub mod swim;
 pub mod serialize;
+pub mod swim;

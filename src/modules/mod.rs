@@ -6,8 +6,8 @@
 pub mod json;
 pub mod log;
 pub mod msgpack;
-pub mod yaml;
 pub mod socket;
+pub mod yaml;
 
 use mlua::prelude::*;
 
