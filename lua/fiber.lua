@@ -5,7 +5,7 @@
 -- `wakeup` (or a cancel, or the park deadline) puts it back. Messages and waiter
 -- records stay in Lua tables, so nothing crosses into Rust but a few tiny calls.
 -- Semantics and error texts are Tarantool 2.6's (fiber.c, fiber_channel.c, fiber_cond.c).
-local M, P, PENDING, YIELD, PARK = ...
+local M, P, PENDING, YIELD, PARK, raw_resume = ...
 
 local co_yield, co_running = coroutine.yield, coroutine.running
 local self_id, now, wakeup, fids = P.self_id, P.now, P.wakeup, P.fids
@@ -73,6 +73,19 @@ end
 local function deadline_of(timeout)
     if timeout == nil or timeout == huge then return nil end
     return now() + (timeout > 0 and timeout or 0)
+end
+
+-- fiber.create for a plain function: the child is resumed right here from Lua, which
+-- saves packing its arguments into Rust and back. Callable tables take the Rust path.
+local take, spawn_begin, spawn_end = P.take, P.spawn_begin, P.spawn_end
+local create_rust = M.create
+function M.create(f, ...)
+    if type(f) ~= 'function' then return create_rust(f, ...) end
+    local co = take()
+    local object, fid = spawn_begin(co)
+    fids[co] = fid
+    spawn_end(raw_resume(co, fid, f, ...))
+    return object
 end
 
 function M.yield()

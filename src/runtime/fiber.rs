@@ -23,6 +23,7 @@
 //! `fiber.create` is eager like Tarantool's: the child runs until its first yield before
 //! `create` returns, resumed right there, inside the creator's call.
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -53,6 +54,9 @@ const SCHED_ID: u64 = 1;
 /// Tarantool's limit on a fiber name (FIBER_NAME_MAX is 255 bytes plus the terminator).
 const FIBER_NAME_MAX: usize = 255;
 
+/// The name of fibers made by `fiber.create` and `fiber.new`.
+const DEFAULT_NAME: &str = "lua";
+
 /// The text Tarantool gives to a FiberIsCancelled error.
 pub const CANCELLED: &str = "fiber is cancelled";
 
@@ -72,30 +76,32 @@ enum FiberState {
 /// value is the success flag, as `join` returns it.
 type JoinResult = LuaRegistryKey;
 
-/// A fiber's coroutine: the key keeps it alive, the pointer is what `lua_resume` takes.
-struct Coroutine {
-    key: LuaRegistryKey,
-    state: *mut ffi::lua_State,
-}
-
 /// One fiber's bookkeeping. The Lua coroutine itself lives in the registry.
 pub struct Fiber {
     pub id: u64,
-    name: RefCell<String>,
+    /// Most fibers keep the default name, so it is not copied for each.
+    name: RefCell<Cow<'static, str>>,
     state: Cell<FiberState>,
     cancelled: Cell<bool>,
     cancel_notify: Notify,
     joinable: Cell<bool>,
     join_notify: Notify,
+    /// Someone waits on `join_notify`: waking nobody still costs a lock per fiber.
+    join_watched: Cell<bool>,
     result: RefCell<Option<JoinResult>>,
     /// `fiber.self().storage`, created on first use.
     storage: RefCell<Option<LuaRegistryKey>>,
     /// Context switches, reported by `fiber.info()`.
     csw: Cell<u64>,
-    /// None once the fiber is dead (its coroutine went back to the pool).
-    co: RefCell<Option<Coroutine>>,
+    /// The fiber's coroutine, which Lua keeps alive (see `TRAMPOLINE_LUA`); null once
+    /// the fiber is dead.
+    co: Cell<*mut ffi::lua_State>,
     /// False until the first resume, which passes the arguments pushed at spawn.
     started: Cell<bool>,
+    /// The fiber last yielded from its own coroutine in lua/fiber.lua, which takes the
+    /// park outcome as the resume value. Elsewhere (an mlua future, a plain coroutine, a
+    /// Lua call Rust drives) the outcome must stay for `park_status` to read.
+    takes_outcome: Cell<bool>,
     /// On the ready queue: a second wakeup must not queue it twice.
     queued: Cell<bool>,
     /// The waker given to futures polled in this fiber, made on first use.
@@ -109,7 +115,11 @@ pub struct Fiber {
 }
 
 impl Fiber {
-    fn new(id: u64, name: String) -> Fiber {
+    fn new(id: u64, name: &str) -> Fiber {
+        let name = match name {
+            DEFAULT_NAME => Cow::Borrowed(DEFAULT_NAME),
+            _ => Cow::Owned(name.to_string()),
+        };
         Fiber {
             id,
             name: RefCell::new(name),
@@ -118,11 +128,13 @@ impl Fiber {
             cancel_notify: Notify::new(),
             joinable: Cell::new(false),
             join_notify: Notify::new(),
+            join_watched: Cell::new(false),
             result: RefCell::new(None),
             storage: RefCell::new(None),
             csw: Cell::new(0),
-            co: RefCell::new(None),
+            co: Cell::new(std::ptr::null_mut()),
             started: Cell::new(false),
+            takes_outcome: Cell::new(false),
             queued: Cell::new(false),
             waker: RefCell::new(None),
             woken: Cell::new(false),
@@ -132,7 +144,7 @@ impl Fiber {
     }
 
     pub fn name(&self) -> String {
-        self.name.borrow().clone()
+        self.name.borrow().to_string()
     }
 
     pub fn is_cancelled(&self) -> bool {
@@ -303,11 +315,13 @@ pub struct Scheduler {
     /// The scheduler callback is running fibers: a wakeup needs no task wake.
     running: Cell<bool>,
     task_spawned: Cell<bool>,
+    /// The fibers that ran when `spawn_begin` entered a new fiber, innermost last.
+    spawning: RefCell<Vec<Rc<Fiber>>>,
 }
 
 impl Scheduler {
     fn new() -> Scheduler {
-        let sched = Rc::new(Fiber::new(SCHED_ID, "sched".into()));
+        let sched = Rc::new(Fiber::new(SCHED_ID, "sched"));
         sched.state.set(FiberState::Running);
         Scheduler {
             fibers: RefCell::new(HashMap::default()),
@@ -325,6 +339,7 @@ impl Scheduler {
             }),
             running: Cell::new(false),
             task_spawned: Cell::new(false),
+            spawning: RefCell::new(Vec::new()),
         }
     }
 
@@ -517,10 +532,16 @@ pub async fn yield_now() {
 /// xpcall, so that an error value (a string, a table, a box.error) reaches Rust intact with
 /// its traceback, then hands the results to Rust and parks the coroutine in the pool, from
 /// which the next fiber takes it (Tarantool recycles its fibers the same way). Reusing
-/// coroutines saves a `lua_newthread`, a registry slot and garbage per fiber.
+/// coroutines saves a `lua_newthread` and garbage per fiber.
+///
+/// Lua owns the coroutines: `fids` (coroutine -> fiber id) holds a fiber's coroutine while
+/// it lives and `pool` holds it afterwards, so Rust keeps only the raw `lua_State` pointer
+/// and no registry slot per fiber.
 const TRAMPOLINE_LUA: &str = r#"
-local convert, traceback, finish, fids, PENDING = ...
-local raw_xpcall, type, co_running, co_yield = xpcall, type, coroutine.running, coroutine.yield
+local convert, traceback, finish, fids, PENDING, POOL_MAX = ...
+local raw_xpcall, type, co_running, co_yield, co_create =
+    xpcall, type, coroutine.running, coroutine.yield, coroutine.create
+local pool, pooled = {}, 0
 local last_traceback
 local function handler(e)
     if type(e) == 'userdata' then e = convert(e) end
@@ -528,20 +549,38 @@ local function handler(e)
     return e
 end
 local function done(co, ok, ...)
+    if ok then
+        finish(true, ...)
+    else
+        local tb = last_traceback
+        last_traceback = nil
+        finish(false, (...), tb)
+    end
     fids[co] = nil
-    if ok then return finish(true, ...) end
-    local tb = last_traceback
-    last_traceback = nil
-    return finish(false, (...), tb)
+    if pooled < POOL_MAX then
+        pooled = pooled + 1
+        pool[pooled] = co
+    end
 end
 local body
 body = function(fid, fn, ...)
-    local co = co_running()
-    fids[co] = fid
-    done(co, raw_xpcall(fn, handler, ...))
+    done(co_running(), raw_xpcall(fn, handler, ...))
     return body(co_yield(PENDING))
 end
-return body
+-- A coroutine for a new fiber: pooled (suspended in `co_yield` above) or new.
+local function take()
+    if pooled == 0 then return co_create(body) end
+    local co = pool[pooled]
+    pool[pooled] = nil
+    pooled = pooled - 1
+    return co
+end
+local function acquire(fid)
+    local co = take()
+    fids[co] = fid
+    return co
+end
+return take, acquire
 "#;
 
 /// The scheduler coroutine's body: `run` resumes ready fibers; between batches the
@@ -560,9 +599,10 @@ end
 const POOL_MAX: usize = 4096;
 
 struct FiberLua {
-    trampoline: LuaRegistryKey,
-    /// Coroutines parked in the trampoline, waiting for their next fiber.
-    pool: RefCell<Vec<Coroutine>>,
+    /// Lua: `() -> coroutine`, a coroutine for a new fiber.
+    take: LuaRegistryKey,
+    /// Lua: `(fid) -> coroutine`, `take` that also registers the fiber id.
+    acquire: LuaRegistryKey,
     /// Lua table: coroutine -> fiber id, for the fast paths of lua/fiber.lua.
     fids: LuaRegistryKey,
 }
@@ -575,16 +615,17 @@ fn fiber_lua(lua: &Lua) -> LuaResult<mlua::AppDataRef<'_, FiberLua>> {
             finish(lua, &current(lua), values);
             Ok(())
         })?;
-        let f: LuaFunction = lua.load(TRAMPOLINE_LUA).set_name("=fiber").call((
+        let (take, acquire): (LuaFunction, LuaFunction) = lua.load(TRAMPOLINE_LUA).set_name("=fiber").call((
             errors::converter(lua)?,
             traceback,
             finish,
             fids.clone(),
             LuaValue::LightUserData(Lua::poll_pending()),
+            POOL_MAX,
         ))?;
         lua.set_app_data(FiberLua {
-            trampoline: lua.create_registry_value(f)?,
-            pool: RefCell::new(Vec::new()),
+            take: lua.create_registry_value(take)?,
+            acquire: lua.create_registry_value(acquire)?,
             fids: lua.create_registry_value(fids)?,
         });
     }
@@ -622,25 +663,12 @@ pub fn spawn_with(
     ensure_task(lua, &sched)?;
     let id = sched.next_id.get();
     sched.next_id.set(id + 1);
-    let fiber = Rc::new(Fiber::new(id, name.to_string()));
+    let fiber = Rc::new(Fiber::new(id, name));
     *fiber.on_error.borrow_mut() = on_error;
 
-    let co = {
-        let fl = fiber_lua(lua)?;
-        let pooled = fl.pool.borrow_mut().pop();
-        match pooled {
-            Some(co) => co,
-            None => {
-                let thread = lua.create_thread(lua.registry_value(&fl.trampoline)?)?;
-                let state = thread.state();
-                Coroutine {
-                    key: lua.create_registry_value(thread)?,
-                    state,
-                }
-            }
-        }
-    };
-    let thread: LuaThread = lua.registry_value(&co.key)?;
+    let acquire: LuaFunction = lua.registry_value(&fiber_lua(lua)?.acquire)?;
+    let thread: LuaThread = acquire.call(id)?;
+    fiber.co.set(thread.state());
     let mut call_args = LuaMultiValue::with_capacity(args.len() + 2);
     call_args.push_back(LuaValue::Integer(id as i64));
     call_args.push_back(LuaValue::Function(func));
@@ -649,21 +677,50 @@ pub fn spawn_with(
     // what its pending `coroutine.yield` returns. With recycle off, dropping the AsyncThread
     // leaves them on the coroutine's stack for the first resume.
     drop(thread.into_async::<()>(call_args)?);
-    *fiber.co.borrow_mut() = Some(co);
     sched.fibers.borrow_mut().insert(id, fiber.clone());
 
     match start {
         Start::Eager => {
-            if resume(lua, &sched, &fiber) == Suspend::ParkedInRust {
-                // The future was polled with the waker of whatever ran `create`, which
-                // need not be the scheduler's; one more poll from the scheduler registers
-                // the fiber's own waker.
-                sched.schedule(&fiber);
-            }
+            resume(lua, &sched, &fiber, true);
         }
         Start::Deferred => sched.schedule(&fiber),
     }
     Ok(fiber)
+}
+
+/// The Rust half of `fiber.create`'s fast path in lua/fiber.lua, which resumes the child
+/// itself with `coroutine.resume`: this registers the fiber for the coroutine `co` and
+/// makes it the running one; [`spawn_end`] undoes that after the child's first yield.
+fn spawn_begin(lua: &Lua, co: LuaThread) -> LuaResult<(LuaAnyUserData, u64)> {
+    let sched = scheduler(lua);
+    ensure_task(lua, &sched)?;
+    let id = sched.next_id.get();
+    sched.next_id.set(id + 1);
+    let fiber = Rc::new(Fiber::new(id, DEFAULT_NAME));
+    fiber.co.set(co.state());
+    fiber.started.set(true);
+    sched.fibers.borrow_mut().insert(id, fiber.clone());
+    let object = fiber_object(lua, fiber.clone())?;
+    let prev = sched.enter(&fiber);
+    sched.spawning.borrow_mut().push(prev);
+    Ok((object, id))
+}
+
+/// See [`spawn_begin`]: `ok, marker` is what `coroutine.resume` of the child returned.
+fn spawn_end(lua: &Lua, ok: bool, marker: LuaValue) -> LuaResult<()> {
+    let sched = scheduler(lua);
+    let f = sched.current();
+    let Some(prev) = sched.spawning.borrow_mut().pop() else {
+        return Err(LuaError::runtime("fiber spawn_end without spawn_begin"));
+    };
+    sched.leave(&f, prev);
+    let outcome = match marker {
+        _ if !ok => Resumed::Failed(errors::describe(lua, &marker)),
+        LuaValue::LightUserData(p) => Resumed::Yielded(p.0),
+        _ => Resumed::Yielded(std::ptr::null_mut()),
+    };
+    after_resume(lua, &sched, &f, outcome, true);
+    Ok(())
 }
 
 /// Starts the task that runs the scheduler coroutine, once per thread.
@@ -741,7 +798,7 @@ fn run_ready(lua: &Lua) {
         let next = sched.ready.borrow_mut().pop_front();
         let Some(f) = next else { break };
         f.queued.set(false);
-        resume(lua, &sched, &f);
+        resume(lua, &sched, &f, false);
         sched.drain_remote();
     }
     sched.running.set(false);
@@ -774,21 +831,24 @@ fn park_marker_ptr() -> *mut c_void {
     &PARK_MARKER as *const u8 as *mut c_void
 }
 
-/// Runs a fiber until its next yield.
-fn resume(lua: &Lua, sched: &Scheduler, f: &Rc<Fiber>) -> Suspend {
-    if f.is_dead() || f.state.get() == FiberState::Running {
+/// Runs a fiber until its next yield. `eager` is set for the first run inside
+/// `fiber.create`.
+fn resume(lua: &Lua, sched: &Scheduler, f: &Rc<Fiber>, eager: bool) -> Suspend {
+    let co = f.co.get();
+    if co.is_null() || f.is_dead() || f.state.get() == FiberState::Running {
         return Suspend::Done;
     }
-    let Some(co) = f.co.borrow().as_ref().map(|c| c.state) else {
-        return Suspend::Done;
-    };
-    // Safety: the registry key in `f.co` keeps the coroutine alive, and only the
+    // Safety: while the fiber lives, `fids` in Lua holds its coroutine, and only the
     // scheduler resumes it, never while it runs (its fiber would be Running).
-    let (ret, what) = unsafe {
+    let outcome = unsafe {
         let nargs = if f.started.get() {
             ffi::lua_settop(co, 0);
-            ffi::lua_pushinteger(co, park_outcome(f) as ffi::lua_Integer);
-            1
+            if f.takes_outcome.get() {
+                ffi::lua_pushinteger(co, park_outcome(f) as ffi::lua_Integer);
+                1
+            } else {
+                0
+            }
         } else {
             f.started.set(true);
             // A new coroutine has the trampoline below the arguments; a pooled one was
@@ -804,20 +864,39 @@ fn resume(lua: &Lua, sched: &Scheduler, f: &Rc<Fiber>) -> Suspend {
         let mut nres = 0;
         let ret = ffi::lua_resume(co, std::ptr::null_mut(), nargs, &mut nres);
         sched.leave(f, prev);
-        let what = if ret == ffi::LUA_YIELD && nres > 0 {
-            ffi::lua_touserdata(co, -1)
-        } else {
-            std::ptr::null_mut()
-        };
-        (ret, what)
+        match ret {
+            ffi::LUA_YIELD if nres > 0 => Resumed::Yielded(ffi::lua_touserdata(co, -1)),
+            ffi::LUA_YIELD => Resumed::Yielded(std::ptr::null_mut()),
+            _ => Resumed::Failed(error_text(co)),
+        }
     };
+    after_resume(lua, sched, f, outcome, eager)
+}
+
+/// How a resume of a fiber's coroutine ended.
+enum Resumed {
+    /// It yielded this value (null unless a light userdata marker).
+    Yielded(*mut c_void),
+    /// It died: the runtime failed (the trampoline catches the fiber's own errors).
+    Failed(String),
+}
+
+fn after_resume(lua: &Lua, sched: &Scheduler, f: &Rc<Fiber>, outcome: Resumed, eager: bool) -> Suspend {
     if f.is_dead() {
-        // The trampoline has finished the fiber and parked the coroutine for reuse.
-        recycle(lua, f, ret == ffi::LUA_YIELD);
+        // The trampoline has finished the fiber and pooled its coroutine, which must
+        // reach its next fiber with an empty stack (it still holds the yielded marker
+        // when Rust resumed it).
+        let co = f.co.replace(std::ptr::null_mut());
+        if !co.is_null() {
+            // Safety: the pool holds the coroutine, which is suspended.
+            unsafe { ffi::lua_settop(co, 0) };
+        }
         return Suspend::Done;
     }
-    match ret {
-        ffi::LUA_YIELD if what == park_marker_ptr() => {
+    f.takes_outcome
+        .set(matches!(outcome, Resumed::Yielded(p) if p == park_marker_ptr() || p == yield_marker_ptr()));
+    match outcome {
+        Resumed::Yielded(p) if p == park_marker_ptr() => {
             // A fiber cancelled earlier parks again: the cancel will not wake it twice,
             // so it is resumed at once and its wait raises.
             if f.cancelled.get() {
@@ -825,17 +904,24 @@ fn resume(lua: &Lua, sched: &Scheduler, f: &Rc<Fiber>) -> Suspend {
             }
             Suspend::Parked
         }
-        ffi::LUA_YIELD if what == Lua::poll_pending().0 => Suspend::ParkedInRust,
-        ffi::LUA_YIELD => {
+        Resumed::Yielded(p) if p == Lua::poll_pending().0 => {
+            if eager {
+                // The future was polled with the waker of whatever ran `create`, which
+                // need not be the scheduler's; one more poll from the scheduler
+                // registers the fiber's own waker.
+                sched.schedule(f);
+            }
+            Suspend::ParkedInRust
+        }
+        Resumed::Yielded(_) => {
             // `fiber.yield`, or a plain `coroutine.yield` at the fiber's top level.
             sched.schedule(f);
             Suspend::Yielded
         }
-        _ => {
-            // The trampoline catches Lua errors, so this is an error of the runtime
-            // itself (out of memory, an error in the error handler).
-            let text = unsafe { error_text(co) };
-            recycle(lua, f, false);
+        Resumed::Failed(text) => {
+            // The coroutine is dead and stays out of the pool. (Its `fids` entry stays
+            // too: this only happens when the runtime itself fails, e.g. out of memory.)
+            f.co.set(std::ptr::null_mut());
             let mut values = LuaMultiValue::new();
             values.push_back(LuaValue::Boolean(false));
             if let Ok(s) = lua.create_string(&text) {
@@ -857,25 +943,6 @@ unsafe fn error_text(co: *mut ffi::lua_State) -> String {
         return "fiber failed".to_string();
     }
     String::from_utf8_lossy(std::slice::from_raw_parts(p as *const u8, len)).into_owned()
-}
-
-/// Returns a finished fiber's coroutine to the pool; a coroutine that died is dropped.
-fn recycle(lua: &Lua, f: &Fiber, reusable: bool) {
-    let Some(co) = f.co.borrow_mut().take() else {
-        return;
-    };
-    if reusable {
-        // Safety: the coroutine is alive (its key is in `co`) and suspended.
-        unsafe { ffi::lua_settop(co.state, 0) };
-        if let Ok(fl) = fiber_lua(lua) {
-            let mut pool = fl.pool.borrow_mut();
-            if pool.len() < POOL_MAX {
-                pool.push(co);
-                return;
-            }
-        }
-    }
-    let _ = lua.remove_registry_value(co.key);
 }
 
 /// What a resumed fiber is told about its Lua-level park (see `park` in lua/fiber.lua).
@@ -929,7 +996,9 @@ fn finish(lua: &Lua, fiber: &Rc<Fiber>, mut values: LuaMultiValue) {
     if let Some(key) = fiber.storage.borrow_mut().take() {
         let _ = lua.remove_registry_value(key);
     }
-    fiber.join_notify.notify_waiters();
+    if fiber.join_watched.get() {
+        fiber.join_notify.notify_waiters();
+    }
 }
 
 fn pack(lua: &Lua, values: LuaMultiValue) -> LuaResult<LuaTable> {
@@ -1004,7 +1073,7 @@ fn set_name(f: &Fiber, name: LuaValue) -> LuaResult<()> {
     if name.len() > FIBER_NAME_MAX {
         return Err(LuaError::runtime("Fiber name is too long"));
     }
-    *f.name.borrow_mut() = name;
+    *f.name.borrow_mut() = Cow::Owned(name);
     Ok(())
 }
 
@@ -1028,6 +1097,7 @@ async fn join(lua: Lua, f: Rc<Fiber>) -> LuaResult<LuaMultiValue> {
         if f.is_dead() && f.result.borrow().is_none() {
             return Err(LuaError::runtime("the fiber is dead"));
         }
+        f.join_watched.set(true);
         let notified = f.join_notify.notified();
         if f.result.borrow().is_some() {
             break;
@@ -1188,7 +1258,7 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
         "create",
         lua.create_function(|lua, args: LuaMultiValue| {
             let (f, rest) = create_args("fiber.create", args)?;
-            let fiber = spawn(lua, "lua", f, rest, Start::Eager)?;
+            let fiber = spawn(lua, DEFAULT_NAME, f, rest, Start::Eager)?;
             fiber_object(lua, fiber)
         })?,
     )?;
@@ -1196,7 +1266,7 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
         "new",
         lua.create_function(|lua, args: LuaMultiValue| {
             let (f, rest) = create_args("fiber.new", args)?;
-            let fiber = spawn(lua, "lua", f, rest, Start::Deferred)?;
+            let fiber = spawn(lua, DEFAULT_NAME, f, rest, Start::Deferred)?;
             fiber_object(lua, fiber)
         })?,
     )?;
@@ -1296,11 +1366,15 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
         LuaValue::LightUserData(Lua::poll_pending()),
         yield_marker(lua)?,
         LuaLightUserData(park_marker_ptr()),
+        lua.named_registry_value::<LuaFunction>(RAW_RESUME)?,
     ))?;
     Ok(m)
 }
 
 const FIBER_LUA: &str = include_str!("../../lua/fiber.lua");
+
+/// Where the prelude leaves the original `coroutine.resume` (registry name).
+pub const RAW_RESUME: &str = "node.raw_coroutine_resume";
 
 /// The value a fiber yields to go to the back of the ready queue (`fiber.yield`), unlike
 /// mlua's "poll pending" marker, which parks it until it is woken. The prelude passes both
@@ -1346,6 +1420,15 @@ fn primitives(lua: &Lua) -> LuaResult<LuaTable> {
         })?,
     )?;
     p.set("fids", lua.registry_value::<LuaTable>(&fiber_lua(lua)?.fids)?)?;
+    p.set("take", lua.registry_value::<LuaFunction>(&fiber_lua(lua)?.take)?)?;
+    p.set(
+        "spawn_begin",
+        lua.create_function(|lua, co: LuaThread| spawn_begin(lua, co))?,
+    )?;
+    p.set(
+        "spawn_end",
+        lua.create_function(|lua, (ok, marker): (bool, LuaValue)| spawn_end(lua, ok, marker))?,
+    )?;
     p.set(
         "park_status",
         lua.create_function(|_, ()| Ok(SCHEDULER.with(|s| park_outcome(&s.current.borrow()))))?,
@@ -1377,6 +1460,7 @@ pub fn is_dead(f: &Fiber) -> bool {
 
 /// Waits for the fiber to finish (used by the runtime for the main fiber).
 pub async fn wait_finished(f: &Rc<Fiber>) {
+    f.join_watched.set(true);
     let notified = f.join_notify.notified();
     if f.is_dead() {
         return;
