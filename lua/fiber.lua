@@ -1,11 +1,11 @@
 -- The Lua half of the fiber module: sleep, yield, channels and conds.
 --
 -- They are Lua because a switch between fibers must be cheap. A fiber parks by yielding
--- mlua's "poll pending" marker to its driver, which leaves its tokio task asleep until
--- `wakeup` (or a cancel, or the park deadline) calls the task's waker. Messages and waiter
+-- mlua's "poll pending" marker to the scheduler, which leaves it off the ready queue until
+-- `wakeup` (or a cancel, or the park deadline) puts it back. Messages and waiter
 -- records stay in Lua tables, so nothing crosses into Rust but a few tiny calls.
 -- Semantics and error texts are Tarantool 2.6's (fiber.c, fiber_channel.c, fiber_cond.c).
-local M, P, PENDING, YIELD = ...
+local M, P, PENDING, YIELD, PARK, raw_resume = ...
 
 local co_yield, co_running = coroutine.yield, coroutine.running
 local self_id, now, wakeup, fids = P.self_id, P.now, P.wakeup, P.fids
@@ -23,11 +23,16 @@ local function my_fid()
 end
 
 -- Waits, after `prepare`, for a wakeup, the deadline or a cancel, and says which came
--- first. The driver resumes a parked fiber with that outcome (nil when the resume came
--- through a path that does not carry it: then ask). Spurious resumptions park again.
+-- first. The scheduler resumes a parked fiber with that outcome (nil when the resume came
+-- through a path that does not carry it, such as an mlua AsyncThread: then ask).
+-- Spurious resumptions park again. The scheduler recognises a Lua-level park by this
+-- file's chunk name on the yielding frame.
 local function wait_parked()
+    -- In its own coroutine a fiber yields straight to the scheduler; elsewhere the park
+    -- goes through mlua's marker, which plain coroutines and AsyncThreads pass up.
+    local marker = fids[co_running()] and PARK or PENDING
     while true do
-        local status = co_yield(PENDING)
+        local status = co_yield(marker)
         if status == nil then status = park_status() end
         if status ~= WAITING then return status end
     end
@@ -36,10 +41,28 @@ end
 -- Registers the park: a deadline (monotonic seconds) is armed in Rust; without one only
 -- the fiber id is needed. Returns the id for the waiter record.
 local function prepare(deadline)
-    -- A fiber cancelled earlier would never be woken again: raise before parking.
-    if is_cancelled() then raise_cancelled() end
+    local fid = fids[co_running()]
+    -- A fiber cancelled earlier would never be woken again: raise before parking. (The
+    -- scheduler checks that itself for parks from a fiber's own coroutine.)
+    if fid == nil and is_cancelled() then raise_cancelled() end
     if deadline ~= nil then return park_prepare(deadline) end
-    return my_fid()
+    return fid or self_id()
+end
+
+-- Waiter records are reused: each coroutine waits for one thing at a time, and a record
+-- that left its queue is free. Weak keys let finished coroutines go.
+local records = setmetatable({}, { __mode = 'k' })
+
+local function waiter(fid, value)
+    local co = co_running()
+    local w = records[co]
+    if w == nil or w.inq then
+        w = { fid = fid, value = value, done = false, dead = false, inq = false }
+        records[co] = w
+        return w
+    end
+    w.fid, w.value, w.done, w.dead = fid, value, false, false
+    return w
 end
 
 local function park(deadline)
@@ -50,6 +73,19 @@ end
 local function deadline_of(timeout)
     if timeout == nil or timeout == huge then return nil end
     return now() + (timeout > 0 and timeout or 0)
+end
+
+-- fiber.create for a plain function: the child is resumed right here from Lua, which
+-- saves packing its arguments into Rust and back. Callable tables take the Rust path.
+local take, spawn_begin, spawn_end = P.take, P.spawn_begin, P.spawn_end
+local create_rust = M.create
+function M.create(f, ...)
+    if type(f) ~= 'function' then return create_rust(f, ...) end
+    local co = take()
+    local object, fid = spawn_begin(co)
+    fids[co] = fid
+    spawn_end(raw_resume(co, fid, f, ...))
+    return object
 end
 
 function M.yield()
@@ -83,15 +119,19 @@ local function queue_push(q, w)
     q.last = last
     q[last] = w
     q.live = q.live + 1
+    w.inq = true
 end
 
 local function queue_pop(q)
-    local first = q.first
-    while first <= q.last do
+    local first, last = q.first, q.last
+    while first <= last do
         local w = q[first]
         q[first] = nil
         first = first + 1
+        w.inq = false
         if not w.dead then
+            -- Back to the start when empty, so the slots stay in the array part.
+            if first > last then first, last = 1, 0 q.last = 0 end
             q.first = first
             q.live = q.live - 1
             return w
@@ -170,7 +210,7 @@ function Channel.put(ch, ...)
     end
     if timeout ~= nil and timeout <= 0 then return false end
     local deadline = deadline_of(timeout)
-    local w = { fid = prepare(deadline), value = value, done = false, dead = false }
+    local w = waiter(prepare(deadline), value)
     queue_push(ch.writers, w)
     while not w.done and not ch.closed do
         local status = wait_parked()
@@ -214,7 +254,7 @@ function Channel.get(ch, timeout)
     end
     if timeout ~= nil and timeout <= 0 then return nil end
     local deadline = deadline_of(timeout)
-    local r = { fid = prepare(deadline), done = false, dead = false }
+    local r = waiter(prepare(deadline), nil)
     queue_push(ch.readers, r)
     while not r.done and not ch.closed do
         local status = wait_parked()
@@ -230,7 +270,9 @@ function Channel.get(ch, timeout)
         queue_drop(ch.readers, r)
         return nil
     end
-    return r.value
+    local v = r.value
+    r.value = nil
+    return v
 end
 
 function Channel.close(ch)
@@ -270,21 +312,14 @@ function Cond.wait(cond, timeout)
     if getmetatable(cond) ~= Cond then error(WAIT_USAGE, 0) end
     check_timeout(timeout, WAIT_USAGE)
     local deadline = deadline_of(timeout)
-    local w = { fid = prepare(deadline), done = false, dead = false }
+    local w = waiter(prepare(deadline), nil)
     queue_push(cond.waiters, w)
-    while not w.done do
-        local status = wait_parked()
-        if w.done then break end
-        if status == CANCELLED then
-            -- Tarantool 2.6 returns true here without raising; the next yield point raises.
-            queue_drop(cond.waiters, w)
-            return true
-        elseif status == TIMEOUT then
-            queue_drop(cond.waiters, w)
-            return false
-        end
-    end
-    return true
+    -- As in Tarantool, any wakeup ends the wait with true, a cancel too (without raising);
+    -- only the deadline gives false.
+    local status = wait_parked()
+    if w.done then return true end
+    queue_drop(cond.waiters, w)
+    return status ~= TIMEOUT
 end
 
 function Cond.signal(cond)

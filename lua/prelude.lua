@@ -71,3 +71,6 @@ os.exit = exit
 
 -- io.write and friends go straight to fd 1, so they keep their place among node's output.
 io.stdout:setvbuf('no')
+
+-- The unwrapped resume, for the fiber scheduler's own use.
+return co_resume

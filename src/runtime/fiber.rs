@@ -1,28 +1,45 @@
-//! Fibers: Tarantool's green threads, built as Lua coroutines driven by tokio tasks.
+//! Fibers: Tarantool's green threads, built as Lua coroutines run by one scheduler.
 //!
-//! A fiber is a Lua coroutine parked in the Lua registry plus one `spawn_local` task that
-//! resumes it. The task re-fetches the coroutine from the registry on every poll instead of
-//! holding an mlua handle, because every handle held in Rust takes a slot of LuaJIT's
-//! 8,000-slot C stack and 100,000 fibers must be able to live at once.
+//! A fiber is a Lua coroutine kept alive by a registry key. Rust holds its raw `lua_State`
+//! pointer, not an mlua handle: every handle held in Rust takes a slot of LuaJIT's
+//! 8,000-slot C stack, and 100,000 fibers must be able to live at once.
 //!
-//! Yield points are async Rust functions (`fiber.sleep`, channel and socket waits). They
-//! run through [`cancellable`], so that `fiber:cancel()` wakes a waiting fiber and makes the
-//! wait raise `fiber is cancelled`, as in Tarantool, and pcall/cleanup code runs.
+//! One tokio task runs all fibers. It drives a Lua coroutine (the scheduler coroutine)
+//! whose Rust callback pops the ready queue and resumes each fiber with a raw
+//! `lua_resume`. Going through tokio and mlua's `AsyncThread` for every switch cost about
+//! three times a bare coroutine switch; this way a switch between two fibers never leaves
+//! the scheduler's callback.
+//!
+//! A fiber suspends by yielding a marker: mlua's "poll pending" to park (Lua-level waits in
+//! lua/fiber.lua and mlua async functions both use it), or the yield marker to go to the
+//! back of the ready queue. Lua-level parks are woken by [`Fiber::wakeup`], which pushes the
+//! fiber onto the ready queue; the resume value tells the fiber why it was woken.
+//!
+//! mlua async functions (sockets, join, the console) poll their futures with the waker
+//! that the scheduler coroutine's `AsyncThread` was polled with: the "current fiber" waker.
+//! Cloning it yields a per-fiber `Arc` waker, so a socket becoming readable wakes exactly
+//! the fiber that waits for it, from any thread.
 //!
 //! `fiber.create` is eager like Tarantool's: the child runs until its first yield before
-//! `create` returns. That is done by polling the child's driver once, right there, with a
-//! no-op waker; the spawned task polls it again and registers the real waker.
+//! `create` returns, resumed right there, inside the creator's call.
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::ffi::c_void;
 use std::future::Future;
+use std::mem::ManuallyDrop;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, RawWaker, RawWakerVTable, Wake, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
+use mlua::ffi;
 use mlua::prelude::*;
 use tokio::sync::Notify;
 
@@ -31,11 +48,21 @@ use super::errors;
 /// Tarantool reserves fiber ids up to 100 for its own fibers; user fibers start above.
 const FIRST_FIBER_ID: u64 = 101;
 
+/// The id of the scheduler pseudo-fiber that code outside any fiber sees.
+const SCHED_ID: u64 = 1;
+
 /// Tarantool's limit on a fiber name (FIBER_NAME_MAX is 255 bytes plus the terminator).
 const FIBER_NAME_MAX: usize = 255;
 
+/// The name of fibers made by `fiber.create` and `fiber.new`.
+const DEFAULT_NAME: &str = "lua";
+
 /// The text Tarantool gives to a FiberIsCancelled error.
 pub const CANCELLED: &str = "fiber is cancelled";
+
+/// Fibers resumed per poll of the scheduler task: past it the task yields to tokio, so
+/// sockets and timers are polled even while fibers keep each other busy.
+const BUDGET: usize = 512;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FiberState {
@@ -52,32 +79,47 @@ type JoinResult = LuaRegistryKey;
 /// One fiber's bookkeeping. The Lua coroutine itself lives in the registry.
 pub struct Fiber {
     pub id: u64,
-    name: RefCell<String>,
+    /// Most fibers keep the default name, so it is not copied for each.
+    name: RefCell<Cow<'static, str>>,
     state: Cell<FiberState>,
     cancelled: Cell<bool>,
     cancel_notify: Notify,
     joinable: Cell<bool>,
     join_notify: Notify,
+    /// Someone waits on `join_notify`: waking nobody still costs a lock per fiber.
+    join_watched: Cell<bool>,
     result: RefCell<Option<JoinResult>>,
     /// `fiber.self().storage`, created on first use.
     storage: RefCell<Option<LuaRegistryKey>>,
     /// Context switches, reported by `fiber.info()`.
     csw: Cell<u64>,
-    /// The waker of the fiber's task, refreshed on every poll: Lua-level parking
-    /// (`park` in lua/fiber.lua) is woken through it.
-    waker: RefCell<Waker>,
-    /// Set by `wakeup`; read and cleared by the parked fiber.
+    /// The fiber's coroutine, which Lua keeps alive (see `TRAMPOLINE_LUA`); null once
+    /// the fiber is dead.
+    co: Cell<*mut ffi::lua_State>,
+    /// False until the first resume, which passes the arguments pushed at spawn.
+    started: Cell<bool>,
+    /// The fiber last yielded from its own coroutine in lua/fiber.lua, which takes the
+    /// park outcome as the resume value. Elsewhere (an mlua future, a plain coroutine, a
+    /// Lua call Rust drives) the outcome must stay for `park_status` to read.
+    takes_outcome: Cell<bool>,
+    /// On the ready queue: a second wakeup must not queue it twice.
+    queued: Cell<bool>,
+    /// The waker given to futures polled in this fiber, made on first use.
+    waker: RefCell<Option<Waker>>,
+    /// Set by `wakeup`; read and cleared when the fiber is resumed.
     woken: Cell<bool>,
-    /// When a Lua-level park times out; the fiber's driver arms a timer for it.
+    /// When a Lua-level park times out; the scheduler's timer heap holds it too.
     deadline: Cell<Option<Instant>>,
-    /// The park outcome computed on the latest resume (see `park_status`).
-    last_outcome: Cell<u8>,
     /// Replaces the error log line (the main script exits instead).
     on_error: RefCell<Option<OnError>>,
 }
 
 impl Fiber {
-    fn new(id: u64, name: String) -> Fiber {
+    fn new(id: u64, name: &str) -> Fiber {
+        let name = match name {
+            DEFAULT_NAME => Cow::Borrowed(DEFAULT_NAME),
+            _ => Cow::Owned(name.to_string()),
+        };
         Fiber {
             id,
             name: RefCell::new(name),
@@ -86,19 +128,23 @@ impl Fiber {
             cancel_notify: Notify::new(),
             joinable: Cell::new(false),
             join_notify: Notify::new(),
+            join_watched: Cell::new(false),
             result: RefCell::new(None),
             storage: RefCell::new(None),
             csw: Cell::new(0),
-            waker: RefCell::new(Waker::noop().clone()),
+            co: Cell::new(std::ptr::null_mut()),
+            started: Cell::new(false),
+            takes_outcome: Cell::new(false),
+            queued: Cell::new(false),
+            waker: RefCell::new(None),
             woken: Cell::new(false),
             deadline: Cell::new(None),
             on_error: RefCell::new(None),
-            last_outcome: Cell::new(PARK_WAITING),
         }
     }
 
     pub fn name(&self) -> String {
-        self.name.borrow().clone()
+        self.name.borrow().to_string()
     }
 
     pub fn is_cancelled(&self) -> bool {
@@ -110,16 +156,27 @@ impl Fiber {
     }
 
     /// Marks the fiber cancelled and wakes it if it waits at a yield point.
-    pub fn cancel(&self) {
+    pub fn cancel(self: &Rc<Self>) {
         self.cancelled.set(true);
         self.cancel_notify.notify_one();
-        self.waker.borrow().wake_by_ref();
+        SCHEDULER.with(|s| s.schedule(self));
     }
 
     /// Wakes the fiber from a Lua-level park (`fiber_object:wakeup()`, channels, conds).
-    pub fn wakeup(&self) {
+    pub fn wakeup(self: &Rc<Self>) {
         self.woken.set(true);
-        self.waker.borrow().wake_by_ref();
+        SCHEDULER.with(|s| s.schedule(self));
+    }
+
+    /// The waker for futures that this fiber awaits.
+    fn waker(&self) -> Waker {
+        self.waker
+            .borrow_mut()
+            .get_or_insert_with(|| {
+                let remote = SCHEDULER.with(|s| s.remote.clone());
+                Waker::from(Arc::new(FiberWaker { id: self.id, remote }))
+            })
+            .clone()
     }
 }
 
@@ -150,6 +207,98 @@ impl std::hash::Hasher for IdHasher {
     }
 }
 
+/// Wakeups that arrive through `Waker`s, which may be called from any thread.
+struct Remote {
+    ids: Mutex<Vec<u64>>,
+    /// Lets the scheduler check for wakeups without taking the lock.
+    pending: AtomicBool,
+    /// The scheduler task's waker.
+    task: Mutex<Option<Waker>>,
+}
+
+impl Remote {
+    fn push(&self, id: u64) {
+        self.ids.lock().unwrap_or_else(|e| e.into_inner()).push(id);
+        self.pending.store(true, AtomicOrdering::Release);
+        self.wake_task();
+    }
+
+    fn wake_task(&self) {
+        if let Some(w) = &*self.task.lock().unwrap_or_else(|e| e.into_inner()) {
+            w.wake_by_ref();
+        }
+    }
+}
+
+/// The waker of one fiber: it queues the fiber's id for the scheduler.
+struct FiberWaker {
+    id: u64,
+    remote: Arc<Remote>,
+}
+
+impl Wake for FiberWaker {
+    fn wake(self: Arc<Self>) {
+        self.remote.push(self.id);
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.remote.push(self.id);
+    }
+}
+
+/// The waker mlua hands to every future polled inside a fiber. Waking it wakes the running
+/// fiber; cloning it (which is what a future does to be woken later) gives the running
+/// fiber's own waker, so each future remembers the fiber that awaits it.
+static CURRENT_FIBER_WAKER_VTABLE: RawWakerVTable =
+    RawWakerVTable::new(current_clone, current_wake, current_wake, current_drop);
+
+// Safety of the waker functions: the data pointer is unused (null); they only touch this
+// thread's scheduler, and the waker is only reachable while mlua polls a future on it.
+unsafe fn current_clone(_: *const ()) -> RawWaker {
+    let waker = SCHEDULER
+        .try_with(|s| s.current().waker())
+        .unwrap_or_else(|_| Waker::noop().clone());
+    let waker = ManuallyDrop::new(waker);
+    RawWaker::new(waker.data(), waker.vtable())
+}
+
+unsafe fn current_wake(_: *const ()) {
+    let _ = SCHEDULER.try_with(|s| {
+        let f = s.current();
+        s.schedule(&f);
+    });
+}
+
+unsafe fn current_drop(_: *const ()) {}
+
+fn current_fiber_waker() -> &'static Waker {
+    static WAKER: Waker = unsafe { Waker::from_raw(RawWaker::new(std::ptr::null(), &CURRENT_FIBER_WAKER_VTABLE)) };
+    &WAKER
+}
+
+/// A Lua-level park's deadline in the timer heap; `seq` keeps equal deadlines in order.
+struct Timer {
+    at: Instant,
+    seq: u64,
+    fiber: Rc<Fiber>,
+}
+
+impl PartialEq for Timer {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Timer {}
+impl PartialOrd for Timer {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Timer {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
 /// The fiber scheduler's shared state (one per thread).
 pub struct Scheduler {
     fibers: RefCell<HashMap<u64, Rc<Fiber>, IdHash>>,
@@ -159,12 +308,20 @@ pub struct Scheduler {
     /// listeners, consoles, swim instances, box.
     pins: Cell<usize>,
     started: Instant,
+    ready: RefCell<VecDeque<Rc<Fiber>>>,
+    timers: RefCell<BinaryHeap<Reverse<Timer>>>,
+    timer_seq: Cell<u64>,
+    remote: Arc<Remote>,
+    /// The scheduler callback is running fibers: a wakeup needs no task wake.
+    running: Cell<bool>,
+    task_spawned: Cell<bool>,
+    /// The fibers that ran when `spawn_begin` entered a new fiber, innermost last.
+    spawning: RefCell<Vec<Rc<Fiber>>>,
 }
 
 impl Scheduler {
     fn new() -> Scheduler {
-        // Id 1 is the scheduler itself: code that runs outside any fiber sees it.
-        let sched = Rc::new(Fiber::new(1, "sched".into()));
+        let sched = Rc::new(Fiber::new(SCHED_ID, "sched"));
         sched.state.set(FiberState::Running);
         Scheduler {
             fibers: RefCell::new(HashMap::default()),
@@ -172,6 +329,17 @@ impl Scheduler {
             next_id: Cell::new(FIRST_FIBER_ID),
             pins: Cell::new(0),
             started: Instant::now(),
+            ready: RefCell::new(VecDeque::new()),
+            timers: RefCell::new(BinaryHeap::new()),
+            timer_seq: Cell::new(0),
+            remote: Arc::new(Remote {
+                ids: Mutex::new(Vec::new()),
+                pending: AtomicBool::new(false),
+                task: Mutex::new(None),
+            }),
+            running: Cell::new(false),
+            task_spawned: Cell::new(false),
+            spawning: RefCell::new(Vec::new()),
         }
     }
 
@@ -203,11 +371,84 @@ impl Scheduler {
         self.fibers.borrow().get(&id).cloned()
     }
 
+    /// Puts a fiber on the ready queue (once, however often it is woken).
+    fn schedule(&self, f: &Rc<Fiber>) {
+        if f.id == SCHED_ID {
+            self.remote.wake_task();
+            return;
+        }
+        if f.queued.get() || f.is_dead() {
+            return;
+        }
+        f.queued.set(true);
+        self.ready.borrow_mut().push_back(f.clone());
+        if !self.running.get() {
+            self.remote.wake_task();
+        }
+    }
+
+    fn add_timer(&self, fiber: &Rc<Fiber>, at: Instant) {
+        let seq = self.timer_seq.get();
+        self.timer_seq.set(seq + 1);
+        let top = self.timers.borrow().peek().map(|t| t.0.at);
+        self.timers.borrow_mut().push(Reverse(Timer {
+            at,
+            seq,
+            fiber: fiber.clone(),
+        }));
+        if !self.running.get() && top.is_none_or(|t| at < t) {
+            self.remote.wake_task();
+        }
+    }
+
+    /// Moves fibers whose park deadline passed to the ready queue.
+    fn expire_timers(&self) {
+        if self.timers.borrow().is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        loop {
+            let timer = {
+                let mut timers = self.timers.borrow_mut();
+                match timers.peek() {
+                    Some(t) if t.0.at <= now => timers.pop().map(|t| t.0),
+                    _ => break,
+                }
+            };
+            // Entries of parks that ended another way stay in the heap until due.
+            if let Some(t) = timer {
+                if t.fiber.deadline.get() == Some(t.at) {
+                    self.schedule(&t.fiber);
+                }
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.timers.borrow().peek().map(|t| t.0.at)
+    }
+
+    /// Takes the wakeups that came through wakers.
+    fn drain_remote(&self) {
+        // A load first: the swap would dirty the cache line on every switch.
+        if !self.remote.pending.load(AtomicOrdering::Relaxed)
+            || !self.remote.pending.swap(false, AtomicOrdering::Acquire)
+        {
+            return;
+        }
+        let ids = std::mem::take(&mut *self.remote.ids.lock().unwrap_or_else(|e| e.into_inner()));
+        for id in ids {
+            if let Some(f) = self.find(id) {
+                self.schedule(&f);
+            }
+        }
+    }
+
     fn enter(&self, fiber: &Rc<Fiber>) -> Rc<Fiber> {
         fiber.state.set(FiberState::Running);
         fiber.csw.set(fiber.csw.get() + 1);
         let prev = std::mem::replace(&mut *self.current.borrow_mut(), fiber.clone());
-        if prev.state.get() == FiberState::Running && prev.id != 1 {
+        if prev.state.get() == FiberState::Running && prev.id != SCHED_ID {
             prev.state.set(FiberState::Suspended);
         }
         prev
@@ -291,10 +532,16 @@ pub async fn yield_now() {
 /// xpcall, so that an error value (a string, a table, a box.error) reaches Rust intact with
 /// its traceback, then hands the results to Rust and parks the coroutine in the pool, from
 /// which the next fiber takes it (Tarantool recycles its fibers the same way). Reusing
-/// coroutines saves a `lua_newthread`, a registry slot and garbage per fiber.
+/// coroutines saves a `lua_newthread` and garbage per fiber.
+///
+/// Lua owns the coroutines: `fids` (coroutine -> fiber id) holds a fiber's coroutine while
+/// it lives and `pool` holds it afterwards, so Rust keeps only the raw `lua_State` pointer
+/// and no registry slot per fiber.
 const TRAMPOLINE_LUA: &str = r#"
-local convert, traceback, finish, fids, PENDING = ...
-local raw_xpcall, type, co_running, co_yield = xpcall, type, coroutine.running, coroutine.yield
+local convert, traceback, finish, fids, PENDING, POOL_MAX = ...
+local raw_xpcall, type, co_running, co_yield, co_create =
+    xpcall, type, coroutine.running, coroutine.yield, coroutine.create
+local pool, pooled = {}, 0
 local last_traceback
 local function handler(e)
     if type(e) == 'userdata' then e = convert(e) end
@@ -302,29 +549,60 @@ local function handler(e)
     return e
 end
 local function done(co, ok, ...)
+    if ok then
+        finish(true, ...)
+    else
+        local tb = last_traceback
+        last_traceback = nil
+        finish(false, (...), tb)
+    end
     fids[co] = nil
-    if ok then return finish(true, ...) end
-    local tb = last_traceback
-    last_traceback = nil
-    return finish(false, (...), tb)
+    if pooled < POOL_MAX then
+        pooled = pooled + 1
+        pool[pooled] = co
+    end
 end
 local body
 body = function(fid, fn, ...)
-    local co = co_running()
-    fids[co] = fid
-    done(co, raw_xpcall(fn, handler, ...))
+    done(co_running(), raw_xpcall(fn, handler, ...))
     return body(co_yield(PENDING))
 end
-return body
+-- A coroutine for a new fiber: pooled (suspended in `co_yield` above) or new.
+local function take()
+    if pooled == 0 then return co_create(body) end
+    local co = pool[pooled]
+    pool[pooled] = nil
+    pooled = pooled - 1
+    return co
+end
+local function acquire(fid)
+    local co = take()
+    fids[co] = fid
+    return co
+end
+return take, acquire
+"#;
+
+/// The scheduler coroutine's body: `run` resumes ready fibers; between batches the
+/// coroutine parks, and its driver arms the timer and waits for wakeups.
+const SCHEDULER_LUA: &str = r#"
+local run, yield, PENDING = ...
+return function()
+    while true do
+        run()
+        yield(PENDING)
+    end
+end
 "#;
 
 /// Coroutines kept for reuse; past this many, finished coroutines are left to the GC.
 const POOL_MAX: usize = 4096;
 
 struct FiberLua {
-    trampoline: LuaRegistryKey,
-    /// Coroutines parked in the trampoline, waiting for their next fiber.
-    pool: RefCell<Vec<LuaRegistryKey>>,
+    /// Lua: `() -> coroutine`, a coroutine for a new fiber.
+    take: LuaRegistryKey,
+    /// Lua: `(fid) -> coroutine`, `take` that also registers the fiber id.
+    acquire: LuaRegistryKey,
     /// Lua table: coroutine -> fiber id, for the fast paths of lua/fiber.lua.
     fids: LuaRegistryKey,
 }
@@ -337,16 +615,17 @@ fn fiber_lua(lua: &Lua) -> LuaResult<mlua::AppDataRef<'_, FiberLua>> {
             finish(lua, &current(lua), values);
             Ok(())
         })?;
-        let f: LuaFunction = lua.load(TRAMPOLINE_LUA).set_name("=fiber").call((
+        let (take, acquire): (LuaFunction, LuaFunction) = lua.load(TRAMPOLINE_LUA).set_name("=fiber").call((
             errors::converter(lua)?,
             traceback,
             finish,
             fids.clone(),
             LuaValue::LightUserData(Lua::poll_pending()),
+            POOL_MAX,
         ))?;
         lua.set_app_data(FiberLua {
-            trampoline: lua.create_registry_value(f)?,
-            pool: RefCell::new(Vec::new()),
+            take: lua.create_registry_value(take)?,
+            acquire: lua.create_registry_value(acquire)?,
             fids: lua.create_registry_value(fids)?,
         });
     }
@@ -381,39 +660,289 @@ pub fn spawn_with(
     on_error: Option<OnError>,
 ) -> LuaResult<Rc<Fiber>> {
     let sched = scheduler(lua);
+    ensure_task(lua, &sched)?;
     let id = sched.next_id.get();
     sched.next_id.set(id + 1);
-    let fiber = Rc::new(Fiber::new(id, name.to_string()));
+    let fiber = Rc::new(Fiber::new(id, name));
     *fiber.on_error.borrow_mut() = on_error;
 
-    let key = {
-        let fl = fiber_lua(lua)?;
-        let pooled = fl.pool.borrow_mut().pop();
-        match pooled {
-            Some(key) => key,
-            None => lua.create_registry_value(lua.create_thread(lua.registry_value(&fl.trampoline)?)?)?,
-        }
-    };
-    let thread: LuaThread = lua.registry_value(&key)?;
+    let acquire: LuaFunction = lua.registry_value(&fiber_lua(lua)?.acquire)?;
+    let thread: LuaThread = acquire.call(id)?;
+    fiber.co.set(thread.state());
     let mut call_args = LuaMultiValue::with_capacity(args.len() + 2);
     call_args.push_back(LuaValue::Integer(id as i64));
     call_args.push_back(LuaValue::Function(func));
     call_args.extend(args);
     // For a new coroutine these are the trampoline's arguments; for a pooled one they are
     // what its pending `coroutine.yield` returns. With recycle off, dropping the AsyncThread
-    // leaves the coroutine as it is.
+    // leaves them on the coroutine's stack for the first resume.
     drop(thread.into_async::<()>(call_args)?);
     sched.fibers.borrow_mut().insert(id, fiber.clone());
 
-    let mut driver = Box::pin(drive(lua.clone(), fiber.clone(), key));
-    if start == Start::Eager {
-        let mut cx = Context::from_waker(Waker::noop());
-        if driver.as_mut().poll(&mut cx).is_ready() {
-            return Ok(fiber);
+    match start {
+        Start::Eager => {
+            resume(lua, &sched, &fiber, true);
+        }
+        Start::Deferred => sched.schedule(&fiber),
+    }
+    Ok(fiber)
+}
+
+/// The Rust half of `fiber.create`'s fast path in lua/fiber.lua, which resumes the child
+/// itself with `coroutine.resume`: this registers the fiber for the coroutine `co` and
+/// makes it the running one; [`spawn_end`] undoes that after the child's first yield.
+fn spawn_begin(lua: &Lua, co: LuaThread) -> LuaResult<(LuaAnyUserData, u64)> {
+    let sched = scheduler(lua);
+    ensure_task(lua, &sched)?;
+    let id = sched.next_id.get();
+    sched.next_id.set(id + 1);
+    let fiber = Rc::new(Fiber::new(id, DEFAULT_NAME));
+    fiber.co.set(co.state());
+    fiber.started.set(true);
+    sched.fibers.borrow_mut().insert(id, fiber.clone());
+    let object = fiber_object(lua, fiber.clone())?;
+    let prev = sched.enter(&fiber);
+    sched.spawning.borrow_mut().push(prev);
+    Ok((object, id))
+}
+
+/// See [`spawn_begin`]: `ok, marker` is what `coroutine.resume` of the child returned.
+fn spawn_end(lua: &Lua, ok: bool, marker: LuaValue) -> LuaResult<()> {
+    let sched = scheduler(lua);
+    let f = sched.current();
+    let Some(prev) = sched.spawning.borrow_mut().pop() else {
+        return Err(LuaError::runtime("fiber spawn_end without spawn_begin"));
+    };
+    sched.leave(&f, prev);
+    let outcome = match marker {
+        _ if !ok => Resumed::Failed(errors::describe(lua, &marker)),
+        LuaValue::LightUserData(p) => Resumed::Yielded(p.0),
+        _ => Resumed::Yielded(std::ptr::null_mut()),
+    };
+    after_resume(lua, &sched, &f, outcome, true);
+    Ok(())
+}
+
+/// Starts the task that runs the scheduler coroutine, once per thread.
+fn ensure_task(lua: &Lua, sched: &Scheduler) -> LuaResult<()> {
+    if sched.task_spawned.get() {
+        return Ok(());
+    }
+    let run = lua.create_function(|lua, ()| {
+        run_ready(lua);
+        Ok(())
+    })?;
+    let body: LuaFunction = lua.load(SCHEDULER_LUA).set_name("=scheduler").call((
+        run,
+        lua.globals()
+            .get::<LuaTable>("coroutine")?
+            .get::<LuaFunction>("yield")?,
+        LuaValue::LightUserData(Lua::poll_pending()),
+    ))?;
+    let thread = lua.create_thread(body)?;
+    let driver = thread.into_async::<()>(())?;
+    tokio::task::spawn_local(scheduler_task(driver));
+    sched.task_spawned.set(true);
+    Ok(())
+}
+
+/// The one tokio task that runs fibers. It polls the scheduler coroutine with the
+/// current-fiber waker, which mlua then gives to every future polled inside a fiber.
+async fn scheduler_task(mut driver: LuaAsyncThread<()>) {
+    let sched = SCHEDULER.with(Rc::clone);
+    let mut timer = Box::pin(tokio::time::sleep_until(Instant::now()));
+    let mut timer_armed = false;
+    let outcome = std::future::poll_fn(|cx| {
+        {
+            let mut task = sched.remote.task.lock().unwrap_or_else(|e| e.into_inner());
+            if !task.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *task = Some(cx.waker().clone());
+            }
+        }
+        loop {
+            let mut fiber_cx = Context::from_waker(current_fiber_waker());
+            if let Poll::Ready(r) = Pin::new(&mut driver).poll(&mut fiber_cx) {
+                return Poll::Ready(r);
+            }
+            if !sched.ready.borrow().is_empty() || sched.remote.pending.load(AtomicOrdering::Acquire) {
+                // Out of budget: let tokio poll sockets and timers, then go on.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            let Some(at) = sched.next_deadline() else {
+                return Poll::Pending;
+            };
+            if !timer_armed || timer.deadline() != at {
+                timer.as_mut().reset(at);
+                timer_armed = true;
+            }
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            timer_armed = false;
+        }
+    })
+    .await;
+    if let Err(e) = outcome {
+        super::output::stderr(&format!("fiber scheduler failed: {}\n", errors::message(&e)));
+    }
+}
+
+/// Resumes ready fibers until the queue is empty or the budget is spent.
+fn run_ready(lua: &Lua) {
+    let sched = SCHEDULER.with(Rc::clone);
+    sched.running.set(true);
+    sched.drain_remote();
+    sched.expire_timers();
+    for _ in 0..BUDGET {
+        let next = sched.ready.borrow_mut().pop_front();
+        let Some(f) = next else { break };
+        f.queued.set(false);
+        resume(lua, &sched, &f, false);
+        sched.drain_remote();
+    }
+    sched.running.set(false);
+}
+
+/// How a resumed fiber gave control back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Suspend {
+    /// Parked by lua/fiber.lua: a wakeup, cancel or deadline resumes it.
+    Parked,
+    /// Parked inside an mlua async function, or in a plain coroutine: the future's
+    /// waker, or a wakeup, resumes it.
+    ParkedInRust,
+    /// Back on the ready queue (`fiber.yield`, a plain `coroutine.yield`).
+    Yielded,
+    /// Finished, or not resumable.
+    Done,
+}
+
+fn yield_marker_ptr() -> *mut c_void {
+    static YIELD_MARKER: u8 = 0;
+    &YIELD_MARKER as *const u8 as *mut c_void
+}
+
+/// What lua/fiber.lua yields for a park from a fiber's own coroutine. Parks from anywhere
+/// else (a plain coroutine, a Lua call that Rust drives with its own `AsyncThread`) yield
+/// mlua's "poll pending", which every `AsyncThread` on the way understands.
+fn park_marker_ptr() -> *mut c_void {
+    static PARK_MARKER: u8 = 0;
+    &PARK_MARKER as *const u8 as *mut c_void
+}
+
+/// Runs a fiber until its next yield. `eager` is set for the first run inside
+/// `fiber.create`.
+fn resume(lua: &Lua, sched: &Scheduler, f: &Rc<Fiber>, eager: bool) -> Suspend {
+    let co = f.co.get();
+    if co.is_null() || f.is_dead() || f.state.get() == FiberState::Running {
+        return Suspend::Done;
+    }
+    // Safety: while the fiber lives, `fids` in Lua holds its coroutine, and only the
+    // scheduler resumes it, never while it runs (its fiber would be Running).
+    let outcome = unsafe {
+        let nargs = if f.started.get() {
+            ffi::lua_settop(co, 0);
+            if f.takes_outcome.get() {
+                ffi::lua_pushinteger(co, park_outcome(f) as ffi::lua_Integer);
+                1
+            } else {
+                0
+            }
+        } else {
+            f.started.set(true);
+            // A new coroutine has the trampoline below the arguments; a pooled one was
+            // left yielded with only the arguments on its stack.
+            let top = ffi::lua_gettop(co);
+            if ffi::lua_status(co) == ffi::LUA_YIELD {
+                top
+            } else {
+                top - 1
+            }
+        };
+        let prev = sched.enter(f);
+        let mut nres = 0;
+        let ret = ffi::lua_resume(co, std::ptr::null_mut(), nargs, &mut nres);
+        sched.leave(f, prev);
+        match ret {
+            ffi::LUA_YIELD if nres > 0 => Resumed::Yielded(ffi::lua_touserdata(co, -1)),
+            ffi::LUA_YIELD => Resumed::Yielded(std::ptr::null_mut()),
+            _ => Resumed::Failed(error_text(co)),
+        }
+    };
+    after_resume(lua, sched, f, outcome, eager)
+}
+
+/// How a resume of a fiber's coroutine ended.
+enum Resumed {
+    /// It yielded this value (null unless a light userdata marker).
+    Yielded(*mut c_void),
+    /// It died: the runtime failed (the trampoline catches the fiber's own errors).
+    Failed(String),
+}
+
+fn after_resume(lua: &Lua, sched: &Scheduler, f: &Rc<Fiber>, outcome: Resumed, eager: bool) -> Suspend {
+    if f.is_dead() {
+        // The trampoline has finished the fiber and pooled its coroutine, which must
+        // reach its next fiber with an empty stack (it still holds the yielded marker
+        // when Rust resumed it).
+        let co = f.co.replace(std::ptr::null_mut());
+        if !co.is_null() {
+            // Safety: the pool holds the coroutine, which is suspended.
+            unsafe { ffi::lua_settop(co, 0) };
+        }
+        return Suspend::Done;
+    }
+    f.takes_outcome
+        .set(matches!(outcome, Resumed::Yielded(p) if p == park_marker_ptr() || p == yield_marker_ptr()));
+    match outcome {
+        Resumed::Yielded(p) if p == park_marker_ptr() => {
+            // A fiber cancelled earlier parks again: the cancel will not wake it twice,
+            // so it is resumed at once and its wait raises.
+            if f.cancelled.get() {
+                sched.schedule(f);
+            }
+            Suspend::Parked
+        }
+        Resumed::Yielded(p) if p == Lua::poll_pending().0 => {
+            if eager {
+                // The future was polled with the waker of whatever ran `create`, which
+                // need not be the scheduler's; one more poll from the scheduler
+                // registers the fiber's own waker.
+                sched.schedule(f);
+            }
+            Suspend::ParkedInRust
+        }
+        Resumed::Yielded(_) => {
+            // `fiber.yield`, or a plain `coroutine.yield` at the fiber's top level.
+            sched.schedule(f);
+            Suspend::Yielded
+        }
+        Resumed::Failed(text) => {
+            // The coroutine is dead and stays out of the pool. (Its `fids` entry stays
+            // too: this only happens when the runtime itself fails, e.g. out of memory.)
+            f.co.set(std::ptr::null_mut());
+            let mut values = LuaMultiValue::new();
+            values.push_back(LuaValue::Boolean(false));
+            if let Ok(s) = lua.create_string(&text) {
+                values.push_back(LuaValue::String(s));
+            }
+            finish(lua, f, values);
+            Suspend::Done
         }
     }
-    tokio::task::spawn_local(driver);
-    Ok(fiber)
+}
+
+/// The error a coroutine died with, as text.
+///
+/// Safety: `co` must be a live coroutine whose resume has just failed.
+unsafe fn error_text(co: *mut ffi::lua_State) -> String {
+    let mut len = 0;
+    let p = ffi::lua_tolstring(co, -1, &mut len);
+    if p.is_null() {
+        return "fiber failed".to_string();
+    }
+    String::from_utf8_lossy(std::slice::from_raw_parts(p as *const u8, len)).into_owned()
 }
 
 /// What a resumed fiber is told about its Lua-level park (see `park` in lua/fiber.lua).
@@ -432,93 +961,6 @@ fn park_outcome(fiber: &Fiber) -> u8 {
         fiber.deadline.set(None);
     }
     status
-}
-
-async fn drive(lua: Lua, fiber: Rc<Fiber>, key: LuaRegistryKey) {
-    let sched = scheduler(&lua);
-    let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
-    let mut started = false;
-    let outcome = std::future::poll_fn(|cx| loop {
-        if !fiber.waker.borrow().will_wake(cx.waker()) {
-            *fiber.waker.borrow_mut() = cx.waker().clone();
-        }
-        let prev = sched.enter(&fiber);
-        let polled = match lua.registry_value::<LuaThread>(&key) {
-            Ok(thread) => {
-                // The first resume passes the arguments pushed at spawn; later ones pass the
-                // park outcome, which the pending `coroutine.yield` returns.
-                let running = if started {
-                    let outcome = park_outcome(&fiber);
-                    fiber.last_outcome.set(outcome);
-                    thread.into_async::<()>(outcome)
-                } else {
-                    thread.into_async::<()>(())
-                };
-                started = true;
-                match running {
-                    Ok(mut running) => Pin::new(&mut running).poll(cx),
-                    Err(e) => Poll::Ready(Err(e)),
-                }
-            }
-            Err(e) => Poll::Ready(Err(e)),
-        };
-        sched.leave(&fiber, prev);
-        if polled.is_ready() {
-            return polled;
-        }
-        if fiber.is_dead() {
-            // The trampoline finished the fiber and parked the coroutine for reuse.
-            return Poll::Ready(Ok(()));
-        }
-        // A Lua-level park with a deadline: the timer wakes the task, and the fiber, when
-        // resumed, is told that its deadline passed.
-        match fiber.deadline.get() {
-            None => timer = None,
-            Some(deadline) => {
-                let t = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                if t.deadline() != deadline {
-                    t.as_mut().reset(deadline);
-                }
-                if t.as_mut().poll(cx).is_ready() {
-                    timer = None;
-                    continue;
-                }
-            }
-        }
-        return Poll::Pending;
-    })
-    .await;
-    match outcome {
-        Ok(()) if fiber.is_dead() => {
-            if let Ok(fl) = fiber_lua(&lua) {
-                let mut pool = fl.pool.borrow_mut();
-                if pool.len() < POOL_MAX {
-                    pool.push(key);
-                    return;
-                }
-            }
-            let _ = lua.remove_registry_value(key);
-        }
-        Ok(()) => {
-            // The trampoline itself returned: cannot happen, it loops forever.
-            let _ = lua.remove_registry_value(key);
-        }
-        Err(e) => {
-            // The trampoline catches Lua errors, so this is an error of mlua itself.
-            let _ = lua.remove_registry_value(key);
-            let mut values = LuaMultiValue::new();
-            values.push_back(LuaValue::Boolean(false));
-            values.push_back(LuaValue::String(lua.create_string(errors::message(&e)).unwrap_or_else(
-                |_| {
-                    lua.create_string("fiber failed")
-                        .unwrap_or_else(|_| unreachable!("small strings can be created"))
-                },
-            )));
-            if !fiber.is_dead() {
-                finish(&lua, &fiber, values);
-            }
-        }
-    }
 }
 
 /// Ends a fiber: `values` are `true, results...` or `false, error, traceback`.
@@ -554,7 +996,9 @@ fn finish(lua: &Lua, fiber: &Rc<Fiber>, mut values: LuaMultiValue) {
     if let Some(key) = fiber.storage.borrow_mut().take() {
         let _ = lua.remove_registry_value(key);
     }
-    fiber.join_notify.notify_waiters();
+    if fiber.join_watched.get() {
+        fiber.join_notify.notify_waiters();
+    }
 }
 
 fn pack(lua: &Lua, values: LuaMultiValue) -> LuaResult<LuaTable> {
@@ -629,7 +1073,7 @@ fn set_name(f: &Fiber, name: LuaValue) -> LuaResult<()> {
     if name.len() > FIBER_NAME_MAX {
         return Err(LuaError::runtime("Fiber name is too long"));
     }
-    *f.name.borrow_mut() = name;
+    *f.name.borrow_mut() = Cow::Owned(name);
     Ok(())
 }
 
@@ -653,11 +1097,13 @@ async fn join(lua: Lua, f: Rc<Fiber>) -> LuaResult<LuaMultiValue> {
         if f.is_dead() && f.result.borrow().is_none() {
             return Err(LuaError::runtime("the fiber is dead"));
         }
+        f.join_watched.set(true);
         let notified = f.join_notify.notified();
         if f.result.borrow().is_some() {
             break;
         }
-        cancellable(&lua, notified).await?;
+        // Tarantool's join does not react to a cancel of the joining fiber.
+        notified.await;
     }
     let key = f.result.borrow_mut().take();
     // Joined fibers are gone: a second join says the fiber is dead, as in Tarantool.
@@ -812,7 +1258,7 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
         "create",
         lua.create_function(|lua, args: LuaMultiValue| {
             let (f, rest) = create_args("fiber.create", args)?;
-            let fiber = spawn(lua, "lua", f, rest, Start::Eager)?;
+            let fiber = spawn(lua, DEFAULT_NAME, f, rest, Start::Eager)?;
             fiber_object(lua, fiber)
         })?,
     )?;
@@ -820,7 +1266,7 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
         "new",
         lua.create_function(|lua, args: LuaMultiValue| {
             let (f, rest) = create_args("fiber.new", args)?;
-            let fiber = spawn(lua, "lua", f, rest, Start::Deferred)?;
+            let fiber = spawn(lua, DEFAULT_NAME, f, rest, Start::Deferred)?;
             fiber_object(lua, fiber)
         })?,
     )?;
@@ -919,22 +1365,22 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
         primitives(lua)?,
         LuaValue::LightUserData(Lua::poll_pending()),
         yield_marker(lua)?,
+        LuaLightUserData(park_marker_ptr()),
+        lua.named_registry_value::<LuaFunction>(RAW_RESUME)?,
     ))?;
     Ok(m)
 }
 
 const FIBER_LUA: &str = include_str!("../../lua/fiber.lua");
 
-/// The value a fiber yields to go to the back of the ready queue (`fiber.yield`): the
-/// driver reschedules the task at once, unlike mlua's "poll pending" marker, which parks
-/// it until its waker is called. The prelude passes both markers through plain coroutines.
-pub fn yield_marker(lua: &Lua) -> LuaResult<LuaTable> {
-    if let Ok(t) = lua.named_registry_value::<LuaTable>("node.yield_marker") {
-        return Ok(t);
-    }
-    let t = lua.create_table()?;
-    lua.set_named_registry_value("node.yield_marker", t.clone())?;
-    Ok(t)
+/// Where the prelude leaves the original `coroutine.resume` (registry name).
+pub const RAW_RESUME: &str = "node.raw_coroutine_resume";
+
+/// The value a fiber yields to go to the back of the ready queue (`fiber.yield`), unlike
+/// mlua's "poll pending" marker, which parks it until it is woken. The prelude passes both
+/// markers through plain coroutines.
+pub fn yield_marker(_lua: &Lua) -> LuaResult<LuaLightUserData> {
+    Ok(LuaLightUserData(yield_marker_ptr()))
 }
 
 /// Outcomes of a Lua-level park, as `park_status` reports them.
@@ -950,7 +1396,7 @@ fn monotonic_secs() -> f64 {
 
 /// The Rust half of Lua-level parking, used by lua/fiber.lua for sleep, yield, channels and
 /// conds. A fiber parks by yielding mlua's "poll pending" marker after `park_prepare`; it is
-/// resumed when `wakeup` or `cancel` calls its task's waker, or when its deadline passes.
+/// resumed when `wakeup` or `cancel` queues it, or when its deadline passes.
 fn primitives(lua: &Lua) -> LuaResult<LuaTable> {
     let p = lua.create_table()?;
     p.set(
@@ -962,20 +1408,30 @@ fn primitives(lua: &Lua) -> LuaResult<LuaTable> {
         "park_prepare",
         lua.create_function(|_, deadline: Option<f64>| {
             Ok(SCHEDULER.with(|s| {
-                let f = s.current.borrow();
+                let f = s.current();
                 f.woken.set(false);
                 let at = deadline.map(|d| s.started + duration_from_secs(d));
                 f.deadline.set(at);
+                if let Some(at) = at {
+                    s.add_timer(&f, at);
+                }
                 f.id
             }))
         })?,
     )?;
     p.set("fids", lua.registry_value::<LuaTable>(&fiber_lua(lua)?.fids)?)?;
+    p.set("take", lua.registry_value::<LuaFunction>(&fiber_lua(lua)?.take)?)?;
+    p.set(
+        "spawn_begin",
+        lua.create_function(|lua, co: LuaThread| spawn_begin(lua, co))?,
+    )?;
+    p.set(
+        "spawn_end",
+        lua.create_function(|lua, (ok, marker): (bool, LuaValue)| spawn_end(lua, ok, marker))?,
+    )?;
     p.set(
         "park_status",
-        // A park nested in a coroutine that mlua resumes (e.g. the console's evaluation) does
-        // not receive the outcome the driver computed on this resume: it asks for it here.
-        lua.create_function(|_, ()| Ok(SCHEDULER.with(|s| s.current.borrow().last_outcome.get())))?,
+        lua.create_function(|_, ()| Ok(SCHEDULER.with(|s| park_outcome(&s.current.borrow()))))?,
     )?;
     p.set(
         "wakeup",
@@ -1004,6 +1460,7 @@ pub fn is_dead(f: &Fiber) -> bool {
 
 /// Waits for the fiber to finish (used by the runtime for the main fiber).
 pub async fn wait_finished(f: &Rc<Fiber>) {
+    f.join_watched.set(true);
     let notified = f.join_notify.notified();
     if f.is_dead() {
         return;

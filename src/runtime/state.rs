@@ -42,13 +42,15 @@ pub fn new_lua(args: &ScriptArgs) -> LuaResult<Lua> {
         output::stdout_bytes(&s.as_bytes());
         Ok(())
     })?;
-    lua.load(PRELUDE).set_name("=prelude").call::<()>((
+    let raw_resume: LuaFunction = lua.load(PRELUDE).set_name("=prelude").call((
         errors::converter(&lua)?,
         write,
         lua.create_function(exit)?,
         LuaValue::LightUserData(Lua::poll_pending()),
         super::fiber::yield_marker(&lua)?,
     ))?;
+    // fiber.create resumes a new fiber with the unwrapped resume (see lua/fiber.lua).
+    lua.set_named_registry_value(super::fiber::RAW_RESUME, raw_resume)?;
 
     let arg = lua.create_table()?;
     arg.raw_set(-1, args.binary.as_str())?;
