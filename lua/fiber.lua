@@ -77,15 +77,77 @@ end
 
 -- fiber.create for a plain function: the child is resumed right here from Lua, which
 -- saves packing its arguments into Rust and back. Callable tables take the Rust path.
-local take, spawn_begin, spawn_end = P.take, P.spawn_begin, P.spawn_end
+local take, spawn_begin, spawn_end, spawn_attach = P.take, P.spawn_begin, P.spawn_end, P.spawn_attach
+
+-- ===== Fiber objects =====
+-- A fiber object is a bare userdata (newproxy) sharing one metatable, with its fiber id in
+-- a weak-keyed table: as cheap to make as a table, `type()` is 'userdata' as in
+-- Tarantool, and it has no finalizer for the GC to run. Methods call Rust by id.
+local PROTO = newproxy(true)
+local FIBER_MT = getmetatable(PROTO)
+local ids = setmetatable({}, { __mode = 'k' })
+local methods = {}
+
+local function id_of(self, name)
+    local id = ids[self]
+    if id == nil then
+        error(string.format("bad argument #1 to '%s' (fiber expected, got %s)", name, type(self)), 0)
+    end
+    return id
+end
+
+local function make_object(fid)
+    local object = newproxy(PROTO)
+    ids[object] = fid
+    return object
+end
+
+local obj_name, obj_status, obj_cancel = P.obj_name, P.obj_status, P.obj_cancel
+local obj_wakeup, obj_set_joinable, obj_join, obj_storage =
+    P.obj_wakeup, P.obj_set_joinable, P.obj_join, P.obj_storage
+
+function methods.id(self) return id_of(self, 'id') end
+function methods.name(self, ...) return obj_name(id_of(self, 'name'), ...) end
+function methods.status(self) return obj_status(id_of(self, 'status')) end
+function methods.cancel(self) return obj_cancel(id_of(self, 'cancel')) end
+function methods.wakeup(self) return obj_wakeup(id_of(self, 'wakeup')) end
+function methods.set_joinable(self, yes) return obj_set_joinable(id_of(self, 'set_joinable'), yes) end
+function methods.join(self) return obj_join(id_of(self, 'join')) end
+
+FIBER_MT.__index = function(self, key)
+    local m = methods[key]
+    if m ~= nil then return m end
+    if key == 'storage' then return obj_storage(id_of(self, 'storage')) end
+    return nil
+end
+FIBER_MT.__tostring = function(self) return 'fiber: ' .. tostring(ids[self]) end
+FIBER_MT.__eq = function(a, b) return ids[a] ~= nil and ids[a] == ids[b] end
+FIBER_MT.__metatable = false
+-- Names the console's Tab completion offers for `f:<Tab>`.
+FIBER_MT.__node_names = { 'cancel', 'id', 'join', 'name', 'set_joinable', 'status', 'storage', 'wakeup' }
+
+-- Fiber arguments of module functions may be objects or ids.
+local function fiber_id_arg(f)
+    local id = ids[f]
+    if id ~= nil then return id end
+    return f
+end
+
+local kill_rust, status_rust = M.kill, M.status
+function M.kill(f) return kill_rust(fiber_id_arg(f)) end
+function M.status(f)
+    if f == nil then return status_rust() end
+    return status_rust(fiber_id_arg(f))
+end
+
 local create_rust = M.create
 function M.create(f, ...)
     if type(f) ~= 'function' then return create_rust(f, ...) end
     local co = take()
-    local object, fid = spawn_begin(co)
+    local fid = spawn_begin()
     fids[co] = fid
-    spawn_end(raw_resume(co, fid, f, ...))
-    return object
+    if spawn_end(raw_resume(co, fid, f, ...)) then spawn_attach(co) end
+    return make_object(fid)
 end
 
 function M.yield()
@@ -338,3 +400,5 @@ function Cond.broadcast(cond)
         w = queue_pop(cond.waiters)
     end
 end
+
+return make_object

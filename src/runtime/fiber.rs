@@ -317,6 +317,8 @@ pub struct Scheduler {
     task_spawned: Cell<bool>,
     /// The fibers that ran when `spawn_begin` entered a new fiber, innermost last.
     spawning: RefCell<Vec<Rc<Fiber>>>,
+    /// The fiber `spawn_end` reported alive, until `spawn_attach` gives it its coroutine.
+    last_spawned: RefCell<Option<Rc<Fiber>>>,
 }
 
 impl Scheduler {
@@ -340,6 +342,7 @@ impl Scheduler {
             running: Cell::new(false),
             task_spawned: Cell::new(false),
             spawning: RefCell::new(Vec::new()),
+            last_spawned: RefCell::new(None),
         }
     }
 
@@ -538,7 +541,8 @@ pub async fn yield_now() {
 /// it lives and `pool` holds it afterwards, so Rust keeps only the raw `lua_State` pointer
 /// and no registry slot per fiber.
 const TRAMPOLINE_LUA: &str = r#"
-local convert, traceback, finish, fids, PENDING, POOL_MAX = ...
+local convert, traceback, finish_ok, finish, fids, PENDING, POOL_MAX = ...
+local select = select
 local raw_xpcall, type, co_running, co_yield, co_create =
     xpcall, type, coroutine.running, coroutine.yield, coroutine.create
 local pool, pooled = {}, 0
@@ -550,7 +554,7 @@ local function handler(e)
 end
 local function done(co, ok, ...)
     if ok then
-        finish(true, ...)
+        if select('#', ...) == 0 then finish_ok() else finish(true, ...) end
     else
         local tb = last_traceback
         last_traceback = nil
@@ -615,9 +619,17 @@ fn fiber_lua(lua: &Lua) -> LuaResult<mlua::AppDataRef<'_, FiberLua>> {
             finish(lua, &current(lua), values);
             Ok(())
         })?;
+        // Most fibers end with no results: skip packing an empty result list.
+        let finish_ok = lua.create_function(|lua, ()| {
+            let mut values = LuaMultiValue::new();
+            values.push_back(LuaValue::Boolean(true));
+            self::finish(lua, &current(lua), values);
+            Ok(())
+        })?;
         let (take, acquire): (LuaFunction, LuaFunction) = lua.load(TRAMPOLINE_LUA).set_name("=fiber").call((
             errors::converter(lua)?,
             traceback,
+            finish_ok,
             finish,
             fids.clone(),
             LuaValue::LightUserData(Lua::poll_pending()),
@@ -691,23 +703,24 @@ pub fn spawn_with(
 /// The Rust half of `fiber.create`'s fast path in lua/fiber.lua, which resumes the child
 /// itself with `coroutine.resume`: this registers the fiber for the coroutine `co` and
 /// makes it the running one; [`spawn_end`] undoes that after the child's first yield.
-fn spawn_begin(lua: &Lua, co: LuaThread) -> LuaResult<(LuaAnyUserData, u64)> {
+fn spawn_begin(lua: &Lua) -> LuaResult<u64> {
     let sched = scheduler(lua);
     ensure_task(lua, &sched)?;
     let id = sched.next_id.get();
     sched.next_id.set(id + 1);
     let fiber = Rc::new(Fiber::new(id, DEFAULT_NAME));
-    fiber.co.set(co.state());
     fiber.started.set(true);
     sched.fibers.borrow_mut().insert(id, fiber.clone());
-    let object = fiber_object(lua, fiber.clone())?;
     let prev = sched.enter(&fiber);
     sched.spawning.borrow_mut().push(prev);
-    Ok((object, id))
+    Ok(id)
 }
 
 /// See [`spawn_begin`]: `ok, marker` is what `coroutine.resume` of the child returned.
-fn spawn_end(lua: &Lua, ok: bool, marker: LuaValue) -> LuaResult<()> {
+/// Returns true if the child is still alive: lua/fiber.lua then hands over its coroutine
+/// with [`spawn_attach`] (a child that finished at once never needs it, which saves
+/// passing a coroutine to Rust for every short fiber).
+fn spawn_end(lua: &Lua, ok: bool, marker: LuaValue) -> LuaResult<bool> {
     let sched = scheduler(lua);
     let f = sched.current();
     let Some(prev) = sched.spawning.borrow_mut().pop() else {
@@ -720,7 +733,24 @@ fn spawn_end(lua: &Lua, ok: bool, marker: LuaValue) -> LuaResult<()> {
         _ => Resumed::Yielded(std::ptr::null_mut()),
     };
     after_resume(lua, &sched, &f, outcome, true);
-    Ok(())
+    let alive = !f.is_dead();
+    if alive {
+        *sched.last_spawned.borrow_mut() = Some(f);
+    }
+    Ok(alive)
+}
+
+/// Gives the fiber that [`spawn_end`] reported alive its coroutine.
+fn spawn_attach(lua: &Lua, co: LuaThread) -> LuaResult<()> {
+    let sched = scheduler(lua);
+    let f = sched.last_spawned.borrow_mut().take();
+    match f {
+        Some(f) => {
+            f.co.set(co.state());
+            Ok(())
+        }
+        None => Err(LuaError::runtime("fiber spawn_attach without spawn_end")),
+    }
 }
 
 /// Starts the task that runs the scheduler coroutine, once per thread.
@@ -1039,15 +1069,13 @@ pub fn clean_traceback(tb: &str) -> String {
 
 // ===== Lua API =====
 
-/// The fiber object a script holds (`fiber.self()`, what `fiber.create` returns).
-#[derive(Clone)]
-struct FiberObject(Rc<Fiber>);
-
-fn live(f: &FiberObject) -> LuaResult<&Rc<Fiber>> {
-    if f.0.is_dead() {
-        return Err(LuaError::runtime("the fiber is dead"));
+/// A fiber by id for the object methods of lua/fiber.lua: a finished fiber is gone from
+/// the table, which Tarantool reports as `the fiber is dead`.
+fn live_by_id(id: u64) -> LuaResult<Rc<Fiber>> {
+    match SCHEDULER.with(|s| s.find(id)) {
+        Some(f) if !f.is_dead() => Ok(f),
+        _ => Err(LuaError::runtime("the fiber is dead")),
     }
-    Ok(&f.0)
 }
 
 fn status_name(lua: &Lua, f: &Fiber) -> &'static str {
@@ -1121,70 +1149,80 @@ async fn join(lua: Lua, f: Rc<Fiber>) -> LuaResult<LuaMultiValue> {
     Ok(out)
 }
 
-impl LuaUserData for FiberObject {
-    fn add_methods<M: LuaUserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method("id", |_, this, ()| Ok(this.0.id));
-        methods.add_method("name", |lua, this, name: Option<LuaValue>| {
-            let f = live(this)?;
+/// The Rust halves of the fiber object's methods (the object itself is a Lua proxy made by
+/// lua/fiber.lua: a plain userdata without a finalizer is much cheaper to create for every
+/// `fiber.create` than an mlua userdata).
+fn object_primitives(lua: &Lua, p: &LuaTable) -> LuaResult<()> {
+    p.set(
+        "obj_name",
+        lua.create_function(|lua, (id, name): (u64, Option<LuaValue>)| {
+            let f = live_by_id(id)?;
             match name {
                 Some(name) => {
-                    set_name(f, name)?;
+                    set_name(&f, name)?;
                     Ok(LuaMultiValue::new())
                 }
                 None => Ok(LuaMultiValue::from_iter([LuaValue::String(
                     lua.create_string(f.name())?,
                 )])),
             }
-        });
-        methods.add_method("status", |lua, this, ()| Ok(status_name(lua, &this.0)));
-        methods.add_method("cancel", |_, this, ()| {
-            live(this)?.cancel();
+        })?,
+    )?;
+    p.set(
+        "obj_status",
+        lua.create_function(|lua, id: u64| {
+            Ok(match SCHEDULER.with(|s| s.find(id)) {
+                Some(f) => status_name(lua, &f),
+                None => "dead",
+            })
+        })?,
+    )?;
+    p.set(
+        "obj_cancel",
+        lua.create_function(|_, id: u64| {
+            live_by_id(id)?.cancel();
             Ok(())
-        });
-        methods.add_method("wakeup", |_, this, ()| {
-            live(this)?.wakeup();
+        })?,
+    )?;
+    p.set(
+        "obj_wakeup",
+        lua.create_function(|_, id: u64| {
+            live_by_id(id)?.wakeup();
             Ok(())
-        });
-        methods.add_method("set_joinable", |_, this, yes: bool| {
-            live(this)?.joinable.set(yes);
+        })?,
+    )?;
+    p.set(
+        "obj_set_joinable",
+        lua.create_function(|_, (id, yes): (u64, bool)| {
+            live_by_id(id)?.joinable.set(yes);
             Ok(())
-        });
-        methods.add_async_method("join", |lua, this, ()| {
-            let f = this.0.clone();
-            drop(this);
-            join(lua, f)
-        });
-        methods.add_meta_method(LuaMetaMethod::ToString, |_, this, ()| {
-            Ok(format!("fiber: {}", this.0.id))
-        });
-        methods.add_meta_method(LuaMetaMethod::Eq, |_, this, other: LuaAnyUserData| {
-            Ok(other
-                .borrow::<FiberObject>()
-                .map(|o| o.0.id == this.0.id)
-                .unwrap_or(false))
-        });
-        methods.add_meta_method(LuaMetaMethod::Index, |lua, this, key: LuaString| {
-            match &*key.as_bytes() {
-                b"storage" => Ok(LuaValue::Table(storage(lua, live(this)?)?)),
-                _ => Ok(LuaValue::Nil),
-            }
-        });
-    }
+        })?,
+    )?;
+    p.set(
+        "obj_join",
+        lua.create_async_function(|lua, id: u64| async move {
+            let f = SCHEDULER
+                .with(|s| s.find(id))
+                .ok_or_else(|| LuaError::runtime("the fiber is dead"))?;
+            join(lua, f).await
+        })?,
+    )?;
+    p.set(
+        "obj_storage",
+        lua.create_function(|lua, id: u64| storage(lua, &*live_by_id(id)?))?,
+    )?;
+    Ok(())
 }
 
-fn fiber_object(lua: &Lua, f: Rc<Fiber>) -> LuaResult<LuaAnyUserData> {
-    lua.create_userdata(FiberObject(f))
+/// The Lua object for a fiber, made by lua/fiber.lua's constructor.
+fn fiber_object(lua: &Lua, f: Rc<Fiber>) -> LuaResult<LuaValue> {
+    let make: LuaFunction = lua.named_registry_value("node.fiber_object")?;
+    make.call(f.id)
 }
 
-/// Reads a fiber argument given as an object or as an id.
-fn fiber_arg(lua: &Lua, v: &LuaValue, fname: &str) -> LuaResult<Option<Rc<Fiber>>> {
+/// Reads a fiber argument: lua/fiber.lua turns fiber objects into their ids first.
+fn fiber_arg(lua: &Lua, v: &LuaValue, _fname: &str) -> LuaResult<Option<Rc<Fiber>>> {
     match v {
-        LuaValue::UserData(ud) => match ud.borrow::<FiberObject>() {
-            Ok(f) => Ok(Some(f.0.clone())),
-            Err(_) => Err(LuaError::runtime(format!(
-                "bad argument #1 to '{fname}' (fiber expected, got userdata)"
-            ))),
-        },
         LuaValue::Integer(id) => Ok(scheduler(lua).find(*id as u64)),
         LuaValue::Number(id) => Ok(scheduler(lua).find(*id as u64)),
         other => Err(LuaError::runtime(format!(
@@ -1360,7 +1398,7 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
     )?;
     let _ = scheduler(lua).started;
     let fiber_lua: LuaFunction = lua.load(FIBER_LUA).set_name("@builtin/fiber.lua").into_function()?;
-    fiber_lua.call::<()>((
+    let make_object: LuaFunction = fiber_lua.call((
         m.clone(),
         primitives(lua)?,
         LuaValue::LightUserData(Lua::poll_pending()),
@@ -1368,6 +1406,7 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
         LuaLightUserData(park_marker_ptr()),
         lua.named_registry_value::<LuaFunction>(RAW_RESUME)?,
     ))?;
+    lua.set_named_registry_value("node.fiber_object", make_object)?;
     Ok(m)
 }
 
@@ -1399,6 +1438,7 @@ fn monotonic_secs() -> f64 {
 /// resumed when `wakeup` or `cancel` queues it, or when its deadline passes.
 fn primitives(lua: &Lua) -> LuaResult<LuaTable> {
     let p = lua.create_table()?;
+    object_primitives(lua, &p)?;
     p.set(
         "self_id",
         lua.create_function(|_, ()| Ok(SCHEDULER.with(|s| s.current.borrow().id)))?,
@@ -1421,13 +1461,14 @@ fn primitives(lua: &Lua) -> LuaResult<LuaTable> {
     )?;
     p.set("fids", lua.registry_value::<LuaTable>(&fiber_lua(lua)?.fids)?)?;
     p.set("take", lua.registry_value::<LuaFunction>(&fiber_lua(lua)?.take)?)?;
-    p.set(
-        "spawn_begin",
-        lua.create_function(|lua, co: LuaThread| spawn_begin(lua, co))?,
-    )?;
+    p.set("spawn_begin", lua.create_function(|lua, ()| spawn_begin(lua))?)?;
     p.set(
         "spawn_end",
         lua.create_function(|lua, (ok, marker): (bool, LuaValue)| spawn_end(lua, ok, marker))?,
+    )?;
+    p.set(
+        "spawn_attach",
+        lua.create_function(|lua, co: LuaThread| spawn_attach(lua, co))?,
     )?;
     p.set(
         "park_status",
