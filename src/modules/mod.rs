@@ -3,7 +3,11 @@
 //! Each module is built on first `require` (through `package.preload`), so a script pays
 //! only for what it uses. A module written in Lua lives in `lua/` and is embedded.
 
+pub mod clock;
+pub mod digest;
+pub mod errno;
 pub mod log;
+pub mod uuid;
 
 use mlua::prelude::*;
 
@@ -14,6 +18,10 @@ const RUST_MODULES: &[(&str, Loader)] = &[
     ("fiber", crate::runtime::fiber::module),
     ("log", log::module),
     ("console", crate::runtime::console::module),
+    ("clock", clock::module),
+    ("digest", digest::module),
+    ("errno", errno::module),
+    ("uuid", uuid::module),
 ];
 
 /// Modules implemented in Lua: (name, source).
