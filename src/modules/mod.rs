@@ -6,6 +6,7 @@
 pub mod clock;
 pub mod digest;
 pub mod errno;
+pub mod fio;
 pub mod log;
 pub mod uuid;
 
@@ -21,6 +22,7 @@ const RUST_MODULES: &[(&str, Loader)] = &[
     ("clock", clock::module),
     ("digest", digest::module),
     ("errno", errno::module),
+    ("fio", fio::module),
     ("uuid", uuid::module),
 ];
 
