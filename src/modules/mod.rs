@@ -3,10 +3,15 @@
 //! Each module is built on first `require` (through `package.preload`), so a script pays
 //! only for what it uses. A module written in Lua lives in `lua/` and is embedded.
 
+pub mod clock;
+pub mod digest;
+pub mod errno;
+pub mod fio;
 pub mod json;
 pub mod log;
 pub mod msgpack;
 pub mod socket;
+pub mod uuid;
 pub mod yaml;
 
 use mlua::prelude::*;
@@ -22,6 +27,11 @@ const RUST_MODULES: &[(&str, Loader)] = &[
     ("yaml", yaml::module),
     ("msgpack", msgpack::module),
     ("socket", socket::module),
+    ("clock", clock::module),
+    ("digest", digest::module),
+    ("errno", errno::module),
+    ("fio", fio::module),
+    ("uuid", uuid::module),
 ];
 
 /// Modules implemented in Lua: (name, source).
