@@ -24,11 +24,7 @@ where
     T: IntoLua,
 {
     let code = e.raw_os_error().unwrap_or(libc::EIO);
-    let err = ErrorObject(BoxError::new(
-        "SystemError",
-        0,
-        format!("fio: {}", errno::strerror(code)),
-    ));
+    let err = ErrorObject(BoxError::system(format!("fio: {}", errno::strerror(code)), code));
     let err = lua.create_userdata(err)?;
     // Set last: creating the userdata may allocate and clobber errno.
     errno::set(code);

@@ -18,9 +18,11 @@ use mlua::prelude::*;
 pub struct BoxError {
     /// Tarantool's error class name, e.g. `ClientError`, `FiberIsCancelled`.
     pub kind: &'static str,
-    /// Tarantool's error code (`box.error.*`), 0 for errors without one.
-    pub code: u32,
+    /// Tarantool's error code (`box.error.*`); None for classes without one (SystemError).
+    pub code: Option<u32>,
     pub message: String,
+    /// The errno of a SystemError (`e.errno`).
+    pub errno: Option<i32>,
 }
 
 impl fmt::Display for BoxError {
@@ -35,8 +37,19 @@ impl BoxError {
     pub fn new(kind: &'static str, code: u32, message: impl Into<String>) -> BoxError {
         BoxError {
             kind,
-            code,
+            code: Some(code),
             message: message.into(),
+            errno: None,
+        }
+    }
+
+    /// A SystemError: no code, an errno (`fio: No such file or directory`, errno 2).
+    pub fn system(message: impl Into<String>, errno: i32) -> BoxError {
+        BoxError {
+            kind: "SystemError",
+            code: None,
+            message: message.into(),
+            errno: Some(errno),
         }
     }
 
@@ -61,6 +74,7 @@ impl LuaUserData for ErrorObject {
         fields.add_field_method_get("type", |_, this| Ok(this.0.kind));
         fields.add_field_method_get("base_type", |_, this| Ok(this.0.kind));
         fields.add_field_method_get("code", |_, this| Ok(this.0.code));
+        fields.add_field_method_get("errno", |_, this| Ok(this.0.errno));
     }
 
     fn add_methods<M: LuaUserDataMethods<Self>>(methods: &mut M) {
@@ -71,6 +85,7 @@ impl LuaUserData for ErrorObject {
             t.set("code", this.0.code)?;
             t.set("message", this.0.message.clone())?;
             t.set("base_type", this.0.kind)?;
+            t.set("errno", this.0.errno)?;
             Ok(t)
         });
         methods.add_method("raise", |_, this, ()| -> LuaResult<()> {

@@ -48,7 +48,7 @@ local missing = tmp .. '/nope'
 test:is_deeply(res(fio.open(missing)), { nil, 'fio: No such file or directory' }, 'open of a missing file')
 test:is(errno(), errno.ENOENT, 'and errno is set')
 local _, e = fio.open(missing)
-test:is_deeply({ e.type, e.message }, { 'SystemError', 'fio: No such file or directory' }, 'the error is a SystemError')
+test:is_deeply({ e.type, e.message, e.errno, e.code }, { 'SystemError', 'fio: No such file or directory', 2, nil }, 'the error is a SystemError with errno and no code')
 test:is(select(2, pcall(fio.open, tmp .. '/f.txt', 'O_NOPE')), 'builtin/fio.lua:204: fio.open(): unknown flag: O_NOPE',
     'unknown flag')
 test:is(select(2, pcall(fio.open)), 'builtin/fio.lua:189: Usage: fio.open(path[, flags[, mode]])', 'open usage')
