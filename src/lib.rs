@@ -6,5 +6,6 @@
 
 pub mod modules;
 pub mod runtime;
-pub mod swim;
 pub mod serialize;
+pub mod sim;
+pub mod swim;
