@@ -77,6 +77,12 @@ pub struct ClusterConfig {
     pub loss: f64,
     /// One-way delay range, µs.
     pub delay: (u64, u64),
+    /// Datagrams that may be on their way to one node at once; more are dropped, as a full
+    /// socket receive buffer drops them. Linux's default 208 KiB `rmem_default` holds about
+    /// this many full SWIM datagrams once kernel overhead is counted. Without a bound, the
+    /// probe storm of a 1,000-member join (every unknown record answered by a probe whose
+    /// ack carries more unknown records) queues millions of packets within a millisecond.
+    pub rx_capacity: usize,
 }
 
 impl Default for ClusterConfig {
@@ -90,6 +96,7 @@ impl Default for ClusterConfig {
             lifeguard: Lifeguard::default(),
             loss: 0.0,
             delay: (100, 1_000),
+            rx_capacity: 256,
         }
     }
 }
@@ -140,6 +147,8 @@ pub struct Node {
     /// Bumped on every kill/restart, so timers of an old life are ignored.
     life: u64,
     timer_at: Option<u64>,
+    /// Datagrams scheduled for delivery here and not yet delivered.
+    inflight: usize,
 }
 
 /// Counters of the simulated network.
@@ -151,6 +160,8 @@ pub struct NetStats {
     pub blocked: u64,
     /// Sent to an address nobody listens on, or to a killed node.
     pub unreachable: u64,
+    /// Dropped because the receiver already had `rx_capacity` datagrams coming.
+    pub overflow: u64,
 }
 
 /// A member declared dead by an observer while it was in fact running.
@@ -207,6 +218,7 @@ impl Cluster {
             c.by_addr.insert(addr, i);
             c.nodes.push(Node {
                 swim: None,
+                inflight: 0,
                 uuid,
                 addr,
                 life: 0,
@@ -394,6 +406,7 @@ impl Cluster {
                     self.net.unreachable += 1;
                     return true;
                 };
+                self.nodes[dst].inflight -= 1;
                 if self.blocked.contains(&(from, dst)) {
                     self.net.blocked += 1;
                     return true;
@@ -481,6 +494,13 @@ impl Cluster {
             if loss > 0.0 && self.rng.random::<f64>() < loss {
                 self.net.lost += 1;
                 continue;
+            }
+            if let Some(d) = dst {
+                if self.nodes[d].inflight >= self.cfg.rx_capacity {
+                    self.net.overflow += 1;
+                    continue;
+                }
+                self.nodes[d].inflight += 1;
             }
             let (lo, hi) = self.cfg.delay;
             let delay = if hi > lo { self.rng.random_range(lo..=hi) } else { lo };

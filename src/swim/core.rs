@@ -197,6 +197,8 @@ pub struct Stats {
     pub dropped_from_self: u64,
     /// A packet after `quit()`.
     pub dropped_after_quit: u64,
+    /// A packet with a zero address in META, or an oversized one to forward.
+    pub dropped_bad_meta: u64,
     /// A packet with the nil UUID as its sender.
     pub dropped_nil_sender: u64,
     /// Member records skipped (zero address, nil UUID, oversized payload).
@@ -354,7 +356,7 @@ impl Swim {
         self.now = now;
         self.heartbeat_rate = rate.max(1);
         if self.round_at.is_some() {
-            self.round_at = Some(now + self.round_period());
+            self.round_at = Some(now.saturating_add(self.round_period()));
         }
     }
 
@@ -363,7 +365,7 @@ impl Swim {
         self.now = now;
         self.ack_timeout = timeout.max(1);
         if self.ack_tick_at.is_some() {
-            self.ack_tick_at = Some(now + self.ack_timeout);
+            self.ack_tick_at = Some(now.saturating_add(self.ack_timeout));
         }
     }
 
@@ -387,7 +389,7 @@ impl Swim {
         self.addr = addr;
         let i = self.self_index();
         self.members[i].addr = addr;
-        self.members[i].incarnation.version += 1;
+        self.members[i].incarnation.version = self.members[i].incarnation.version.saturating_add(1);
         self.on_update(i, event::NEW_URI | event::NEW_VERSION);
     }
 
@@ -406,7 +408,7 @@ impl Swim {
             return Err(SwimError::UuidExists);
         }
         let old = self.self_index();
-        self.members[old].incarnation.version += 1;
+        self.members[old].incarnation.version = self.members[old].incarnation.version.saturating_add(1);
         let (inc, payload) = (self.members[old].incarnation, self.members[old].payload.clone());
         self.members[old].status = Status::Left;
         self.on_update(old, event::NEW_STATUS | event::NEW_VERSION);
@@ -481,7 +483,7 @@ impl Swim {
             m.payload = payload.to_vec();
             bits |= event::NEW_PAYLOAD;
         }
-        m.incarnation.version += 1;
+        m.incarnation.version = m.incarnation.version.saturating_add(1);
         m.payload_ttd = n as u32;
         self.on_update(i, bits);
         Ok(())
@@ -597,8 +599,12 @@ impl Swim {
         if let Some(at) = self.ack_tick_at {
             if at <= now {
                 self.check_acks(now);
-                let next = at + self.ack_timeout;
-                self.ack_tick_at = Some(if next > now { next } else { now + self.ack_timeout });
+                let next = at.saturating_add(self.ack_timeout);
+                self.ack_tick_at = Some(if next > now {
+                    next
+                } else {
+                    now.saturating_add(self.ack_timeout)
+                });
             }
         }
         if let Some(at) = self.round_at {
@@ -617,11 +623,22 @@ impl Swim {
         }
         self.stats.packets_received += 1;
         self.stats.bytes_received += packet_size(&packet) as u64;
+        // The decoder rejects zero addresses (spec §3.3); the core does not rely on it.
+        let zero = |a: SocketAddrV4| a.port() == 0 || a.ip().is_unspecified();
+        if zero(packet.meta.src) || packet.meta.route.is_some_and(|r| zero(r.src) || zero(r.dst)) {
+            self.stats.dropped_bad_meta += 1;
+            return;
+        }
         // Transport (spec §3.3): who really sent it, and through whom.
         let (sender, proxy) = match packet.meta.route {
             None => (packet.meta.src, None),
             Some(route) if route.dst == self.addr => (route.src, Some(packet.meta.src)),
             Some(route) => {
+                if packet_size(&packet) > MAX_PACKET_SIZE {
+                    // Could not have been received from a real sender: do not amplify it.
+                    self.stats.dropped_bad_meta += 1;
+                    return;
+                }
                 let mut packet = packet;
                 packet.meta.src = self.addr;
                 packet.meta.version = proto::TARANTOOL_VERSION;
@@ -804,17 +821,17 @@ impl Swim {
         if m.ack_deadline.is_some() {
             return;
         }
-        let mut timeout = self.ack_timeout * hops;
+        let mut timeout = self.ack_timeout.saturating_mul(hops);
         if self.lifeguard.local_health {
-            timeout *= 1 + self.health as u64;
+            timeout = timeout.saturating_mul(1 + self.health as u64);
         }
-        let deadline = now + timeout;
+        let deadline = now.saturating_add(timeout);
         m.ack_deadline = Some(deadline);
         let r = MemberRef { id: m.id, uuid: m.uuid };
         self.ack_seq += 1;
         self.ack_heap.push(Reverse((deadline, self.ack_seq, r)));
         if self.ack_tick_at.is_none() {
-            self.ack_tick_at = Some(now + self.ack_timeout);
+            self.ack_tick_at = Some(now.saturating_add(self.ack_timeout));
         }
     }
 }
@@ -844,7 +861,7 @@ impl Swim {
             self.round_at = None;
             return;
         }
-        self.round_at = Some(now + self.round_period());
+        self.round_at = Some(now.saturating_add(self.round_period()));
         let Some(i) = target else { return };
         let to = self.members[i].addr;
         let packet = self.build_fd_packet(FailureDetectionKind::Ping, None, Some(i));
@@ -857,7 +874,7 @@ impl Swim {
 
     /// The step period, stretched by Lifeguard's local health when that is on.
     fn round_period(&self) -> u64 {
-        self.heartbeat_rate * (1 + self.health as u64)
+        self.heartbeat_rate.saturating_mul(1 + self.health as u64)
     }
 
     /// A new round: everyone but self, shuffled (Fisher–Yates).
@@ -1055,7 +1072,7 @@ impl Swim {
         // The round timer starts with the second member; the first step is a full period
         // away (spec §2.2).
         if self.members.len() > 1 && self.round_at.is_none() && !self.quit {
-            self.round_at = Some(now + self.round_period());
+            self.round_at = Some(now.saturating_add(self.round_period()));
         }
         i
     }
@@ -1252,7 +1269,7 @@ impl Swim {
             m.incarnation = inc;
         }
         if inc == m.incarnation && status != Status::Alive {
-            m.incarnation.version += 1;
+            m.incarnation.version = m.incarnation.version.saturating_add(1);
             bits |= event::NEW_VERSION;
             self.stats.refutations += 1;
             if self.lifeguard.local_health {
@@ -1271,7 +1288,7 @@ impl Swim {
             let i = self.self_index();
             let m = &mut self.members[i];
             if inc >= m.incarnation {
-                let new = Incarnation::new(inc.generation, inc.version + 1);
+                let new = Incarnation::new(inc.generation, inc.version.saturating_add(1));
                 let bits = incarnation_bits(m.incarnation, new);
                 m.incarnation = new;
                 self.on_update(i, bits);
