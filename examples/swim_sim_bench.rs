@@ -4,7 +4,8 @@
 //!
 //! For each N: N nodes each learn one seed node (node 0), then the simulator runs until
 //! every node knows every other node as alive. Reported: rounds (heartbeat periods) to
-//! full knowledge against log2 N, then the rate of a steady full cluster in simulated
+//! full knowledge against log2 N, rounds for one later event (a payload change) to reach
+//! every member, then the rate of a steady full cluster in simulated
 //! member-rounds per wall-clock second. `SIM_SEED` picks the seed (default 1).
 
 use std::time::Instant;
@@ -37,11 +38,33 @@ fn main() {
         let rounds = took as f64 / hb as f64;
         println!(
             "N = {n:>6}: full knowledge in {rounds:5.1} rounds = {:.2} · log2 N (log2 N = {log2n:.1}); \
-             join simulated in {join_wall:.1} s wall, {:.0} member-rounds/s, {} packets",
+             join simulated in {join_wall:.1} s wall, {:.0} member-rounds/s, {} packets ({} over receive buffers)",
             rounds / log2n,
             n as f64 * rounds / join_wall,
-            c.net.sent
+            c.net.sent,
+            c.net.overflow
         );
+        // One event in the converged cluster: node 1's new payload (a version bump).
+        let want = c.with(1, |s, now| {
+            s.set_payload(b"\xa3new", now).expect("small payload");
+            s.self_member().incarnation()
+        });
+        let subject = c.node(1).uuid;
+        let seen =
+            |c: &Cluster| (0..c.len()).all(|i| c.swim(i).member(&subject).is_some_and(|m| m.incarnation() >= want));
+        match c.run_until(seen, (20.0 * log2n) as u64 * hb) {
+            Some(t) => {
+                let r = t as f64 / hb as f64;
+                println!(
+                    "           one event reaches all in {r:.1} rounds = {:.2} · log2 N",
+                    r / log2n
+                )
+            }
+            None => println!(
+                "           one event did not reach everyone in {:.0} rounds",
+                20.0 * log2n
+            ),
+        }
         let steady_rounds = 10.0;
         let (sent0, wall) = (c.net.sent, Instant::now());
         c.run_rounds(steady_rounds);
