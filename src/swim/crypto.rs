@@ -450,3 +450,176 @@ where
     };
     cipher.decrypt_inout_detached(nonce, &[], buf.into(), tag).is_ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{RngExt, SeedableRng};
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn all_codecs() -> Vec<Codec> {
+        let mut out = vec![Codec::none()];
+        for algo in [Algo::Aes128, Algo::Aes192, Algo::Aes256, Algo::Des] {
+            let key: Vec<u8> = (0..algo.key_size() as u8).collect();
+            for mode in [Mode::Ecb, Mode::Cbc, Mode::Cfb, Mode::Ofb, Mode::Gcm] {
+                if let Ok(c) = Codec::new(algo, mode, &key) {
+                    out.push(c);
+                }
+            }
+        }
+        assert_eq!(out.len(), 1 + 3 * 5 + 4);
+        out
+    }
+
+    #[test]
+    fn round_trips_with_the_evp_lengths() {
+        let mut rng = StdRng::seed_from_u64(7);
+        for codec in all_codecs() {
+            for len in [0, 1, 7, 8, 15, 16, 17, 69, 399, 1439, 1440] {
+                let plain: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+                let mut out = vec![0xee]; // appends after what is there
+                codec.encrypt(&plain, &mut out, &mut rng);
+                let data = &out[1..];
+                let bs = codec.algo().block_size();
+                let expect = match (codec.algo(), codec.mode()) {
+                    (Algo::None, _) => len,
+                    (_, Mode::Ecb | Mode::Cbc) => codec.iv_size() + (len / bs + 1) * bs,
+                    (_, Mode::Gcm) => GCM_NONCE_SIZE + len + GCM_TAG_SIZE,
+                    _ => codec.iv_size() + len,
+                };
+                assert_eq!(data.len(), expect, "{codec:?} {len}");
+                assert!(data.len() <= len + codec.overhead());
+                assert!(len + codec.overhead() <= 1440 + 32);
+                assert_eq!(codec.decrypt(data).unwrap(), plain, "{codec:?} {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn iv_sizes_follow_openssl() {
+        let iv = |a, m| Codec::new(a, m, &vec![0; Algo::key_size(a)]).unwrap().iv_size();
+        assert_eq!(iv(Algo::Aes128, Mode::Cbc), 16);
+        assert_eq!(iv(Algo::Aes256, Mode::Cfb), 16);
+        assert_eq!(iv(Algo::Aes192, Mode::Ofb), 16);
+        assert_eq!(iv(Algo::Des, Mode::Cbc), 8);
+        assert_eq!(iv(Algo::Des, Mode::Ofb), 8);
+        assert_eq!(iv(Algo::Aes128, Mode::Ecb), 0);
+        assert_eq!(iv(Algo::Des, Mode::Ecb), 0);
+        assert_eq!(iv(Algo::Aes128, Mode::Gcm), 12);
+        assert_eq!(Codec::none().iv_size(), 0);
+    }
+
+    #[test]
+    fn fresh_iv_per_packet() {
+        let mut rng = StdRng::seed_from_u64(8);
+        let codec = Codec::new(Algo::Aes128, Mode::Cbc, &[1; 16]).unwrap();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        codec.encrypt(b"same", &mut a, &mut rng);
+        codec.encrypt(b"same", &mut b, &mut rng);
+        assert_ne!(a[..16], b[..16]);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn key_and_mode_errors() {
+        let e = Codec::new(Algo::Aes128, Mode::Cbc, b"").unwrap_err();
+        assert_eq!(e.to_string(), "key size expected 16, got 0");
+        let e = Codec::new(Algo::Aes256, Mode::Ofb, &[0; 16]).unwrap_err();
+        assert_eq!(e, CryptoError::KeySize { expected: 32, got: 16 });
+        assert_eq!(
+            Codec::new(Algo::Des, Mode::Gcm, &[0; 8]).unwrap_err(),
+            CryptoError::GcmNeedsAes
+        );
+        assert!(Codec::new(Algo::None, Mode::Ecb, b"anything").unwrap().is_none());
+        assert_eq!(Algo::parse("AES128"), None);
+        assert_eq!(Mode::parse("ctr"), None);
+        assert_eq!(Mode::default(), Mode::Cbc);
+        // The key stays out of Debug output.
+        let c = Codec::new(Algo::Aes128, Mode::Ecb, b"secretsecretsecr").unwrap();
+        assert!(!format!("{c:?}").contains("secret"));
+    }
+
+    #[test]
+    fn short_and_malformed_input_is_an_error() {
+        let key16 = [3u8; 16];
+        let cbc = Codec::new(Algo::Aes128, Mode::Cbc, &key16).unwrap();
+        assert_eq!(cbc.decrypt(&[0; 15]), Err(CryptoError::TooShort));
+        assert_eq!(cbc.decrypt(&[0; 16]), Err(CryptoError::BadLength));
+        assert_eq!(cbc.decrypt(&[0; 33]), Err(CryptoError::BadLength));
+        assert_eq!(
+            CryptoError::TooShort.to_string(),
+            "too small message, can't extract IV for decryption"
+        );
+        let ecb = Codec::new(Algo::Des, Mode::Ecb, &[3; 8]).unwrap();
+        assert_eq!(ecb.decrypt(&[]), Err(CryptoError::BadLength));
+        assert_eq!(ecb.decrypt(&[0; 12]), Err(CryptoError::BadLength));
+        let gcm = Codec::new(Algo::Aes256, Mode::Gcm, &[3; 32]).unwrap();
+        assert_eq!(gcm.decrypt(&[0; 27]), Err(CryptoError::TooShort));
+        assert_eq!(gcm.decrypt(&[0; 28]), Err(CryptoError::AuthFailed));
+        // Stream modes take any length, even just the IV.
+        let ofb = Codec::new(Algo::Aes128, Mode::Ofb, &key16).unwrap();
+        assert_eq!(ofb.decrypt(&[0; 16]), Ok(vec![]));
+    }
+
+    #[test]
+    fn wrong_key_and_tampering() {
+        let mut rng = StdRng::seed_from_u64(9);
+        let plain: Vec<u8> = (0..300).map(|_| rng.random()).collect();
+        for codec in all_codecs().into_iter().filter(|c| !c.is_none()) {
+            let mut data = Vec::new();
+            codec.encrypt(&plain, &mut data, &mut rng);
+            let other_key = vec![0xa5; codec.algo().key_size()];
+            let other = Codec::new(codec.algo(), codec.mode(), &other_key).unwrap();
+            // EVP modes: an error (bad padding) or garbage, never the plaintext.
+            assert_ne!(other.decrypt(&data).ok(), Some(plain.clone()), "{codec:?}");
+            if codec.mode() == Mode::Gcm {
+                assert_eq!(other.decrypt(&data), Err(CryptoError::AuthFailed));
+                for i in 0..data.len() {
+                    let mut t = data.clone();
+                    t[i] ^= 0x40;
+                    assert_eq!(codec.decrypt(&t), Err(CryptoError::AuthFailed), "byte {i}");
+                }
+                assert_eq!(codec.decrypt(&data[..data.len() - 1]), Err(CryptoError::AuthFailed));
+            }
+        }
+    }
+
+    /// McGrew & Viega's GCM test case 3 (AES-128, 96-bit IV, no AAD), in our layout.
+    #[test]
+    fn gcm_known_answer() {
+        let key = unhex("feffe9928665731c6d6a8f9467308308");
+        let nonce = unhex("cafebabefacedbaddecaf888");
+        let plain = unhex(
+            "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72\
+             1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b391aafd255",
+        );
+        let ct = unhex(
+            "42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e2329aca12e\
+             21d514b25466931c7d8f6a5aac84aa051ba30b396a0aac973d58e091473f5985",
+        );
+        let tag = unhex("4d5c2af327cd64a62cf35abd2ba6fab4");
+        let codec = Codec::new(Algo::Aes128, Mode::Gcm, &key).unwrap();
+        let data = [nonce, ct, tag].concat();
+        assert_eq!(codec.decrypt(&data).unwrap(), plain);
+    }
+
+    /// Random datagrams of random lengths under every codec: errors, never a panic.
+    #[test]
+    fn decrypt_survives_random_input() {
+        let mut rng = StdRng::seed_from_u64(10);
+        let codecs = all_codecs();
+        for _ in 0..20_000 {
+            let len = rng.random_range(0..80);
+            let data: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+            let codec = &codecs[rng.random_range(0..codecs.len())];
+            let _ = codec.decrypt(&data);
+        }
+    }
+}

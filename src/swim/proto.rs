@@ -934,3 +934,773 @@ pub fn decode_prefix(buf: &[u8]) -> (Option<Packet>, Option<DecodeError>) {
     let err = decode_into(buf, &mut out).err();
     (out, err)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, RngExt, SeedableRng};
+    use rmpv::Value;
+    use std::net::Ipv4Addr;
+
+    const LOCALHOST: u32 = 0x7f00_0001;
+
+    fn local(port: u16) -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)
+    }
+
+    fn enc(p: &Packet) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode(p, &mut out);
+        out
+    }
+
+    fn unhex(s: &str) -> Vec<u8> {
+        let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    // --- wire_capture.log / wire_craft.log (spec's captures; only their heads were logged) --
+
+    fn u(b: u8) -> Uuid {
+        Uuid::from_bytes([b; 16])
+    }
+
+    fn rec(status: Status, port: u16, id: u8, g: u64, v: u64, payload: Option<&[u8]>) -> MemberRecord {
+        MemberRecord {
+            status,
+            addr: local(port),
+            uuid: u(id),
+            incarnation: Incarnation::new(g, v),
+            payload: payload.map(<[u8]>::to_vec),
+        }
+    }
+
+    fn ping(
+        kind: FailureDetectionKind,
+        route: Option<Route>,
+        diss: Vec<MemberRecord>,
+        ae: Vec<MemberRecord>,
+    ) -> Packet {
+        Packet {
+            meta: Meta {
+                version: TARANTOOL_VERSION,
+                src: local(3311),
+                route,
+            },
+            body: Body {
+                src_uuid: u(0x11),
+                failure_detection: Some(FailureDetection {
+                    kind,
+                    incarnation: Incarnation::new(7, 1),
+                }),
+                dissemination: Some(diss),
+                anti_entropy: Some(ae),
+                quit: None,
+            },
+        }
+    }
+
+    /// The packets of spec/swim-observed/wire_capture.log and wire_craft.log, rebuilt from
+    /// their logged decoded values: the encoding must have the logged length and hex head.
+    #[test]
+    fn spec_captures_reencode_to_the_logged_bytes() {
+        use FailureDetectionKind::{Ack, Ping};
+        use Status::{Alive, Suspected};
+        let a = || rec(Alive, 3311, 0x11, 7, 1, Some(b"hello"));
+        let b = |s| rec(s, 3310, 0x22, 0, 0, None);
+        let c = |g, v| rec(Alive, 3312, 0x33, g, v, None);
+        let head = "8300ce0002060001ce7f00000102cd0cef8400c41011111111111111111111111111111111\
+                    0283000001cf0000000000";
+        let ack_head = "8300ce0002060001ce7f00000102cd0cef8400c4101111111111111111111111111111\
+                        11110283000101cf0000000000";
+        let routed_head = "8400ce0002060001ce7f00000102cd0cef038400ce7f00000101cd0cef02ce7f0000\
+                           0103cd0cee8400c4101111111111";
+        let route = Route {
+            src: local(3311),
+            dst: local(3310),
+        };
+        let d = |g, v| rec(Alive, 3310, 0x44, g, v, None);
+        let cases = [
+            (
+                ping(Ping, None, vec![a(), b(Alive), c(0, 0)], vec![c(0, 0), a(), b(Alive)]),
+                399,
+                head,
+            ),
+            (
+                ping(Ping, None, vec![b(Alive), c(0, 0)], vec![c(0, 0), a(), b(Alive)]),
+                338,
+                head,
+            ),
+            (
+                ping(
+                    Ping,
+                    Some(route),
+                    vec![c(5, 9), b(Suspected)],
+                    vec![c(5, 9), a(), b(Suspected)],
+                ),
+                360,
+                routed_head,
+            ),
+            (
+                ping(Ack, None, vec![d(42, 3)], vec![d(42, 3), a(), b(Suspected), c(5, 9)]),
+                338,
+                ack_head,
+            ),
+        ];
+        for (p, len, head) in cases {
+            let bytes = enc(&p);
+            assert_eq!(bytes.len(), len);
+            assert_eq!(bytes.len(), packet_size(&p));
+            let head = unhex(head);
+            assert_eq!(&bytes[..head.len()], &head[..]);
+            assert_eq!(decode(&bytes).unwrap(), p);
+        }
+    }
+
+    /// Spec §3.6: 804f00ed-271c-47fa-844e-df4c6e0d3301 travels as ed004f80 1c27 fa47 844e...
+    #[test]
+    fn uuid_is_in_guid_byte_order() {
+        let mut p = ping(FailureDetectionKind::Ping, None, vec![], vec![]);
+        p.body.src_uuid = Uuid::parse_str("804f00ed-271c-47fa-844e-df4c6e0d3301").unwrap();
+        let bytes = enc(&p);
+        assert_eq!(
+            &bytes[META_SIZE + 4..META_SIZE + 20],
+            &unhex("ed004f801c27fa47844edf4c6e0d3301")[..]
+        );
+    }
+
+    // --- size constants against real encodings ----------------------------------------------
+
+    #[test]
+    fn size_constants_match_encodings() {
+        let meta = Meta {
+            version: TARANTOOL_VERSION,
+            src: local(1),
+            route: None,
+        };
+        let mut out = Vec::new();
+        encode_meta(&meta, &mut out);
+        assert_eq!(out.len(), META_SIZE);
+        let routed = Meta {
+            route: Some(Route {
+                src: local(1),
+                dst: local(2),
+            }),
+            ..meta
+        };
+        out.clear();
+        encode_meta(&routed, &mut out);
+        assert_eq!(out.len(), META_ROUTED_SIZE);
+
+        let mut body = Body {
+            src_uuid: u(1),
+            failure_detection: None,
+            dissemination: None,
+            anti_entropy: None,
+            quit: None,
+        };
+        let size = |b: &Body| {
+            let mut out = Vec::new();
+            encode_body(b, &mut out);
+            assert_eq!(out.len(), body_size(b));
+            out.len()
+        };
+        assert_eq!(size(&body), BODY_HEADER_SIZE);
+        body.failure_detection = Some(FailureDetection {
+            kind: FailureDetectionKind::Ack,
+            incarnation: Incarnation::new(u64::MAX, 1),
+        });
+        assert_eq!(size(&body), BODY_HEADER_SIZE + FAILURE_DETECTION_SIZE);
+        body.dissemination = Some(vec![]);
+        assert_eq!(
+            size(&body),
+            BODY_HEADER_SIZE + FAILURE_DETECTION_SIZE + SECTION_HEADER_SIZE
+        );
+        body.anti_entropy = Some(vec![rec(Status::Left, 65535, 9, 1, 2, None)]);
+        assert_eq!(
+            size(&body),
+            BODY_HEADER_SIZE + FAILURE_DETECTION_SIZE + 2 * SECTION_HEADER_SIZE + RECORD_SIZE
+        );
+        // The empty ping of spec §3.5's size budget.
+        body.anti_entropy = Some(vec![]);
+        assert_eq!(META_SIZE + size(&body), 69);
+        body.failure_detection = None;
+        body.dissemination = None;
+        body.anti_entropy = None;
+        body.quit = Some(Incarnation::new(1, 2));
+        assert_eq!(size(&body), BODY_HEADER_SIZE + QUIT_SIZE);
+
+        for payload in [
+            None,
+            Some(&b""[..]),
+            Some(&b"hello"[..]),
+            Some(&[7u8; MAX_PAYLOAD_SIZE][..]),
+        ] {
+            let r = rec(Status::Dead, 3, 4, 5, 6, payload);
+            let mut out = Vec::new();
+            encode_record(&r, &mut out);
+            assert_eq!(out.len(), record_size(payload.map(<[u8]>::len)));
+        }
+        assert_eq!(record_size(Some(5)), RECORD_SIZE + RECORD_PAYLOAD_OVERHEAD + 5);
+        // The budget: plaintext + the biggest codec overhead (IV 16 + a padding block 16).
+        assert_eq!(MAX_PACKET_SIZE + 16 + 16, UDP_PACKET_SIZE);
+    }
+
+    // --- negative tests: one malformed field per case -----------------------------------------
+
+    fn map(pairs: Vec<(u64, Value)>) -> Value {
+        Value::Map(pairs.into_iter().map(|(k, v)| (Value::from(k), v)).collect())
+    }
+
+    fn bin(b: &[u8]) -> Value {
+        Value::Binary(b.to_vec())
+    }
+
+    fn uuid_bin(b: u8) -> Value {
+        bin(&[b; 16])
+    }
+
+    fn good_meta() -> Vec<(u64, Value)> {
+        vec![
+            (0, Value::from(0x20600)),
+            (1, Value::from(LOCALHOST)),
+            (2, Value::from(3311)),
+        ]
+    }
+
+    fn good_route() -> Vec<(u64, Value)> {
+        vec![
+            (0, Value::from(LOCALHOST)),
+            (1, Value::from(3311)),
+            (2, Value::from(LOCALHOST)),
+            (3, Value::from(3310)),
+        ]
+    }
+
+    fn good_record() -> Vec<(u64, Value)> {
+        vec![
+            (0, Value::from(1)),
+            (1, Value::from(LOCALHOST)),
+            (2, Value::from(3312)),
+            (3, uuid_bin(0x33)),
+            (4, Value::from(5)),
+            (5, Value::from(9)),
+            (6, bin(b"hi")),
+        ]
+    }
+
+    fn good_fd() -> Vec<(u64, Value)> {
+        vec![(0, Value::from(1)), (1, Value::from(7)), (2, Value::from(1))]
+    }
+
+    fn good_body() -> Vec<(u64, Value)> {
+        vec![
+            (0, uuid_bin(0x11)),
+            (2, map(good_fd())),
+            (3, Value::Array(vec![map(good_record())])),
+            (1, Value::Array(vec![map(good_record()), map(good_record())])),
+        ]
+    }
+
+    fn pack(meta: Value, body: Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        rmpv::encode::write_value(&mut out, &meta).unwrap();
+        rmpv::encode::write_value(&mut out, &body).unwrap();
+        out
+    }
+
+    fn set(pairs: &mut Vec<(u64, Value)>, key: u64, v: Value) {
+        match pairs.iter_mut().find(|(k, _)| *k == key) {
+            Some(p) => p.1 = v,
+            None => pairs.push((key, v)),
+        }
+    }
+
+    fn without(mut pairs: Vec<(u64, Value)>, key: u64) -> Vec<(u64, Value)> {
+        pairs.retain(|(k, _)| *k != key);
+        pairs
+    }
+
+    fn with(mut pairs: Vec<(u64, Value)>, key: u64, v: Value) -> Vec<(u64, Value)> {
+        set(&mut pairs, key, v);
+        pairs
+    }
+
+    fn meta_err(meta: Vec<(u64, Value)>) -> DecodeError {
+        decode(&pack(map(meta), map(good_body()))).unwrap_err()
+    }
+
+    fn body_err(body: Vec<(u64, Value)>) -> DecodeError {
+        decode(&pack(map(good_meta()), map(body))).unwrap_err()
+    }
+
+    fn record_err(record: Vec<(u64, Value)>) -> DecodeError {
+        body_err(with(good_body(), 3, Value::Array(vec![map(record)])))
+    }
+
+    fn route_err(route: Vec<(u64, Value)>) -> DecodeError {
+        meta_err(with(good_meta(), 3, map(route)))
+    }
+
+    #[test]
+    fn good_minimal_width_packet_decodes_with_defaults() {
+        let p = decode(&pack(map(good_meta()), map(good_body()))).unwrap();
+        assert_eq!(
+            p.meta,
+            Meta {
+                version: 0x20600,
+                src: local(3311),
+                route: None
+            }
+        );
+        let r = &p.body.dissemination.as_ref().unwrap()[0];
+        assert_eq!(r.status, Status::Suspected);
+        assert_eq!(r.payload.as_deref(), Some(&b"hi"[..]));
+        assert_eq!(p.body.anti_entropy.as_ref().unwrap().len(), 2);
+        // Absent status, generation, version and payload take their defaults.
+        let minimal = vec![(1, Value::from(LOCALHOST)), (2, Value::from(1)), (3, uuid_bin(2))];
+        let body = with(good_body(), 3, Value::Array(vec![map(minimal)]));
+        let p = decode(&pack(map(good_meta()), map(body))).unwrap();
+        let r = &p.body.dissemination.unwrap()[0];
+        assert_eq!(
+            (r.status, r.incarnation, r.payload.clone()),
+            (Status::Alive, Incarnation::default(), None)
+        );
+        // An empty payload is not an absent one.
+        let body = with(
+            good_body(),
+            3,
+            Value::Array(vec![map(with(good_record(), 6, bin(b"")))]),
+        );
+        let p = decode(&pack(map(good_meta()), map(body))).unwrap();
+        assert_eq!(p.body.dissemination.unwrap()[0].payload, Some(vec![]));
+        // The biggest payload is fine; the routing section decodes.
+        let body = with(
+            good_body(),
+            3,
+            Value::Array(vec![map(with(good_record(), 6, bin(&[1; 1200])))]),
+        );
+        assert!(decode(&pack(map(good_meta()), map(body))).is_ok());
+        let p = decode(&pack(map(with(good_meta(), 3, map(good_route()))), map(good_body()))).unwrap();
+        assert_eq!(
+            p.meta.route,
+            Some(Route {
+                src: local(3311),
+                dst: local(3310)
+            })
+        );
+        // A quit-only body, keys in any order after the uuid.
+        let body = vec![
+            (0, uuid_bin(4)),
+            (4, map(vec![(1, Value::from(3)), (0, Value::from(42))])),
+        ];
+        let p = decode(&pack(map(good_meta()), map(body))).unwrap();
+        assert_eq!(p.body.quit, Some(Incarnation::new(42, 3)));
+    }
+
+    #[test]
+    fn meta_rules() {
+        use DecodeError::*;
+        let m = Section::Meta;
+        assert_eq!(
+            decode(&pack(Value::from(1), map(good_body()))).unwrap_err(),
+            ExpectedMap(m)
+        );
+        assert_eq!(meta_err(with(good_meta(), 4, Value::from(1))), UnknownKey(m, 4));
+        let mut string_key = map(good_meta());
+        if let Value::Map(pairs) = &mut string_key {
+            pairs[0].0 = Value::from("0");
+        }
+        assert_eq!(
+            decode(&pack(string_key, map(good_body()))).unwrap_err(),
+            ExpectedUint(m)
+        );
+        assert_eq!(meta_err(without(good_meta(), 0)), MissingVersion);
+        assert_eq!(meta_err(with(good_meta(), 0, Value::from(0))), MissingVersion);
+        assert_eq!(
+            meta_err(with(good_meta(), 0, Value::from(1u64 << 32))),
+            VersionTooBig(1 << 32)
+        );
+        assert_eq!(meta_err(with(good_meta(), 0, Value::from("2.6"))), ExpectedUint(m));
+        assert_eq!(meta_err(without(good_meta(), 1)), MissingSrcAddress);
+        assert_eq!(meta_err(with(good_meta(), 1, Value::from(0))), MissingSrcAddress);
+        assert_eq!(meta_err(without(good_meta(), 2)), MissingSrcAddress);
+        assert_eq!(meta_err(with(good_meta(), 2, Value::from(0))), MissingSrcAddress);
+        assert_eq!(meta_err(with(good_meta(), 1, Value::from(1u64 << 32))), InvalidIp(m));
+        assert_eq!(meta_err(with(good_meta(), 2, Value::from(65536))), InvalidPort(m));
+        // A negative number is not a uint, whatever its value.
+        assert_eq!(meta_err(with(good_meta(), 2, Value::from(-1))), ExpectedUint(m));
+        // A signed encoding of a positive value (int8 0x05) is not a uint either.
+        let mut bytes = pack(map(good_meta()), map(good_body()));
+        assert_eq!(&bytes[..3], &[0x83, 0x00, 0xce]);
+        bytes.splice(2..7, [0xd0, 0x05]);
+        assert_eq!(decode(&bytes).unwrap_err(), ExpectedUint(m));
+    }
+
+    #[test]
+    fn route_rules() {
+        use DecodeError::*;
+        let r = Section::Route;
+        assert_eq!(meta_err(with(good_meta(), 3, Value::from(1))), ExpectedMap(r));
+        assert_eq!(route_err(with(good_route(), 4, Value::from(1))), UnknownKey(r, 4));
+        for key in 0..4 {
+            assert_eq!(route_err(without(good_route(), key)), MissingRouteAddress, "key {key}");
+            assert_eq!(route_err(with(good_route(), key, Value::from(0))), MissingRouteAddress);
+        }
+        assert_eq!(route_err(with(good_route(), 2, Value::from(1u64 << 32))), InvalidIp(r));
+        assert_eq!(route_err(with(good_route(), 3, Value::from(70000))), InvalidPort(r));
+    }
+
+    #[test]
+    fn body_rules() {
+        use DecodeError::*;
+        let b = Section::Body;
+        assert_eq!(decode(&pack(map(good_meta()), Value::Nil)).unwrap_err(), ExpectedMap(b));
+        assert_eq!(body_err(vec![]), EmptyBody);
+        let fd_first = vec![(2, map(good_fd())), (0, uuid_bin(1))];
+        assert_eq!(body_err(fd_first), FirstKeyNotUuid(2));
+        assert_eq!(body_err(with(good_body(), 0, bin(&[1; 15]))), InvalidUuid(b));
+        assert_eq!(body_err(with(good_body(), 0, bin(&[1; 17]))), InvalidUuid(b));
+        assert_eq!(
+            body_err(with(good_body(), 0, Value::from("x".repeat(16)))),
+            ExpectedBin(b)
+        );
+        assert_eq!(body_err(with(good_body(), 5, Value::from(1))), UnknownKey(b, 5));
+        let mut twice = good_body();
+        twice.push((0, uuid_bin(2)));
+        assert_eq!(body_err(twice), UnknownKey(b, 0));
+        assert_eq!(
+            body_err(with(good_body(), 3, map(vec![]))),
+            ExpectedArray(Section::Dissemination)
+        );
+        assert_eq!(
+            body_err(with(good_body(), 1, Value::from(0))),
+            ExpectedArray(Section::AntiEntropy)
+        );
+        // Nothing after the body.
+        let mut bytes = pack(map(good_meta()), map(good_body()));
+        bytes.push(0xc0);
+        assert_eq!(decode(&bytes).unwrap_err(), TrailingBytes(1));
+        // No more than a UDP datagram.
+        let mut big = pack(map(good_meta()), map(good_body()));
+        big.resize(UDP_PACKET_SIZE + 1, 0);
+        assert_eq!(decode(&big).unwrap_err(), TooLong(UDP_PACKET_SIZE + 1));
+    }
+
+    #[test]
+    fn failure_detection_and_quit_rules() {
+        use DecodeError::*;
+        let fd = Section::FailureDetection;
+        let q = Section::Quit;
+        assert_eq!(body_err(with(good_body(), 2, Value::from(0))), ExpectedMap(fd));
+        assert_eq!(
+            body_err(with(good_body(), 2, map(without(good_fd(), 2)))),
+            FailureDetectionKeyCount(2)
+        );
+        assert_eq!(
+            body_err(with(good_body(), 2, map(with(good_fd(), 3, Value::from(0))))),
+            FailureDetectionKeyCount(4)
+        );
+        let no_type = vec![(1, Value::from(7)), (2, Value::from(1)), (1, Value::from(8))];
+        assert_eq!(body_err(with(good_body(), 2, map(no_type))), MissingMessageType);
+        assert_eq!(
+            body_err(with(good_body(), 2, map(with(good_fd(), 0, Value::from(2))))),
+            UnknownMessageType(2)
+        );
+        let extra = vec![(0, Value::from(0)), (1, Value::from(7)), (3, Value::from(1))];
+        assert_eq!(body_err(with(good_body(), 2, map(extra))), UnknownKey(fd, 3));
+        assert_eq!(
+            body_err(with(good_body(), 2, map(with(good_fd(), 1, Value::from(-7))))),
+            ExpectedUint(fd)
+        );
+        let quit = |pairs| vec![(0, uuid_bin(1)), (4, map(pairs))];
+        assert_eq!(body_err(quit(vec![(0, Value::from(1))])), QuitKeyCount(1));
+        let three = vec![(0, Value::from(1)), (1, Value::from(2)), (0, Value::from(3))];
+        assert_eq!(body_err(quit(three)), QuitKeyCount(3));
+        assert_eq!(
+            body_err(quit(vec![(0, Value::from(1)), (2, Value::from(2))])),
+            UnknownKey(q, 2)
+        );
+        assert_eq!(
+            body_err(vec![(0, uuid_bin(1)), (4, Value::Array(vec![]))]),
+            ExpectedMap(q)
+        );
+    }
+
+    #[test]
+    fn member_record_rules() {
+        use DecodeError::*;
+        let d = Section::Dissemination;
+        assert_eq!(
+            body_err(with(good_body(), 3, Value::Array(vec![Value::from(1)]))),
+            ExpectedMap(d)
+        );
+        assert_eq!(record_err(with(good_record(), 7, Value::from(0))), UnknownKey(d, 7));
+        assert_eq!(record_err(with(good_record(), 0, Value::from(4))), UnknownStatus(4));
+        assert_eq!(record_err(with(good_record(), 6, bin(&[0; 1201]))), PayloadTooBig(1201));
+        assert_eq!(record_err(with(good_record(), 6, Value::from("str"))), ExpectedBin(d));
+        assert_eq!(record_err(without(good_record(), 1)), MissingMemberAddress(d));
+        assert_eq!(
+            record_err(with(good_record(), 1, Value::from(0))),
+            MissingMemberAddress(d)
+        );
+        assert_eq!(record_err(without(good_record(), 2)), MissingMemberAddress(d));
+        assert_eq!(
+            record_err(with(good_record(), 2, Value::from(0))),
+            MissingMemberAddress(d)
+        );
+        assert_eq!(
+            record_err(with(good_record(), 1, Value::from(1u64 << 32))),
+            InvalidIp(d)
+        );
+        assert_eq!(record_err(with(good_record(), 2, Value::from(65536))), InvalidPort(d));
+        assert_eq!(record_err(without(good_record(), 3)), MissingMemberUuid(d));
+        assert_eq!(record_err(with(good_record(), 3, uuid_bin(0))), MissingMemberUuid(d));
+        assert_eq!(record_err(with(good_record(), 3, bin(&[1; 4]))), InvalidUuid(d));
+        assert_eq!(record_err(with(good_record(), 4, Value::from(1.5))), ExpectedUint(d));
+        // The same rules name the anti-entropy section there.
+        let bad = Value::Array(vec![map(good_record()), map(with(good_record(), 0, Value::from(9)))]);
+        assert_eq!(body_err(with(good_body(), 1, bad)), UnknownStatus(9));
+        let bad = Value::Array(vec![map(without(good_record(), 3))]);
+        assert_eq!(
+            body_err(with(good_body(), 1, bad)),
+            MissingMemberUuid(Section::AntiEntropy)
+        );
+    }
+
+    #[test]
+    fn every_strict_prefix_is_rejected() {
+        let bytes = pack(map(with(good_meta(), 3, map(good_route()))), map(good_body()));
+        assert!(decode(&bytes).is_ok());
+        for n in 0..bytes.len() {
+            assert!(decode(&bytes[..n]).is_err(), "prefix of {n} bytes");
+        }
+        assert_eq!(decode(&[]).unwrap_err(), DecodeError::Truncated);
+    }
+
+    #[test]
+    fn decode_prefix_keeps_what_came_before_the_error() {
+        // Anti-entropy: one good record, then a bad one.
+        let bad = Value::Array(vec![map(good_record()), map(with(good_record(), 0, Value::from(9)))]);
+        let bytes = pack(map(good_meta()), map(with(good_body(), 1, bad)));
+        let (p, err) = decode_prefix(&bytes);
+        assert_eq!(err, Some(DecodeError::UnknownStatus(9)));
+        let p = p.unwrap();
+        assert!(p.body.failure_detection.is_some());
+        assert_eq!(p.body.dissemination.map(|d| d.len()), Some(1));
+        assert_eq!(p.body.anti_entropy.map(|d| d.len()), Some(1));
+        // A bad META gives nothing.
+        let (p, err) = decode_prefix(&pack(map(without(good_meta(), 0)), map(good_body())));
+        assert_eq!((p, err), (None, Some(DecodeError::MissingVersion)));
+        // A good packet gives the same as decode().
+        let bytes = pack(map(good_meta()), map(good_body()));
+        assert_eq!(decode_prefix(&bytes), (Some(decode(&bytes).unwrap()), None));
+    }
+
+    // --- round trips over random packets -----------------------------------------------------
+
+    fn nonzero_addr(rng: &mut StdRng) -> SocketAddrV4 {
+        SocketAddrV4::new(rng.random_range(1..=u32::MAX).into(), rng.random_range(1..=u16::MAX))
+    }
+
+    fn random_u64(rng: &mut StdRng) -> u64 {
+        // Mix the widths MessagePack would pick: fixint, u8, u16, u32, u64.
+        match rng.random_range(0..5) {
+            0 => rng.random_range(0..128),
+            1 => rng.random_range(0..256),
+            2 => rng.random_range(0..65536),
+            3 => u64::from(rng.random::<u32>()),
+            _ => rng.random(),
+        }
+    }
+
+    fn random_record(rng: &mut StdRng) -> MemberRecord {
+        let mut uuid = [0u8; 16];
+        rng.fill_bytes(&mut uuid);
+        uuid[0] |= 1; // never nil
+        let payload = match rng.random_range(0..10) {
+            0..=3 => None,
+            4 => Some(Vec::new()),
+            5..=8 => Some((0..rng.random_range(0..40)).map(|_| rng.random()).collect()),
+            _ => Some(
+                (0..rng.random_range(0..=MAX_PAYLOAD_SIZE))
+                    .map(|_| rng.random())
+                    .collect(),
+            ),
+        };
+        MemberRecord {
+            status: Status::from_wire(rng.random_range(0..4)).unwrap(),
+            addr: nonzero_addr(rng),
+            uuid: Uuid::from_bytes(uuid),
+            incarnation: Incarnation::new(random_u64(rng), random_u64(rng)),
+            payload,
+        }
+    }
+
+    fn random_packet(rng: &mut StdRng) -> Packet {
+        let records = |rng: &mut StdRng| {
+            rng.random_bool(0.7)
+                .then(|| (0..rng.random_range(0..6)).map(|_| random_record(rng)).collect())
+        };
+        let mut src_uuid = [0u8; 16];
+        rng.fill_bytes(&mut src_uuid);
+        Packet {
+            meta: Meta {
+                version: rng.random_range(1..=u32::MAX),
+                src: nonzero_addr(rng),
+                route: rng.random_bool(0.3).then(|| Route {
+                    src: nonzero_addr(rng),
+                    dst: nonzero_addr(rng),
+                }),
+            },
+            body: Body {
+                src_uuid: Uuid::from_bytes(src_uuid),
+                failure_detection: rng.random_bool(0.7).then(|| FailureDetection {
+                    kind: if rng.random() {
+                        FailureDetectionKind::Ping
+                    } else {
+                        FailureDetectionKind::Ack
+                    },
+                    incarnation: Incarnation::new(random_u64(rng), random_u64(rng)),
+                }),
+                dissemination: records(rng),
+                anti_entropy: records(rng),
+                quit: rng
+                    .random_bool(0.2)
+                    .then(|| Incarnation::new(random_u64(rng), random_u64(rng))),
+            },
+        }
+    }
+
+    /// Re-encodes MessagePack values with the widest encodings (map32, array32, bin32, u64).
+    fn write_wide(v: &Value, out: &mut Vec<u8>) {
+        match v {
+            Value::Integer(i) => {
+                out.push(mp::UINT64);
+                out.extend_from_slice(&i.as_u64().unwrap().to_be_bytes());
+            }
+            Value::Binary(b) => {
+                out.push(mp::BIN32);
+                out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+                out.extend_from_slice(b);
+            }
+            Value::Array(a) => {
+                out.push(mp::ARRAY32);
+                out.extend_from_slice(&(a.len() as u32).to_be_bytes());
+                a.iter().for_each(|x| write_wide(x, out));
+            }
+            Value::Map(m) => {
+                out.push(mp::MAP32);
+                out.extend_from_slice(&(m.len() as u32).to_be_bytes());
+                for (k, x) in m {
+                    write_wide(k, out);
+                    write_wide(x, out);
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// The packet's bytes read back as two generic MessagePack values.
+    fn values(bytes: &[u8]) -> (Value, Value) {
+        let mut cur = bytes;
+        let meta = rmpv::decode::read_value(&mut cur).unwrap();
+        let body = rmpv::decode::read_value(&mut cur).unwrap();
+        assert!(cur.is_empty());
+        (meta, body)
+    }
+
+    #[test]
+    fn random_packets_round_trip_in_every_width() {
+        let mut rng = StdRng::seed_from_u64(0x5717_0001);
+        for i in 0..3000 {
+            let p = random_packet(&mut rng);
+            let bytes = enc(&p);
+            assert_eq!(bytes.len(), packet_size(&p), "case {i}");
+            if bytes.len() <= UDP_PACKET_SIZE {
+                assert_eq!(decode(&bytes).as_ref(), Ok(&p), "case {i}");
+            } else {
+                assert_eq!(decode(&bytes), Err(DecodeError::TooLong(bytes.len())));
+            }
+            // Any valid width decodes to the same packet: minimal (as msgpack libraries write
+            // it) and widest.
+            let (meta, body) = values(&bytes);
+            let minimal = pack(meta.clone(), body.clone());
+            let mut wide = Vec::new();
+            write_wide(&meta, &mut wide);
+            write_wide(&body, &mut wide);
+            for other in [minimal, wide] {
+                if other.len() <= UDP_PACKET_SIZE {
+                    assert_eq!(decode(&other).as_ref(), Ok(&p), "case {i}");
+                }
+            }
+            if bytes.len() <= UDP_PACKET_SIZE {
+                let (m, rest) = split_meta(&bytes).unwrap();
+                assert_eq!(m, p.meta);
+                assert_eq!(rest.len(), body_size(&p.body));
+            }
+        }
+    }
+
+    /// 200k random and mutated inputs from a seed: the decoder must return, never panic, and
+    /// agree with decode_prefix.
+    #[test]
+    fn decoder_survives_random_and_mutated_input() {
+        let mut rng = StdRng::seed_from_u64(0x5717_0002);
+        let seeds: Vec<Vec<u8>> = (0..64)
+            .map(|_| enc(&random_packet(&mut rng)))
+            .filter(|b| b.len() <= UDP_PACKET_SIZE)
+            .collect();
+        let mut ok = 0;
+        for _ in 0..200_000 {
+            let input = mutate(&mut rng, &seeds);
+            let r = decode(&input);
+            let (partial, err) = decode_prefix(&input);
+            match &r {
+                Ok(p) => {
+                    ok += 1;
+                    assert_eq!((partial.as_ref(), err), (Some(p), None));
+                    // Whatever decodes re-encodes to something that decodes the same.
+                    let again = enc(p);
+                    if again.len() <= UDP_PACKET_SIZE {
+                        assert_eq!(decode(&again).as_ref(), Ok(p));
+                    }
+                }
+                Err(e) => assert_eq!(err, Some(*e)),
+            }
+        }
+        assert!(ok > 1000, "mutations keep some packets valid: {ok}");
+    }
+
+    pub(crate) fn mutate(rng: &mut StdRng, seeds: &[Vec<u8>]) -> Vec<u8> {
+        if rng.random_range(0..10) == 0 {
+            let n = rng.random_range(0..300);
+            return (0..n).map(|_| rng.random()).collect();
+        }
+        let mut b = seeds[rng.random_range(0..seeds.len())].clone();
+        for _ in 0..rng.random_range(0..4) {
+            if b.is_empty() {
+                break;
+            }
+            let at = rng.random_range(0..b.len());
+            match rng.random_range(0..6) {
+                0 => b[at] = rng.random(),
+                1 => b[at] ^= 1 << rng.random_range(0..8),
+                2 => b.truncate(at),
+                3 => b.insert(at, rng.random()),
+                4 => {
+                    b.remove(at);
+                }
+                // Interesting bytes: markers and boundary values.
+                _ => {
+                    b[at] = [0x00, 0x7f, 0x80, 0xc4, 0xc5, 0xc6, 0xcf, 0xdc, 0xdd, 0xdf, 0xff][rng.random_range(0..11)]
+                }
+            }
+        }
+        b
+    }
+}
