@@ -918,6 +918,11 @@ fn decode_into(buf: &[u8], out: &mut Option<Packet>) -> Result<(), DecodeError> 
 /// records) before the error stay applied (spec §2.10). Real senders never produce such
 /// packets; the core applies only fully decoded packets, which is the simpler and safer
 /// choice. [`decode_prefix`] gives the Tarantool-like partial result for a core that wants it.
+///
+/// Not checked here, as they are not wire rules: the META version's value (only non-zero),
+/// a nil source UUID in BODY, and whether the sections make sense together (a quit with a
+/// ping). Repeated keys: in META and records the last value wins; in BODY a repeated record
+/// list extends the earlier one and a repeated failure detection or quit replaces it.
 pub fn decode(buf: &[u8]) -> Result<Packet, DecodeError> {
     let mut out = None;
     decode_into(buf, &mut out)?;
