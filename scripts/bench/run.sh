@@ -2,18 +2,19 @@
 # Runs a benchmark script on real Tarantool (the baseline) and on node in one invocation
 # and prints a table with node/tarantool ratios. For rates a ratio >= 1.0 means node is as
 # fast or faster; for sizes (bytes) the ratio is node/tarantool, lower is better.
-#   bash scripts/bench/run.sh [scripts/bench/fibers.lua]
+#   bash scripts/bench/run.sh [scripts/bench/fibers.lua [script args...]]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 script=${1:-scripts/bench/fibers.lua}
+shift || true
 if ! command -v tarantool >/dev/null; then
     apt-get update -qq && apt-get install -y -qq tarantool >/dev/null
 fi
 cargo build --release -q
 node_out=$(mktemp); tt_out=$(mktemp)
 trap 'rm -f "$node_out" "$tt_out"' EXIT
-tarantool "$script" >"$tt_out" 2>/dev/null
-./target/release/node "$script" >"$node_out" 2>/dev/null
+tarantool "$script" "$@" >"$tt_out" 2>/dev/null || true
+./target/release/node "$script" "$@" >"$node_out" 2>/dev/null || true
 printf '%-28s %16s %16s %8s  %s\n' metric tarantool node ratio unit
 join -t $'\t' <(awk -F'\t' '{print NR"\t"$0}' "$tt_out" | sort -t $'\t' -k1,1) \
               <(awk -F'\t' '{print NR"\t"$0}' "$node_out" | sort -t $'\t' -k1,1) |

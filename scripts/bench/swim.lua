@@ -1,0 +1,79 @@
+-- SWIM benchmark: runs unchanged on tarantool and on node.
+--   <runtime> scripts/bench/swim.lua N [port_base]
+-- N instances in one process on 127.0.0.1 (heartbeat 0.1, ack_timeout 0.1, gc off) join by
+-- probing instance 1. Prints, one `name<TAB>value<TAB>unit` line each: the time until every
+-- instance sees all N members, the time until every other instance sees a deleted
+-- one dead, and the process CPU (core-seconds per second) over 5 s of steady state.
+-- A phase that does not finish within its limit prints -1.
+local swim = require('swim')
+local fiber = require('fiber')
+local ffi = require('ffi')
+
+ffi.cdef[[
+struct bench_timespec { long tv_sec; long tv_nsec; };
+int clock_gettime(int clk_id, struct bench_timespec *tp);
+]]
+local ts = ffi.new('struct bench_timespec')
+local function clock(id)
+    ffi.C.clock_gettime(id, ts)
+    return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) / 1e9
+end
+local function now() return clock(1) end          -- CLOCK_MONOTONIC
+local function cpu() return clock(2) end          -- CLOCK_PROCESS_CPUTIME_ID
+
+local N = tonumber(arg[1]) or 10
+local BASE = tonumber(arg[2]) or 34000
+local LIMIT = tonumber(os.getenv('SWIM_BENCH_LIMIT') or 120)
+
+local function uuid_of(i) return string.format('00000000-0000-1000-8000-%012d', i) end
+
+local function report(name, value, unit)
+    io.write(string.format('%s\t%.3f\t%s\n', name, value, unit))
+    io.flush()
+end
+
+local inst = {}
+for i = 1, N do
+    local s, err = swim.new({ uuid = uuid_of(i), uri = BASE + i, heartbeat_rate = 0.1,
+                              ack_timeout = 0.1, gc_mode = 'off' })
+    if s == nil then error('swim.new failed: ' .. tostring(err)) end
+    inst[i] = s
+end
+
+local function wait_until(pred)
+    local t0 = now()
+    while not pred() do
+        if now() - t0 > LIMIT then return -1 end
+        fiber.sleep(0.05)
+    end
+    return now() - t0
+end
+
+-- "Sees all N members": every member table is complete (statuses may flap under load).
+local function all_joined()
+    for i = 1, N do
+        if inst[i]:size() ~= N then return false end
+    end
+    return true
+end
+
+for i = 2, N do inst[i]:probe_member(BASE + 1) end
+report(string.format('join N=%d', N), wait_until(all_joined), 's')
+
+-- Steady state CPU, before anything is deleted.
+local c0, w0 = cpu(), now()
+fiber.sleep(5)
+local steady_cpu = (cpu() - c0) / (now() - w0)
+
+local victim = uuid_of(N)
+inst[N]:delete()
+inst[N] = nil
+report(string.format('detect dead N=%d', N), wait_until(function()
+    for i = 1, N - 1 do
+        local m = inst[i]:member_by_uuid(victim)
+        if m == nil or m:status() ~= 'dead' then return false end
+    end
+    return true
+end), 's')
+report(string.format('steady CPU N=%d', N), steady_cpu, 'core-s/s')
+os.exit(0)
