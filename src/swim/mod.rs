@@ -8,4 +8,5 @@
 //!
 //! The simulator in `crate::sim` runs many cores over a fake network from a seed.
 
+pub mod crypto;
 pub mod proto;
