@@ -7,4 +7,5 @@
 pub mod modules;
 pub mod runtime;
 pub mod serialize;
+pub mod sim;
 pub mod swim;

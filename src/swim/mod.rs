@@ -9,4 +9,6 @@
 //! The simulator in `crate::sim` runs many cores over a fake network from a seed.
 
 pub mod crypto;
+pub mod core;
+pub mod member;
 pub mod proto;

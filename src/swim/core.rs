@@ -1,0 +1,1330 @@
+//! The SWIM protocol as a pure state machine, the way Tarantool 2.6 runs it.
+//!
+//! # What it is
+//!
+//! SWIM (Das, Gupta, Motivala, 2002) keeps a weakly consistent member table over UDP with
+//! three components that share one packet:
+//!
+//! * **failure detection**: each step pings one member; no ack after a timeout counts as a
+//!   miss, two misses make it *suspected* (and two other members are asked to ping it for
+//!   us, *indirect pings*), three more make it *dead*, two more with GC on delete it;
+//! * **dissemination**: every change of a member is queued and piggybacked on pings and
+//!   acks for `ceil(log2 N) + 1` steps, so it reaches everyone in O(log N) rounds;
+//! * **anti-entropy** (Tarantool's addition): every packet also carries a random slice of
+//!   the table, which is how a newcomer that knows one peer learns the rest.
+//!
+//! # Shape
+//!
+//! [`Swim`] owns no socket, timer or clock. Inputs are [`Swim::handle_packet`] (a decoded
+//! [`Packet`] and the time), [`Swim::handle_timer`] and the API calls behind Lua
+//! (`add_member`, `set_payload`, ...). Outputs are drained: [`Swim::take_outgoing`]
+//! (packets with their destination), [`Swim::take_events`] (batched member events) and
+//! [`Swim::next_deadline`] (when to call `handle_timer` next). Time is `u64` microseconds
+//! of any monotonic clock the driver likes; randomness comes from an owned generator seeded
+//! by the caller. So the same seed and the same inputs give the same outputs, which is what
+//! `crate::sim` relies on.
+//!
+//! # What it follows
+//!
+//! Tarantool 2.6.0's rules as written down in `spec/swim.md` §2: members keyed by UUID,
+//! rounds (a Fisher–Yates shuffle per round instead of the paper's random pick per step),
+//! the incarnation `{generation, version}`, the TTDs, the ack-wait heap checked every ack
+//! timeout, immediate re-pings, routed indirect pings and acks, refutation, "left" via quit,
+//! and packets filled up to 1440 bytes with the exact sizes of Tarantool's encoder, so a
+//! mixed cluster of `node` and Tarantool instances sees the same packets.
+//!
+//! # Where it deviates, and why
+//!
+//! * A send "completes" the moment it is emitted: the driver owns the socket, so the core
+//!   cannot wait for it. Tarantool's per-member "task busy" rule becomes: at most one
+//!   undrained ack per member in the outbox.
+//! * A direct ping at an equal incarnation does not revive a *left* member: a left member
+//!   has quit, and only a delayed datagram can still carry its old incarnation.
+//! * Records with a zero address or an oversized payload are skipped (counted in
+//!   [`Stats::dropped_bad_records`]); Tarantool's decoder rejects them earlier, but the core
+//!   must not trust its caller either.
+//! * **Lifeguard** (Dadgar et al., 2018), off by default so the default behaviour stays
+//!   Tarantool's, two independent switches in [`Lifeguard`]:
+//!   - *local health*: a 0..=8 score that grows when our own pings go unanswered or we
+//!     must refute a suspicion of ourselves, and shrinks on every ack. Round steps and ack
+//!     deadlines are stretched by `1 + score`, so an overloaded or badly connected member
+//!     slows down instead of accusing healthy peers;
+//!   - *dynamic suspicion*: a suspected member needs `NO_ACKS_TO_DEAD × 3` expired pings
+//!     to be declared dead instead of `NO_ACKS_TO_DEAD`; each distinct peer that gossips the
+//!     same suspicion shortens it logarithmically, down to the Tarantool value after three
+//!     confirmations. Pings to a suspected member carry its own record first ("buddy
+//!     system"), so it learns of the suspicion and refutes it at once.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+use uuid::Uuid;
+
+use super::member::{ceil_log2, event, incarnation_bits, GcMode, KeyedHash, Member, MemberEvent, MemberId};
+use super::proto::{
+    self, Body, FailureDetection, FailureDetectionKind, Incarnation, MemberRecord, Meta, Packet, Route, Status,
+    MAX_PACKET_SIZE, MAX_PAYLOAD_SIZE,
+};
+
+/// Expired pings of an alive member before it becomes suspected. One miss is too easily a
+/// lost datagram; Tarantool takes two.
+pub const NO_ACKS_TO_SUSPECT: u32 = 2;
+/// Expired pings of a suspected member before it becomes dead. The paper declares death
+/// after one round of indirect pings; Tarantool finds that too little and waits for three.
+pub const NO_ACKS_TO_DEAD: u32 = 3;
+/// Expired pings of a dead member before it is deleted (GC on, status TTD 0). The paper
+/// deletes at once; waiting lets the dead status spread and gives the member a chance to
+/// refute it.
+pub const NO_ACKS_TO_GC: u32 = 2;
+/// Helpers asked to ping a suspected member. Nothing special in the value: two paths that
+/// avoid our own link are enough to tell "the member is down" from "our link is lossy".
+pub const INDIRECT_PING_COUNT: usize = 2;
+/// Default step period, µs (1 s, spec §0). Nothing special in the value.
+pub const HEARTBEAT_RATE_DEFAULT: u64 = 1_000_000;
+/// Default ack timeout, µs (30 s, spec §0). Nothing special in the value.
+pub const ACK_TIMEOUT_DEFAULT: u64 = 30_000_000;
+/// Lifeguard: the highest local health score. Memberlist's default; at 8 the member runs 9×
+/// slower, which is already as good as silent.
+pub const LIFEGUARD_MAX_HEALTH: u32 = 8;
+/// Lifeguard: how much longer an unconfirmed suspicion lasts than Tarantool's
+/// `NO_ACKS_TO_DEAD`. The paper's β = 6 is in time; with one re-ping per expiry, 3× already
+/// cuts a false death under 20 % loss by a factor of about 10^3.
+pub const LIFEGUARD_SUSPICION_MULT: u32 = 3;
+/// Lifeguard: independent confirmations that bring the suspicion down to the minimum. The
+/// paper's K = 3.
+pub const LIFEGUARD_CONFIRMATIONS: usize = 3;
+
+/// Lifeguard extensions; both off by default (plain Tarantool 2.6 behaviour).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lifeguard {
+    /// Local health multiplier on round period and ack deadlines.
+    pub local_health: bool,
+    /// Confirmation-driven suspicion length, plus the buddy record.
+    pub dynamic_suspicion: bool,
+}
+
+impl Lifeguard {
+    pub const ON: Lifeguard = Lifeguard {
+        local_health: true,
+        dynamic_suspicion: true,
+    };
+}
+
+/// Everything a new instance needs (the first `cfg` plus the hidden `generation`).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub uuid: Uuid,
+    /// The bound address. With port 0 pass the requested address here and the real one to
+    /// [`Swim::set_address`] afterwards: that bumps the version as Tarantool does.
+    pub addr: SocketAddrV4,
+    pub generation: u64,
+    /// Step period, µs.
+    pub heartbeat_rate: u64,
+    /// Ack timeout, µs.
+    pub ack_timeout: u64,
+    pub gc_mode: GcMode,
+    pub lifeguard: Lifeguard,
+}
+
+impl Config {
+    pub fn new(uuid: Uuid, addr: SocketAddrV4, generation: u64) -> Config {
+        Config {
+            uuid,
+            addr,
+            generation,
+            heartbeat_rate: HEARTBEAT_RATE_DEFAULT,
+            ack_timeout: ACK_TIMEOUT_DEFAULT,
+            gc_mode: GcMode::On,
+            lifeguard: Lifeguard::default(),
+        }
+    }
+}
+
+/// Why an API call was refused; texts as Tarantool's (spec §1), minus the prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwimError {
+    /// `a member with such UUID already exists`
+    UuidExists,
+    /// `can not remove self`
+    RemoveSelf,
+    /// `Payload should be <= 1200 and >= 0`
+    PayloadTooBig,
+    /// `UUID and URI are mandatory` (a nil UUID or an unspecified address)
+    Mandatory,
+    /// The instance has quit.
+    Quit,
+}
+
+impl std::fmt::Display for SwimError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SwimError::UuidExists => "a member with such UUID already exists",
+            SwimError::RemoveSelf => "can not remove self",
+            SwimError::PayloadTooBig => "Payload should be <= 1200 and >= 0",
+            SwimError::Mandatory => "URI and UUID are mandatory",
+            SwimError::Quit => "the swim instance is deleted",
+        })
+    }
+}
+
+impl std::error::Error for SwimError {}
+
+/// Counters for `swim:stats`-like reporting and tests. The driver adds its own drops
+/// (`dropped_decode`, `dropped_crypto`) through [`Swim::stats_mut`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub packets_sent: u64,
+    /// Plaintext bytes, as the sizes of Tarantool's encoder give them.
+    pub bytes_sent: u64,
+    pub packets_received: u64,
+    pub bytes_received: u64,
+    pub pings_sent: u64,
+    pub acks_sent: u64,
+    pub indirect_pings_sent: u64,
+    /// Pings to addresses learned from gossip about unknown members, or asked for by
+    /// `probe_member`/`broadcast`.
+    pub probes_sent: u64,
+    pub quits_sent: u64,
+    pub forwarded: u64,
+    pub dropped_decode: u64,
+    pub dropped_crypto: u64,
+    /// A ping or ack with an incarnation older than known (spec §2.3).
+    pub dropped_stale: u64,
+    /// Failure detection from our own UUID (our own packet looped back, or a UUID twin).
+    pub dropped_from_self: u64,
+    /// A packet after `quit()`.
+    pub dropped_after_quit: u64,
+    /// A packet with the nil UUID as its sender.
+    pub dropped_nil_sender: u64,
+    /// Member records skipped (zero address, nil UUID, oversized payload).
+    pub dropped_bad_records: u64,
+    /// An ack not sent because one was already waiting in the outbox.
+    pub acks_coalesced: u64,
+    pub suspicions: u64,
+    pub deaths: u64,
+    pub refutations: u64,
+}
+
+/// A packet to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub to: SocketAddrV4,
+    pub packet: Packet,
+}
+
+/// A member reference that survives table reshuffles: the UUID finds the slot, the id
+/// tells a re-added member from the old object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct MemberRef {
+    id: MemberId,
+    uuid: Uuid,
+}
+
+/// How a failure-detection message or record reached us (spec §2.3 vs §2.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Definition {
+    /// The member itself spoke to us (ping or ack).
+    Direct,
+    /// Someone told us about it.
+    Indirect,
+}
+
+/// A SWIM instance. See the module documentation.
+pub struct Swim {
+    self_uuid: Uuid,
+    addr: SocketAddrV4,
+    heartbeat_rate: u64,
+    ack_timeout: u64,
+    gc_mode: GcMode,
+    lifeguard: Lifeguard,
+    /// Lifeguard local health score, 0..=LIFEGUARD_MAX_HEALTH.
+    health: u32,
+
+    rng: SmallRng,
+    /// The member table. Order is arbitrary (swap-remove) and plays the role of
+    /// Tarantool's hash-table order for "start at a random slot" walks.
+    members: Vec<Member>,
+    index: HashMap<Uuid, usize, KeyedHash>,
+    next_id: u64,
+
+    /// Members still to ping in this round, head first. Removed members are skipped lazily.
+    round_queue: VecDeque<MemberRef>,
+    /// Next round step, when the table has someone besides self.
+    round_at: Option<u64>,
+    /// Members waiting for an ack, earliest deadline on top; `(deadline, seq, member)`.
+    /// An entry whose deadline differs from the member's `ack_deadline` is stale.
+    ack_heap: BinaryHeap<Reverse<(u64, u64, MemberRef)>>,
+    ack_seq: u64,
+    /// Next check of the ack heap: a ticker with period `ack_timeout`, started by the first
+    /// wait. So a ping expires between 1× and 2× its timeout, as in Tarantool.
+    ack_tick_at: Option<u64>,
+    /// Members with something to disseminate, oldest change first.
+    dissemination: Vec<MemberRef>,
+
+    outbox: Vec<Outgoing>,
+    /// Members with an ack in the outbox.
+    pending_acks: Vec<MemberId>,
+    events: Vec<MemberEvent>,
+    event_index: HashMap<MemberId, usize>,
+    collect_events: bool,
+    stats: Stats,
+    quit: bool,
+    /// The time of the input being handled; set on entry to every public method that
+    /// takes `now`.
+    now: u64,
+}
+
+impl Swim {
+    /// A configured instance: self is the only member, alive, incarnation
+    /// `{generation, 0}`, empty payload. Self's NEW event is queued.
+    pub fn new(cfg: Config, seed: u64, now: u64) -> Result<Swim, SwimError> {
+        if cfg.uuid.is_nil() || cfg.addr.port() == 0 && cfg.addr.ip().is_unspecified() {
+            return Err(SwimError::Mandatory);
+        }
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let hash_key = rng.random::<u64>();
+        let mut swim = Swim {
+            self_uuid: cfg.uuid,
+            addr: cfg.addr,
+            heartbeat_rate: cfg.heartbeat_rate.max(1),
+            ack_timeout: cfg.ack_timeout.max(1),
+            gc_mode: cfg.gc_mode,
+            lifeguard: cfg.lifeguard,
+            health: 0,
+            rng,
+            members: Vec::new(),
+            index: HashMap::with_hasher(KeyedHash(hash_key)),
+            next_id: 0,
+            round_queue: VecDeque::new(),
+            round_at: None,
+            ack_heap: BinaryHeap::new(),
+            ack_seq: 0,
+            ack_tick_at: None,
+            dissemination: Vec::new(),
+            outbox: Vec::new(),
+            pending_acks: Vec::new(),
+            events: Vec::new(),
+            event_index: HashMap::new(),
+            collect_events: true,
+            stats: Stats::default(),
+            quit: false,
+            now,
+        };
+        let i = swim.insert(cfg.uuid, cfg.addr, Status::Alive, now);
+        let m = &mut swim.members[i];
+        m.incarnation = Incarnation::new(cfg.generation, 0);
+        m.payload_up_to_date = true;
+        swim.on_update(i, event::NEW);
+        Ok(swim)
+    }
+
+    // ===== configuration =====
+
+    pub fn uuid(&self) -> Uuid {
+        self.self_uuid
+    }
+    pub fn addr(&self) -> SocketAddrV4 {
+        self.addr
+    }
+    pub fn heartbeat_rate(&self) -> u64 {
+        self.heartbeat_rate
+    }
+    pub fn ack_timeout(&self) -> u64 {
+        self.ack_timeout
+    }
+    pub fn gc_mode(&self) -> GcMode {
+        self.gc_mode
+    }
+    pub fn lifeguard(&self) -> Lifeguard {
+        self.lifeguard
+    }
+    /// Lifeguard local health score (0 when the extension is off).
+    pub fn local_health(&self) -> u32 {
+        self.health
+    }
+    pub fn is_quit(&self) -> bool {
+        self.quit
+    }
+
+    /// A new step period; the next step comes one new period from now.
+    pub fn set_heartbeat_rate(&mut self, rate: u64, now: u64) {
+        self.now = now;
+        self.heartbeat_rate = rate.max(1);
+        if self.round_at.is_some() {
+            self.round_at = Some(now + self.round_period());
+        }
+    }
+
+    /// A new ack timeout: later waits use it, and the ack ticker restarts with the new period.
+    pub fn set_ack_timeout(&mut self, timeout: u64, now: u64) {
+        self.now = now;
+        self.ack_timeout = timeout.max(1);
+        if self.ack_tick_at.is_some() {
+            self.ack_tick_at = Some(now + self.ack_timeout);
+        }
+    }
+
+    pub fn set_gc_mode(&mut self, mode: GcMode) {
+        self.gc_mode = mode;
+    }
+
+    pub fn set_lifeguard(&mut self, lifeguard: Lifeguard) {
+        self.lifeguard = lifeguard;
+        if !lifeguard.local_health {
+            self.health = 0;
+        }
+    }
+
+    /// Self's address changed (after a rebind): version + 1 and NEW_URI (spec §2.9).
+    pub fn set_address(&mut self, addr: SocketAddrV4, now: u64) {
+        self.now = now;
+        if addr == self.addr {
+            return;
+        }
+        self.addr = addr;
+        let i = self.self_index();
+        self.members[i].addr = addr;
+        self.members[i].incarnation.version += 1;
+        self.on_update(i, event::NEW_URI | event::NEW_VERSION);
+    }
+
+    /// Self's UUID changed (spec §2.9): the old entry becomes *left* and is gossiped until
+    /// its TTD runs out; a new self with the same address, the bumped incarnation and a copy
+    /// of the payload takes its place.
+    pub fn set_uuid(&mut self, uuid: Uuid, now: u64) -> Result<(), SwimError> {
+        self.now = now;
+        if uuid == self.self_uuid {
+            return Ok(());
+        }
+        if uuid.is_nil() {
+            return Err(SwimError::Mandatory);
+        }
+        if self.index.contains_key(&uuid) {
+            return Err(SwimError::UuidExists);
+        }
+        let old = self.self_index();
+        self.members[old].incarnation.version += 1;
+        let (inc, payload) = (self.members[old].incarnation, self.members[old].payload.clone());
+        self.members[old].status = Status::Left;
+        self.on_update(old, event::NEW_STATUS | event::NEW_VERSION);
+        self.self_uuid = uuid;
+        let i = self.insert(uuid, self.addr, Status::Alive, now);
+        let m = &mut self.members[i];
+        m.incarnation = inc;
+        m.payload = payload;
+        m.payload_up_to_date = true;
+        self.on_update(i, event::NEW);
+        Ok(())
+    }
+
+    // ===== API operations =====
+
+    /// `add_member`: alive, incarnation {0, 0}, payload unknown; pinged in the next round.
+    pub fn add_member(&mut self, uuid: Uuid, addr: SocketAddrV4, now: u64) -> Result<(), SwimError> {
+        self.now = now;
+        if self.quit {
+            return Err(SwimError::Quit);
+        }
+        if uuid.is_nil() || addr.port() == 0 || addr.ip().is_unspecified() {
+            return Err(SwimError::Mandatory);
+        }
+        if self.index.contains_key(&uuid) {
+            return Err(SwimError::UuidExists);
+        }
+        let i = self.insert(uuid, addr, Status::Alive, now);
+        self.on_update(i, event::NEW);
+        Ok(())
+    }
+
+    /// `remove_member`: deleted at once, locally (DROP). An unknown UUID is fine.
+    pub fn remove_member(&mut self, uuid: Uuid, now: u64) -> Result<(), SwimError> {
+        self.now = now;
+        if uuid == self.self_uuid {
+            return Err(SwimError::RemoveSelf);
+        }
+        if let Some(&i) = self.index.get(&uuid) {
+            self.delete(i);
+        }
+        Ok(())
+    }
+
+    /// `probe_member`: one ping to an address; whoever answers is added.
+    pub fn probe_member(&mut self, addr: SocketAddrV4, now: u64) {
+        self.now = now;
+        if !self.quit {
+            self.send_probe(addr);
+        }
+    }
+
+    /// `broadcast`: one ping to each address the driver found (interface broadcast
+    /// addresses with the port).
+    pub fn broadcast(&mut self, addrs: &[SocketAddrV4], now: u64) {
+        for &a in addrs {
+            self.probe_member(a, now);
+        }
+    }
+
+    /// `set_payload`: every call bumps the version, even with the same bytes (spec §1.4).
+    pub fn set_payload(&mut self, payload: &[u8], now: u64) -> Result<(), SwimError> {
+        self.now = now;
+        if payload.len() > MAX_PAYLOAD_SIZE {
+            return Err(SwimError::PayloadTooBig);
+        }
+        let i = self.self_index();
+        let n = self.members.len();
+        let m = &mut self.members[i];
+        let mut bits = event::NEW_VERSION;
+        if m.payload != payload {
+            m.payload = payload.to_vec();
+            bits |= event::NEW_PAYLOAD;
+        }
+        m.incarnation.version += 1;
+        m.payload_ttd = n as u32;
+        self.on_update(i, bits);
+        Ok(())
+    }
+
+    /// `quit`: self becomes *left*, one quit packet goes to every other member in a shuffled
+    /// order, and the instance stops (spec §2.8). Later inputs are ignored.
+    pub fn quit(&mut self, now: u64) {
+        self.now = now;
+        if self.quit {
+            return;
+        }
+        let me = self.self_index();
+        self.members[me].status = Status::Left;
+        self.on_update(me, event::NEW_STATUS);
+        let mut order: Vec<usize> = (0..self.members.len()).filter(|&i| i != me).collect();
+        self.shuffle(&mut order);
+        let inc = self.members[me].incarnation;
+        for i in order {
+            let to = self.members[i].addr;
+            let packet = Packet {
+                meta: self.meta(None),
+                body: Body {
+                    src_uuid: self.self_uuid,
+                    failure_detection: None,
+                    dissemination: None,
+                    anti_entropy: None,
+                    quit: Some(inc),
+                },
+            };
+            self.stats.quits_sent += 1;
+            self.emit(to, packet);
+        }
+        self.quit = true;
+        self.round_at = None;
+        self.ack_tick_at = None;
+        self.round_queue.clear();
+        self.ack_heap.clear();
+    }
+
+    /// Events are collected only while this is on (the binding turns it off while no
+    /// trigger is registered: those changes are lost, as in Tarantool).
+    pub fn set_event_collection(&mut self, on: bool) {
+        self.collect_events = on;
+        if !on {
+            self.events.clear();
+            self.event_index.clear();
+        }
+    }
+
+    // ===== reading the table =====
+
+    /// Members, self included.
+    pub fn size(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn member(&self, uuid: &Uuid) -> Option<&Member> {
+        self.index.get(uuid).map(|&i| &self.members[i])
+    }
+
+    pub fn self_member(&self) -> &Member {
+        &self.members[self.self_index()]
+    }
+
+    /// All members in table order (unsorted, changes as the table changes).
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.members.iter()
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn stats_mut(&mut self) -> &mut Stats {
+        &mut self.stats
+    }
+
+    // ===== outputs =====
+
+    /// Packets to send, in order.
+    pub fn take_outgoing(&mut self) -> Vec<Outgoing> {
+        self.pending_acks.clear();
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// Member events since the last call, one per member object; a member both added and
+    /// dropped in between is not reported (spec §1.6).
+    pub fn take_events(&mut self) -> Vec<MemberEvent> {
+        self.event_index.clear();
+        let mut events = std::mem::take(&mut self.events);
+        events.retain(|e| e.mask & (event::NEW | event::DROP) != event::NEW | event::DROP);
+        events
+    }
+
+    /// When `handle_timer` must be called next, if ever.
+    pub fn next_deadline(&self) -> Option<u64> {
+        match (self.round_at, self.ack_tick_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    // ===== inputs =====
+
+    /// Timers: the round step (every heartbeat) and the ack check (every ack timeout).
+    /// Calling it early or late is harmless; whatever is due runs.
+    pub fn handle_timer(&mut self, now: u64) {
+        self.now = now;
+        if self.quit {
+            return;
+        }
+        if let Some(at) = self.ack_tick_at {
+            if at <= now {
+                self.check_acks(now);
+                let next = at + self.ack_timeout;
+                self.ack_tick_at = Some(if next > now { next } else { now + self.ack_timeout });
+            }
+        }
+        if let Some(at) = self.round_at {
+            if at <= now {
+                self.round_step(now);
+            }
+        }
+    }
+
+    /// A decoded packet from the network. Never panics, whatever it holds.
+    pub fn handle_packet(&mut self, packet: Packet, now: u64) {
+        self.now = now;
+        if self.quit {
+            self.stats.dropped_after_quit += 1;
+            return;
+        }
+        self.stats.packets_received += 1;
+        self.stats.bytes_received += packet_size(&packet) as u64;
+        // Transport (spec §3.3): who really sent it, and through whom.
+        let (sender, proxy) = match packet.meta.route {
+            None => (packet.meta.src, None),
+            Some(route) if route.dst == self.addr => (route.src, Some(packet.meta.src)),
+            Some(route) => {
+                let mut packet = packet;
+                packet.meta.src = self.addr;
+                packet.meta.version = proto::TARANTOOL_VERSION;
+                self.stats.forwarded += 1;
+                self.emit(route.dst, packet);
+                return;
+            }
+        };
+        let body = packet.body;
+        if body.src_uuid.is_nil() {
+            self.stats.dropped_nil_sender += 1;
+            return;
+        }
+        if let Some(fd) = body.failure_detection {
+            if !self.process_failure_detection(body.src_uuid, sender, proxy, fd, now) {
+                // Stale: "ignored entirely". The rest of the packet is as old.
+                return;
+            }
+        }
+        for records in [body.dissemination, body.anti_entropy].into_iter().flatten() {
+            for record in records {
+                self.upsert_record(record, body.src_uuid, now);
+            }
+        }
+        if let Some(inc) = body.quit {
+            self.process_quit(body.src_uuid, inc);
+        }
+    }
+
+    // ===== failure detection =====
+
+    /// Spec §2.3. Returns false when the message is stale.
+    fn process_failure_detection(
+        &mut self,
+        uuid: Uuid,
+        addr: SocketAddrV4,
+        proxy: Option<SocketAddrV4>,
+        fd: FailureDetection,
+        now: u64,
+    ) -> bool {
+        if uuid == self.self_uuid {
+            self.stats.dropped_from_self += 1;
+            self.learn_about_self(fd.incarnation, Status::Alive);
+            return true;
+        }
+        let i = match self.index.get(&uuid) {
+            Some(&i) => {
+                if fd.incarnation < self.members[i].incarnation {
+                    self.stats.dropped_stale += 1;
+                    return false;
+                }
+                self.apply_definition(i, Status::Alive, addr, fd.incarnation, None, Definition::Direct);
+                i
+            }
+            None => {
+                if addr.port() == 0 || addr.ip().is_unspecified() {
+                    self.stats.dropped_bad_records += 1;
+                    return false;
+                }
+                let i = self.insert(uuid, addr, Status::Alive, now);
+                self.members[i].incarnation = fd.incarnation;
+                self.on_update(i, event::NEW);
+                i
+            }
+        };
+        match fd.kind {
+            FailureDetectionKind::Ping => self.send_ack(i, proxy),
+            FailureDetectionKind::Ack => {
+                let m = &mut self.members[i];
+                m.unacked = 0;
+                m.ack_deadline = None;
+                if self.lifeguard.local_health {
+                    self.health = self.health.saturating_sub(1);
+                }
+            }
+        }
+        true
+    }
+
+    /// The ack ticker: every expired wait counts a miss and acts on it (spec §2.3).
+    fn check_acks(&mut self, now: u64) {
+        while let Some(&Reverse((deadline, _, r))) = self.ack_heap.peek() {
+            if deadline > now {
+                break;
+            }
+            self.ack_heap.pop();
+            let Some(i) = self.resolve(r) else { continue };
+            if self.members[i].ack_deadline != Some(deadline) {
+                continue;
+            }
+            self.members[i].ack_deadline = None;
+            self.members[i].unacked += 1;
+            if self.lifeguard.local_health {
+                self.health = (self.health + 1).min(LIFEGUARD_MAX_HEALTH);
+            }
+            let unacked = self.members[i].unacked;
+            match self.members[i].status {
+                Status::Alive => {
+                    if unacked >= NO_ACKS_TO_SUSPECT {
+                        self.members[i].status = Status::Suspected;
+                        self.stats.suspicions += 1;
+                        self.on_update(i, event::NEW_STATUS);
+                        self.send_indirect_pings(i);
+                    }
+                }
+                Status::Suspected => {
+                    if unacked >= self.dead_threshold(i) {
+                        self.members[i].status = Status::Dead;
+                        self.stats.deaths += 1;
+                        self.on_update(i, event::NEW_STATUS);
+                    }
+                }
+                Status::Dead => {
+                    if unacked >= NO_ACKS_TO_GC && self.gc_mode == GcMode::On && self.members[i].status_ttd == 0 {
+                        self.delete(i);
+                        continue;
+                    }
+                }
+                Status::Left => continue,
+            }
+            // A silent member is re-pinged at once, whatever its status.
+            let to = self.members[i].addr;
+            let packet = self.build_fd_packet(FailureDetectionKind::Ping, None, Some(i));
+            self.stats.pings_sent += 1;
+            self.emit(to, packet);
+            self.wait_ack(i, 1);
+        }
+    }
+
+    /// Expired pings a suspected member needs to be declared dead.
+    fn dead_threshold(&self, i: usize) -> u32 {
+        if !self.lifeguard.dynamic_suspicion {
+            return NO_ACKS_TO_DEAD;
+        }
+        let min = NO_ACKS_TO_DEAD as f64;
+        let max = (NO_ACKS_TO_DEAD * LIFEGUARD_SUSPICION_MULT) as f64;
+        let c = self.members[i].confirmations.len() as f64;
+        let k = LIFEGUARD_CONFIRMATIONS as f64;
+        let t = max - (max - min) * (c + 1.0).ln() / (k + 1.0).ln();
+        t.max(min).ceil() as u32
+    }
+
+    /// Spec §2.4: up to two helpers, from a random slot, not self, not at the target's
+    /// address; each gets a ping routed to the target. The wait is doubled.
+    fn send_indirect_pings(&mut self, target: usize) {
+        let n = self.members.len();
+        let target_addr = self.members[target].addr;
+        let start = self.rng.random_range(0..n);
+        let mut sent = 0;
+        for k in 0..n {
+            if sent == INDIRECT_PING_COUNT {
+                break;
+            }
+            let h = (start + k) % n;
+            let helper = &self.members[h];
+            if helper.uuid == self.self_uuid || helper.addr == target_addr {
+                continue;
+            }
+            let to = helper.addr;
+            let route = Route {
+                src: self.addr,
+                dst: target_addr,
+            };
+            let packet = self.build_fd_packet(FailureDetectionKind::Ping, Some(route), Some(target));
+            self.stats.indirect_pings_sent += 1;
+            self.emit(to, packet);
+            sent += 1;
+        }
+        if sent > 0 {
+            // The ack travels four hops instead of two.
+            self.wait_ack(target, 2);
+        }
+    }
+
+    /// Put a member on the ack-wait heap unless it is already there (Tarantool keeps the
+    /// first deadline).
+    fn wait_ack(&mut self, i: usize, hops: u64) {
+        let now = self.now;
+        let m = &mut self.members[i];
+        if m.ack_deadline.is_some() {
+            return;
+        }
+        let mut timeout = self.ack_timeout * hops;
+        if self.lifeguard.local_health {
+            timeout *= 1 + self.health as u64;
+        }
+        let deadline = now + timeout;
+        m.ack_deadline = Some(deadline);
+        let r = MemberRef { id: m.id, uuid: m.uuid };
+        self.ack_seq += 1;
+        self.ack_heap.push(Reverse((deadline, self.ack_seq, r)));
+        if self.ack_tick_at.is_none() {
+            self.ack_tick_at = Some(now + self.ack_timeout);
+        }
+    }
+}
+
+// ===== rounds and dissemination =====
+
+impl Swim {
+    /// One round step (spec §2.2): ping the head of the round queue, then move it to the
+    /// ack-wait heap and age every queued event.
+    fn round_step(&mut self, now: u64) {
+        let target = loop {
+            if self.round_queue.is_empty() {
+                self.new_round();
+                if self.round_queue.is_empty() {
+                    break None;
+                }
+            }
+            let head = self.round_queue[0];
+            match self.resolve(head) {
+                Some(i) => break Some(i),
+                None => {
+                    self.round_queue.pop_front();
+                }
+            }
+        };
+        if self.members.len() <= 1 {
+            self.round_at = None;
+            return;
+        }
+        self.round_at = Some(now + self.round_period());
+        let Some(i) = target else { return };
+        let to = self.members[i].addr;
+        let packet = self.build_fd_packet(FailureDetectionKind::Ping, None, Some(i));
+        self.stats.pings_sent += 1;
+        self.emit(to, packet);
+        self.round_queue.pop_front();
+        self.wait_ack(i, 1);
+        self.decrease_ttds();
+    }
+
+    /// The step period, stretched by Lifeguard's local health when that is on.
+    fn round_period(&self) -> u64 {
+        self.heartbeat_rate * (1 + self.health as u64)
+    }
+
+    /// A new round: everyone but self, shuffled (Fisher–Yates).
+    fn new_round(&mut self) {
+        let me = self.self_uuid;
+        let mut order: Vec<MemberRef> = self
+            .members
+            .iter()
+            .filter(|m| m.uuid != me)
+            .map(|m| MemberRef { id: m.id, uuid: m.uuid })
+            .collect();
+        self.shuffle(&mut order);
+        self.round_queue = order.into();
+    }
+
+    fn shuffle<T>(&mut self, v: &mut [T]) {
+        for k in (1..v.len()).rev() {
+            let j = self.rng.random_range(0..=k);
+            v.swap(k, j);
+        }
+    }
+
+    /// After every round step, every queued member loses one step of each TTD, sent or not
+    /// (spec §2.5). At status TTD 0 it leaves the queue, and a *left* member leaves the
+    /// table.
+    fn decrease_ttds(&mut self) {
+        let queue = std::mem::take(&mut self.dissemination);
+        let mut kept = Vec::with_capacity(queue.len());
+        let mut gone = Vec::new();
+        for r in queue {
+            let Some(i) = self.resolve(r) else { continue };
+            let m = &mut self.members[i];
+            m.payload_ttd = m.payload_ttd.saturating_sub(1);
+            m.status_ttd = m.status_ttd.saturating_sub(1);
+            if m.status_ttd > 0 {
+                kept.push(r);
+            } else {
+                m.in_dissemination = false;
+                if m.status == Status::Left && m.uuid != self.self_uuid {
+                    gone.push(r);
+                }
+            }
+        }
+        self.dissemination = kept;
+        for r in gone {
+            if let Some(i) = self.resolve(r) {
+                self.delete(i);
+            }
+        }
+    }
+
+    /// A ping or ack with full dissemination and anti-entropy sections, filled up to
+    /// `MAX_PACKET_SIZE` with the sizes Tarantool's encoder produces. `dst` is the member
+    /// the failure detection is about (for Lifeguard's buddy record).
+    fn build_fd_packet(&mut self, kind: FailureDetectionKind, route: Option<Route>, dst: Option<usize>) -> Packet {
+        let meta = self.meta(route);
+        let meta_size = if route.is_some() {
+            proto::META_ROUTED_SIZE
+        } else {
+            proto::META_SIZE
+        };
+        // Both section headers are always there, even empty (spec §3.4).
+        let mut room = MAX_PACKET_SIZE
+            - meta_size
+            - proto::BODY_HEADER_SIZE
+            - proto::FAILURE_DETECTION_SIZE
+            - 2 * proto::SECTION_HEADER_SIZE;
+        let mut dissemination = Vec::new();
+        // Lifeguard's buddy system: a suspected member hears about it first.
+        let buddy = dst.filter(|&i| self.lifeguard.dynamic_suspicion && self.members[i].status == Status::Suspected);
+        if let Some(i) = buddy {
+            let rec = self.record(i, false);
+            room -= proto::record_size(None);
+            dissemination.push(rec);
+        }
+        for k in 0..self.dissemination.len() {
+            let Some(i) = self.resolve(self.dissemination[k]) else {
+                continue;
+            };
+            if Some(i) == buddy {
+                continue;
+            }
+            let m = &self.members[i];
+            let with_payload = m.payload_ttd > 0 && m.payload_up_to_date;
+            let size = proto::record_size(with_payload.then_some(m.payload.len()));
+            if size > room {
+                break;
+            }
+            room -= size;
+            dissemination.push(self.record(i, with_payload));
+        }
+        let mut anti_entropy = Vec::new();
+        let n = self.members.len();
+        let start = self.rng.random_range(0..n);
+        for k in 0..n {
+            let i = (start + k) % n;
+            let m = &self.members[i];
+            let size = proto::record_size(m.payload_up_to_date.then_some(m.payload.len()));
+            if size > room {
+                break;
+            }
+            room -= size;
+            anti_entropy.push(self.record(i, m.payload_up_to_date));
+        }
+        let me = &self.members[self.self_index()];
+        Packet {
+            meta,
+            body: Body {
+                src_uuid: self.self_uuid,
+                failure_detection: Some(FailureDetection {
+                    kind,
+                    incarnation: me.incarnation,
+                }),
+                dissemination: Some(dissemination),
+                anti_entropy: Some(anti_entropy),
+                quit: None,
+            },
+        }
+    }
+
+    fn record(&self, i: usize, with_payload: bool) -> MemberRecord {
+        let m = &self.members[i];
+        MemberRecord {
+            status: m.status,
+            addr: m.addr,
+            uuid: m.uuid,
+            incarnation: m.incarnation,
+            payload: with_payload.then(|| m.payload.clone()),
+        }
+    }
+
+    fn meta(&self, route: Option<Route>) -> Meta {
+        Meta {
+            version: proto::TARANTOOL_VERSION,
+            src: self.addr,
+            route,
+        }
+    }
+
+    fn send_ack(&mut self, i: usize, proxy: Option<SocketAddrV4>) {
+        let id = self.members[i].id;
+        if self.pending_acks.contains(&id) {
+            self.stats.acks_coalesced += 1;
+            return;
+        }
+        let member_addr = self.members[i].addr;
+        let (to, route) = match proxy {
+            None => (member_addr, None),
+            Some(p) => (
+                p,
+                Some(Route {
+                    src: self.addr,
+                    dst: member_addr,
+                }),
+            ),
+        };
+        let packet = self.build_fd_packet(FailureDetectionKind::Ack, route, Some(i));
+        self.pending_acks.push(id);
+        self.stats.acks_sent += 1;
+        self.emit(to, packet);
+    }
+
+    fn send_probe(&mut self, addr: SocketAddrV4) {
+        let packet = self.build_fd_packet(FailureDetectionKind::Ping, None, None);
+        self.stats.probes_sent += 1;
+        self.emit(addr, packet);
+    }
+
+    fn emit(&mut self, to: SocketAddrV4, packet: Packet) {
+        self.stats.packets_sent += 1;
+        self.stats.bytes_sent += packet_size(&packet) as u64;
+        self.outbox.push(Outgoing { to, packet });
+    }
+}
+
+// ===== the member table =====
+
+impl Swim {
+    fn self_index(&self) -> usize {
+        // Self is always in the table: it is never deleted, only replaced (set_uuid).
+        self.index[&self.self_uuid]
+    }
+
+    fn resolve(&self, r: MemberRef) -> Option<usize> {
+        let &i = self.index.get(&r.uuid)?;
+        (self.members[i].id == r.id).then_some(i)
+    }
+
+    fn insert(&mut self, uuid: Uuid, addr: SocketAddrV4, status: Status, now: u64) -> usize {
+        self.next_id += 1;
+        let m = Member::new(MemberId(self.next_id), uuid, addr, status);
+        let i = self.members.len();
+        self.members.push(m);
+        self.index.insert(uuid, i);
+        // The round timer starts with the second member; the first step is a full period
+        // away (spec §2.2).
+        if self.members.len() > 1 && self.round_at.is_none() && !self.quit {
+            self.round_at = Some(now + self.round_period());
+        }
+        i
+    }
+
+    fn delete(&mut self, i: usize) {
+        let m = self.members.swap_remove(i);
+        self.index.remove(&m.uuid);
+        if i < self.members.len() {
+            let moved = self.members[i].uuid;
+            self.index.insert(moved, i);
+        }
+        if m.in_dissemination {
+            self.dissemination.retain(|r| r.id != m.id);
+        }
+        if self.members.len() <= 1 {
+            self.round_at = None;
+            self.round_queue.clear();
+        }
+        let info = m.info();
+        self.push_event(m.id, m.uuid, event::DROP, Some(info));
+    }
+
+    /// Any visible change (spec §2.5): the counter of misses restarts, the member is
+    /// (re)queued for dissemination with a fresh status TTD, and an event is batched.
+    fn on_update(&mut self, i: usize, bits: u8) {
+        let n = self.members.len();
+        let m = &mut self.members[i];
+        m.unacked = 0;
+        if bits & (event::NEW_STATUS | event::NEW_INCARNATION) != 0 {
+            m.confirmations.clear();
+        }
+        m.status_ttd = ceil_log2(n) + 1;
+        if bits & event::NEW_PAYLOAD != 0 {
+            m.payload_ttd = n as u32;
+        }
+        if !m.in_dissemination {
+            m.in_dissemination = true;
+            let r = MemberRef { id: m.id, uuid: m.uuid };
+            self.dissemination.push(r);
+        }
+        let (id, uuid) = (m.id, m.uuid);
+        self.push_event(id, uuid, bits, None);
+    }
+
+    fn push_event(&mut self, id: MemberId, uuid: Uuid, bits: u8, last: Option<super::member::MemberInfo>) {
+        if !self.collect_events {
+            return;
+        }
+        match self.event_index.get(&id) {
+            Some(&k) => {
+                let e = &mut self.events[k];
+                e.mask |= bits;
+                if last.is_some() {
+                    e.last = last;
+                }
+            }
+            None => {
+                self.event_index.insert(id, self.events.len());
+                self.events.push(MemberEvent {
+                    id,
+                    uuid,
+                    mask: bits,
+                    last,
+                });
+            }
+        }
+    }
+
+    /// Apply a definition to a known member (not self), spec §2.3 (direct) and §2.5
+    /// (indirect). The caller has already dropped older incarnations.
+    fn apply_definition(
+        &mut self,
+        i: usize,
+        status: Status,
+        addr: SocketAddrV4,
+        inc: Incarnation,
+        payload: Option<Vec<u8>>,
+        def: Definition,
+    ) {
+        let m = &mut self.members[i];
+        let mut bits = 0;
+        if inc > m.incarnation {
+            bits |= incarnation_bits(m.incarnation, inc);
+            m.incarnation = inc;
+            if m.status != status {
+                m.status = status;
+                bits |= event::NEW_STATUS;
+            }
+            if m.addr != addr {
+                m.addr = addr;
+                bits |= event::NEW_URI;
+            }
+            match payload {
+                Some(p) => {
+                    if p != m.payload {
+                        m.payload = p;
+                        bits |= event::NEW_PAYLOAD;
+                    }
+                    m.payload_up_to_date = true;
+                }
+                None => m.payload_up_to_date = false,
+            }
+        } else if inc == m.incarnation {
+            let grows = match def {
+                // Direct contact proves it is alive, unless it quit (see the essay).
+                Definition::Direct => m.status != Status::Alive && m.status != Status::Left,
+                Definition::Indirect => status > m.status,
+            };
+            if grows {
+                m.status = status;
+                bits |= event::NEW_STATUS;
+            }
+            if let Some(p) = payload {
+                if !m.payload_up_to_date {
+                    if p != m.payload {
+                        m.payload = p;
+                        bits |= event::NEW_PAYLOAD;
+                    }
+                    m.payload_up_to_date = true;
+                }
+            }
+        }
+        if bits != 0 {
+            self.on_update(i, bits);
+        }
+    }
+
+    /// A member record from dissemination or anti-entropy (spec §2.5), told by `teller`.
+    fn upsert_record(&mut self, rec: MemberRecord, teller: Uuid, now: u64) {
+        if rec.uuid.is_nil()
+            || rec.addr.port() == 0
+            || rec.addr.ip().is_unspecified()
+            || rec.payload.as_ref().is_some_and(|p| p.len() > MAX_PAYLOAD_SIZE)
+        {
+            self.stats.dropped_bad_records += 1;
+            return;
+        }
+        if rec.uuid == self.self_uuid {
+            self.learn_about_self(rec.incarnation, rec.status);
+            return;
+        }
+        let Some(&i) = self.index.get(&rec.uuid) else {
+            match rec.status {
+                Status::Left => {}
+                Status::Dead if self.gc_mode == GcMode::On => {}
+                Status::Dead => {
+                    let i = self.insert(rec.uuid, rec.addr, Status::Dead, now);
+                    let m = &mut self.members[i];
+                    m.incarnation = rec.incarnation;
+                    if let Some(p) = rec.payload {
+                        m.payload = p;
+                        m.payload_up_to_date = true;
+                    }
+                    self.on_update(i, event::NEW);
+                }
+                // Not added on hearsay: ask the member itself.
+                Status::Alive | Status::Suspected => self.send_probe(rec.addr),
+            }
+            return;
+        };
+        let m = &self.members[i];
+        if rec.incarnation < m.incarnation {
+            return;
+        }
+        // Lifeguard: another member independently suspects the one we suspect.
+        if self.lifeguard.dynamic_suspicion
+            && m.status == Status::Suspected
+            && rec.incarnation == m.incarnation
+            && rec.status >= Status::Suspected
+            && teller != self.self_uuid
+            && !m.confirmations.contains(&teller)
+            && m.confirmations.len() < LIFEGUARD_CONFIRMATIONS
+        {
+            self.members[i].confirmations.push(teller);
+        }
+        self.apply_definition(
+            i,
+            rec.status,
+            rec.addr,
+            rec.incarnation,
+            rec.payload,
+            Definition::Indirect,
+        );
+    }
+
+    /// Gossip about self (spec §2.6): adopt a bigger incarnation, refute a bad status at
+    /// the current one.
+    fn learn_about_self(&mut self, inc: Incarnation, status: Status) {
+        let i = self.self_index();
+        let m = &mut self.members[i];
+        let mut bits = 0;
+        if inc > m.incarnation {
+            bits |= incarnation_bits(m.incarnation, inc);
+            m.incarnation = inc;
+        }
+        if inc == m.incarnation && status != Status::Alive {
+            m.incarnation.version += 1;
+            bits |= event::NEW_VERSION;
+            self.stats.refutations += 1;
+            if self.lifeguard.local_health {
+                self.health = (self.health + 1).min(LIFEGUARD_MAX_HEALTH);
+            }
+        }
+        if bits != 0 {
+            self.on_update(i, bits);
+        }
+    }
+
+    /// A quit message (spec §2.8).
+    fn process_quit(&mut self, uuid: Uuid, inc: Incarnation) {
+        if uuid == self.self_uuid {
+            // Someone with our UUID quit: make sure our incarnation is the newest.
+            let i = self.self_index();
+            let m = &mut self.members[i];
+            if inc >= m.incarnation {
+                let new = Incarnation::new(inc.generation, inc.version + 1);
+                let bits = incarnation_bits(m.incarnation, new);
+                m.incarnation = new;
+                self.on_update(i, bits);
+            }
+            return;
+        }
+        let Some(&i) = self.index.get(&uuid) else { return };
+        let m = &mut self.members[i];
+        if inc < m.incarnation {
+            return;
+        }
+        let mut bits = incarnation_bits(m.incarnation, inc);
+        m.incarnation = inc;
+        if m.status != Status::Left {
+            m.status = Status::Left;
+            bits |= event::NEW_STATUS;
+        }
+        if bits != 0 {
+            self.on_update(i, bits);
+        }
+    }
+}
+
+/// The plaintext size of a packet as Tarantool's encoder lays it out (fixed widths). For a
+/// received packet encoded with narrower integers this is an upper bound.
+pub fn packet_size(p: &Packet) -> usize {
+    let mut size = if p.meta.route.is_some() {
+        proto::META_ROUTED_SIZE
+    } else {
+        proto::META_SIZE
+    };
+    size += proto::BODY_HEADER_SIZE;
+    if p.body.failure_detection.is_some() {
+        size += proto::FAILURE_DETECTION_SIZE;
+    }
+    for records in [&p.body.dissemination, &p.body.anti_entropy].into_iter().flatten() {
+        size += proto::SECTION_HEADER_SIZE;
+        size += records
+            .iter()
+            .map(|r| proto::record_size(r.payload.as_ref().map(Vec::len)))
+            .sum::<usize>();
+    }
+    if p.body.quit.is_some() {
+        size += proto::QUIT_SIZE;
+    }
+    size
+}
+
+/// `127.0.0.1:port`, for tests and the simulator.
+pub fn localhost(port: u16) -> SocketAddrV4 {
+    SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)
+}
+
+#[cfg(test)]
+#[path = "core_tests.rs"]
+mod tests;

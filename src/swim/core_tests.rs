@@ -1,0 +1,1 @@
+// Single-core tests: see below.
