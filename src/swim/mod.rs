@@ -8,7 +8,9 @@
 //!
 //! The simulator in `crate::sim` runs many cores over a fake network from a seed.
 
-pub mod crypto;
 pub mod core;
+pub mod crypto;
+pub mod lua;
 pub mod member;
 pub mod proto;
+pub mod udp;
