@@ -149,7 +149,7 @@ fn lecture_demo_on_three_processes() {
     drop(n2);
     let saw = |n: &Node, status: &str| {
         let want = format!("is_new_status:\t{}\t{status}", uuid(p2));
-        n.output().iter().any(|l| *l == want)
+        n.output().contains(&want)
     };
     eventually("n1 and n3 see n2 suspected", 15, || {
         saw(&n1, "suspected") && saw(&n3, "suspected")
