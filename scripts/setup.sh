@@ -6,6 +6,8 @@ command -v make >/dev/null || need_apt+=(make)
 command -v gcc >/dev/null || need_apt+=(gcc)
 # `script` gives the console tests a terminal.
 command -v script >/dev/null || need_apt+=(bsdutils)
+# Real Tarantool 2.6 is a live peer in the swim interop test.
+command -v tarantool >/dev/null || need_apt+=(tarantool)
 if [ ${#need_apt[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq "${need_apt[@]}"

@@ -32,6 +32,7 @@ const RUST_MODULES: &[(&str, Loader)] = &[
     ("errno", errno::module),
     ("fio", fio::module),
     ("uuid", uuid::module),
+    ("swim", crate::swim::lua::module),
 ];
 
 /// Modules implemented in Lua: (name, source).

@@ -341,6 +341,11 @@ impl<'a> Walker<'a> {
                 Some(Cdata::Null) => Ok(Node::Null),
                 Some(Cdata::U64(u)) => Ok(Node::UInt(u)),
                 Some(Cdata::I64(i)) => Ok(Node::Int(i)),
+                _ if is_uuid(self.lua, value) => {
+                    // Tarantool's text serializers write a UUID as its string.
+                    let s: LuaString = self.lua.globals().get::<LuaFunction>("tostring")?.call(value.clone())?;
+                    Ok(Node::Str(s.as_bytes().to_vec()))
+                }
                 _ => self.invalid(value, "cdata"),
             },
         }
@@ -595,6 +600,23 @@ pub fn console_format(lua: &Lua, values: LuaTable) -> LuaResult<String> {
             };
             Ok(yaml_emit::document(&doc, &HashSet::new()))
         }
+    }
+}
+
+/// True for a `struct tt_uuid` cdata (the uuid module's objects). The ctype exists only once
+/// the uuid module has been loaded, hence the pcall.
+fn is_uuid(lua: &Lua, value: &LuaValue) -> bool {
+    let check = lua.named_registry_value::<LuaFunction>("node.is_uuid_cdata").or_else(|_| {
+        let f: LuaFunction = lua
+            .load("local ffi = require('ffi') return function(v) local ok, yes = pcall(ffi.istype, 'struct tt_uuid', v) return ok and yes end")
+            .set_name("=is_uuid")
+            .eval()?;
+        lua.set_named_registry_value("node.is_uuid_cdata", f.clone())?;
+        Ok::<_, LuaError>(f)
+    });
+    match check {
+        Ok(f) => f.call::<bool>(value.clone()).unwrap_or(false),
+        Err(_) => false,
     }
 }
 

@@ -394,8 +394,9 @@ impl Swim {
     }
 
     /// Self's UUID changed (spec §2.9): the old entry becomes *left* and is gossiped until
-    /// its TTD runs out; a new self with the same address, the bumped incarnation and a copy
-    /// of the payload takes its place.
+    /// its TTD runs out; a new self with the same address, the same incarnation and a copy
+    /// of the payload takes its place. Tarantool 2.6.0 bumps neither version (checked on the
+    /// real binary): *left* already wins over *alive* at an equal incarnation.
     pub fn set_uuid(&mut self, uuid: Uuid, now: u64) -> Result<(), SwimError> {
         self.now = now;
         if uuid == self.self_uuid {
@@ -408,10 +409,9 @@ impl Swim {
             return Err(SwimError::UuidExists);
         }
         let old = self.self_index();
-        self.members[old].incarnation.version = self.members[old].incarnation.version.saturating_add(1);
         let (inc, payload) = (self.members[old].incarnation, self.members[old].payload.clone());
         self.members[old].status = Status::Left;
-        self.on_update(old, event::NEW_STATUS | event::NEW_VERSION);
+        self.on_update(old, event::NEW_STATUS);
         self.self_uuid = uuid;
         let i = self.insert(uuid, self.addr, Status::Alive, now);
         let m = &mut self.members[i];

@@ -10,5 +10,7 @@
 
 pub mod core;
 pub mod crypto;
+pub mod lua;
 pub mod member;
 pub mod proto;
+pub mod udp;

@@ -1,0 +1,124 @@
+-- swim: API semantics, error texts and a small cluster in one process, on 127.0.0.1.
+local tap = require('tap')
+local swim = require('swim')
+local fiber = require('fiber')
+local uuid = require('uuid')
+local test = tap.test('swim')
+test:plan(36)
+
+local function U(i) return string.format('00000000-0000-1000-8000-%012d', i) end
+local function wait(cond, timeout)
+    local deadline = fiber.clock() + (timeout or 5)
+    while not cond() do
+        if fiber.clock() > deadline then return false end
+        fiber.sleep(0.01)
+    end
+    return true
+end
+local fast = {heartbeat_rate = 0.05, ack_timeout = 0.1}
+local function new(i, extra)
+    local cfg = {uuid = U(i), uri = 0, heartbeat_rate = fast.heartbeat_rate,
+                 ack_timeout = fast.ack_timeout}
+    for k, v in pairs(extra or {}) do cfg[k] = v end
+    return swim.new(cfg)
+end
+
+-- Unconfigured instances.
+local s = swim.new()
+test:is(s:is_configured(), false, 'not configured')
+test:isnil(s.size, 'no size before cfg')
+local ok, err = s:cfg({uuid = U(1)})
+test:ok(ok == nil and err.message == 'swim.cfg: UUID and URI are mandatory in a first config',
+        'first cfg needs uri')
+test:is(select(2, pcall(s.cfg, s, 1)):gsub('^.-: ', '', 1), 'swim:cfg: expected table configuration',
+        'cfg table check')
+test:ok(s:cfg({uuid = U(1), uri = 0, generation = nil}) == true, 'first cfg')
+test:is(s:size(), 1, 'self is a member')
+test:is(s:self():uuid(), uuid.fromstr(U(1)), 'uuid is tt_uuid cdata')
+test:is(s:self():incarnation().version, 1ULL, 'ephemeral port bumps the version')
+test:is(s:self(), s:self(), 'member objects are cached')
+test:isnil(s:member_by_uuid(nil), 'member_by_uuid(nil) is nil')
+test:is(select(2, pcall(function() s.cfg.uri = 1 end)):match('please, use.*'),
+        'please, use swim:cfg{key = value} instead of swim.cfg.key = value', 'cfg is read-only')
+ok, err = s:set_payload(string.rep('a', 1198))
+test:is(tostring(err), 'Payload should be <= 1200 and >= 0', 'payload limit')
+s:set_payload_raw('hello')
+test:is(s:self():payload(), 104, "raw 'hello' decodes as 104, as in Tarantool")
+test:is(s:self():payload_str(), 'hello', 'payload_str')
+local m = s:self()
+s:delete()
+test:is(m:is_dropped(), true, 'member of a deleted instance is dropped')
+test:is(select(2, pcall(function() return s:size() end)):match('the swim instance is deleted'),
+        'the swim instance is deleted', 'deleted instance raises')
+
+-- A cluster of three.
+local a = new(1, {generation = 1})
+local b = new(2)
+local c = new(3)
+local events = {}
+c:on_member_event(function(m, e, ctx)
+    table.insert(events, {uuid = m:uuid():str(), status = m:status(), mask = e[1], ctx = ctx})
+end, 'ctx!')
+test:is(#c:on_member_event(), 1, 'trigger list')
+test:ok(b:add_member({uuid = U(1), uri = a:self():uri()}), 'add_member')
+test:ok(c:probe_member(a:self():uri()), 'probe_member')
+test:ok(wait(function() return a:size() == 3 and b:size() == 3 and c:size() == 3 end),
+        'three instances converge')
+test:is(c:member_by_uuid(U(1)):incarnation().generation, 1ULL, 'generation option')
+local keys = 0
+for k, v in c:pairs() do
+    if uuid.is_uuid(k) and k == v:uuid() then keys = keys + 1 end
+end
+test:is(keys, 3, 'pairs gives uuid keys and members')
+
+a:set_payload({role = 'router'})
+test:ok(wait(function()
+    local p = c:member_by_uuid(U(1)):payload()
+    return type(p) == 'table' and p.role == 'router'
+end), 'payload propagates')
+test:ok(wait(function()
+    for _, e in ipairs(events) do
+        if e.uuid == U(1) and bit.band(e.mask, 0x20) ~= 0 then return true end
+    end
+end), 'payload event seen')
+test:is(events[1].ctx, 'ctx!', 'ctx is passed to the trigger')
+
+-- Batching: three updates before the event fiber runs give one event for self.
+local self_events = {}
+local trig = c:on_member_event(function(m, e)
+    if m:uuid():str() == U(3) then table.insert(self_events, e) end
+end)
+c:set_payload(1) c:set_payload(2) c:set_payload(3)
+test:ok(wait(function() return #self_events >= 1 end), 'self event delivered')
+fiber.sleep(0.05)
+test:is(#self_events, 1, 'updates are batched per member')
+test:ok(self_events[1]:is_new_payload() and self_events[1]:is_new_version(), 'batched mask')
+c:on_member_event(nil, trig)
+test:is(#c:on_member_event(), 1, 'trigger removed')
+
+-- An erroring trigger skips the older ones only for that event.
+local older = 0
+c:on_member_event(function() older = older + 1 end)
+local newest = c:on_member_event(function() error('boom') end)
+c:set_payload(4)
+fiber.sleep(0.1)
+test:is(older, 0, 'an error skips the remaining triggers')
+c:on_member_event(nil, newest)
+c:set_payload(5)
+test:ok(wait(function() return older > 0 end), 'later events still delivered')
+
+-- Quit: peers see left, then drop it.
+local bm = c:member_by_uuid(U(2))
+b:quit()
+test:ok(wait(function() return bm:is_dropped() end), 'a quit member is dropped')
+test:is(bm:status(), 'left', 'and keeps its last status')
+test:ok(wait(function() return c:size() == 2 and a:size() == 2 end), 'both peers drop it')
+
+-- Kill without quit: suspected, then dead.
+local am = c:member_by_uuid(U(1))
+a:delete()
+test:ok(wait(function() return am:status() == 'dead' end), 'a deleted peer becomes dead')
+test:ok(c:stat().pings_sent > 0, 'stat counters')
+c:delete()
+
+os.exit(test:check() and 0 or 1)

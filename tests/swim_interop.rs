@@ -1,0 +1,167 @@
+//! A mixed swim cluster of `node` and real Tarantool 2.6 processes on 127.0.0.1: each sees
+//! the others alive with their payloads, sees a killed member become dead (a Tarantool one
+//! and a node one), and sees a restarted one alive again with a newer generation.
+//! Every member runs `tests/swim/interop.lua`, which writes what it sees to a JSON file.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Member {
+    port: u16,
+    tarantool: bool,
+    seed: Option<u16>,
+    child: Option<Child>,
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/swim/interop.lua")
+}
+
+fn start(m: &mut Member, dir: &Path) {
+    let program = if m.tarantool {
+        "tarantool".to_string()
+    } else {
+        env!("CARGO_BIN_EXE_node").to_string()
+    };
+    let mut cmd = Command::new(program);
+    cmd.arg(script()).arg(m.port.to_string()).arg(dir);
+    if let Some(seed) = m.seed {
+        cmd.arg(seed.to_string());
+    }
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    m.child = Some(
+        cmd.spawn()
+            .expect("member starts (is tarantool installed? scripts/setup.sh installs it)"),
+    );
+}
+
+fn kill(m: &mut Member) {
+    if let Some(mut c) = m.child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+fn uuid(port: u16) -> String {
+    format!("00000000-0000-4000-8000-{port:012}")
+}
+
+/// What member `port` sees: uuid -> (status, generation, payload).
+fn view(dir: &Path, port: u16) -> HashMap<String, (String, u64, Option<String>)> {
+    let Ok(text) = std::fs::read_to_string(dir.join(format!("{port}.json"))) else {
+        return HashMap::new();
+    };
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return HashMap::new();
+    };
+    map.into_iter()
+        .map(|(k, v)| {
+            let status = v["status"].as_str().unwrap_or("").to_string();
+            let generation = v["generation"].as_str().and_then(|g| g.parse().ok()).unwrap_or(0);
+            let payload = v["payload"].as_str().map(str::to_string);
+            (k, (status, generation, payload))
+        })
+        .collect()
+}
+
+fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !cond() {
+        assert!(t0.elapsed() < limit, "timed out after {limit:?} waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn node_and_tarantool_form_one_swim_cluster() {
+    if Command::new("tarantool").arg("-v").output().is_err() {
+        panic!("tarantool is not installed: scripts/setup.sh installs it");
+    }
+    let dir = std::env::temp_dir().join(format!("node-swim-interop-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("state dir");
+    let base = 36000 + (std::process::id() % 400) as u16 * 10;
+    let mut members = [
+        Member {
+            port: base + 1,
+            tarantool: true,
+            seed: None,
+            child: None,
+        },
+        Member {
+            port: base + 2,
+            tarantool: false,
+            seed: Some(base + 1),
+            child: None,
+        },
+        Member {
+            port: base + 3,
+            tarantool: true,
+            seed: Some(base + 2),
+            child: None,
+        },
+        Member {
+            port: base + 4,
+            tarantool: false,
+            seed: Some(base + 1),
+            child: None,
+        },
+    ];
+    for m in members.iter_mut() {
+        start(m, &dir);
+    }
+    let ports: Vec<u16> = members.iter().map(|m| m.port).collect();
+
+    wait_for(
+        "every member sees all four alive with their payloads",
+        Duration::from_secs(20),
+        || {
+            ports.iter().all(|&p| {
+                let v = view(&dir, p);
+                ports.iter().all(|&q| {
+                    v.get(&uuid(q))
+                        .is_some_and(|(s, _, payload)| s == "alive" && payload.as_deref() == Some(&format!("p{q}")))
+                })
+            })
+        },
+    );
+    let old_generation = view(&dir, base + 1)[&uuid(base + 3)].1;
+
+    // Kill one Tarantool and one node member: the survivors see both dead.
+    kill(&mut members[2]);
+    kill(&mut members[3]);
+    wait_for(
+        "the survivors see the killed members dead",
+        Duration::from_secs(20),
+        || {
+            [base + 1, base + 2].iter().all(|&p| {
+                let v = view(&dir, p);
+                [base + 3, base + 4]
+                    .iter()
+                    .all(|&q| v.get(&uuid(q)).is_some_and(|(s, _, _)| s == "dead"))
+            })
+        },
+    );
+
+    // Restart them: alive again everywhere, the Tarantool one with a newer generation.
+    start(&mut members[2], &dir);
+    start(&mut members[3], &dir);
+    wait_for("the restarted members are alive again", Duration::from_secs(20), || {
+        ports.iter().all(|&p| {
+            let v = view(&dir, p);
+            ports
+                .iter()
+                .all(|&q| v.get(&uuid(q)).is_some_and(|(s, _, _)| s == "alive"))
+        })
+    });
+    assert!(
+        view(&dir, base + 2)[&uuid(base + 3)].1 > old_generation,
+        "a restart brings a newer generation"
+    );
+
+    for m in members.iter_mut() {
+        kill(m);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
