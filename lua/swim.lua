@@ -592,7 +592,25 @@ local swim_mt = {
 
 local cfg_options = {
     uri = true, heartbeat_rate = true, ack_timeout = true, gc_mode = true, uuid = true,
+    -- node's addition (off by default, so plain configs behave as Tarantool 2.6).
+    lifeguard = true,
 }
+
+-- `lifeguard = true|false` switches both Lifeguard extensions; a table picks them one by
+-- one: `{local_health = true, dynamic_suspicion = false}`.
+local function check_lifeguard(value, func_name)
+    if value == nil then return nil, nil end
+    if type(value) == 'boolean' then return value, value end
+    if type(value) == 'table' then
+        for k, v in pairs(value) do
+            if (k ~= 'local_health' and k ~= 'dynamic_suspicion') or type(v) ~= 'boolean' then
+                return error(func_name..': lifeguard expects local_health and dynamic_suspicion booleans')
+            end
+        end
+        return value.local_health == true, value.dynamic_suspicion == true
+    end
+    return error(func_name..': expected boolean or table lifeguard')
+end
 
 local function swim_cfg_call(c, s, cfg)
     local func_name = 'swim:cfg'
@@ -610,8 +628,9 @@ local function swim_cfg_call(c, s, cfg)
     local ack_timeout = check_timeout(cfg.ack_timeout, func_name, 'ack_timeout')
     local gc_mode = check_gc_mode(cfg.gc_mode, func_name)
     local uuid = check_uuid(cfg.uuid, func_name)
+    local local_health, dynamic_suspicion = check_lifeguard(cfg.lifeguard, func_name)
     local ok, err = internal.cfg(ptr, uri, uuid_bin(uuid), heartbeat_rate, ack_timeout,
-                                 gc_mode)
+                                 gc_mode, local_health, dynamic_suspicion)
     if not ok then
         return nil, err
     end

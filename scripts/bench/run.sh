@@ -18,4 +18,4 @@ tarantool "$script" "$@" >"$tt_out" 2>/dev/null || true
 printf '%-28s %16s %16s %8s  %s\n' metric tarantool node ratio unit
 join -t $'\t' <(awk -F'\t' '{print NR"\t"$0}' "$tt_out" | sort -t $'\t' -k1,1) \
               <(awk -F'\t' '{print NR"\t"$0}' "$node_out" | sort -t $'\t' -k1,1) |
-    sort -n | awk -F'\t' '{ r = ($3 > 0) ? $6 / $3 : 0; printf "%-28s %16.1f %16.1f %8.2f  %s\n", $2, $3, $6, r, $4 }'
+    sort -n | awk -F'\t' '{ r = ($3 > 0) ? $6 / $3 : 0; printf "%-28s %16.3f %16.3f %8.2f  %s\n", $2, $3, $6, r, $4 }'

@@ -11,6 +11,7 @@ use std::rc::Rc;
 use mlua::prelude::*;
 use uuid::Uuid;
 
+use super::core::Lifeguard;
 use super::crypto::{Algo, Codec, Mode};
 use super::member::GcMode;
 use super::udp::{CfgOpts, Instance, MemberCell};
@@ -99,7 +100,8 @@ fn push_member(lua: &Lua, c: Rc<MemberCell>) -> LuaResult<LuaMultiValue> {
     ]))
 }
 
-/// `internal.cfg(ptr, uri, uuid, heartbeat_rate, ack_timeout, gc_mode)`.
+/// `internal.cfg(ptr, uri, uuid, heartbeat_rate, ack_timeout, gc_mode, local_health,
+/// dynamic_suspicion)`.
 type CfgArgs = (
     LuaAnyUserData,
     Option<String>,
@@ -107,6 +109,8 @@ type CfgArgs = (
     Option<f64>,
     Option<f64>,
     Option<String>,
+    Option<bool>,
+    Option<bool>,
 );
 
 fn internal(lua: &Lua) -> LuaResult<LuaTable> {
@@ -122,13 +126,19 @@ fn internal(lua: &Lua) -> LuaResult<LuaTable> {
     )?;
     f(
         "cfg",
-        lua.create_function(|lua, (ud, uri, uuid, hb, ack, gc): CfgArgs| {
+        lua.create_function(|lua, (ud, uri, uuid, hb, ack, gc, health, suspicion): CfgArgs| {
             let opts = CfgOpts {
                 uri,
                 uuid: uuid_arg(uuid)?,
                 heartbeat_rate: hb,
                 ack_timeout: ack,
                 gc_mode: gc.map(|g| if g == "off" { GcMode::Off } else { GcMode::On }),
+                lifeguard: health
+                    .zip(suspicion)
+                    .map(|(local_health, dynamic_suspicion)| Lifeguard {
+                        local_health,
+                        dynamic_suspicion,
+                    }),
             };
             ret(lua, inst(&ud)?.cfg(opts))
         })?,

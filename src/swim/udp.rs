@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::core::{Config, Stats, Swim, SwimError};
+use super::core::{Config, Lifeguard, Stats, Swim, SwimError};
 use super::crypto::Codec;
 use super::member::{event, GcMode, MemberEvent, MemberId, MemberInfo};
 use super::proto::{self, Incarnation, Status, MAX_PAYLOAD_SIZE, UDP_PACKET_SIZE};
@@ -203,6 +203,8 @@ pub struct CfgOpts {
     pub heartbeat_rate: Option<f64>,
     pub ack_timeout: Option<f64>,
     pub gc_mode: Option<GcMode>,
+    /// node's opt-in Lifeguard extensions (`cfg{lifeguard = ...}`).
+    pub lifeguard: Option<Lifeguard>,
 }
 
 struct Bound {
@@ -541,6 +543,9 @@ impl Instance {
                 if let Some(g) = opts.gc_mode {
                     c.gc_mode = g;
                 }
+                if let Some(l) = opts.lifeguard {
+                    c.lifeguard = l;
+                }
                 let mut core = Swim::new(c, rand::random::<u64>(), now).map_err(|_| mandatory())?;
                 if !st.collect {
                     core.set_event_collection(false);
@@ -579,6 +584,9 @@ impl Instance {
                 }
                 if let Some(g) = opts.gc_mode {
                     core.set_gc_mode(g);
+                }
+                if let Some(l) = opts.lifeguard {
+                    core.set_lifeguard(l);
                 }
                 if let Some(u) = opts.uuid {
                     core.set_uuid(u, now).map_err(|e| core_error("swim.cfg", e))?;

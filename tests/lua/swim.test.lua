@@ -4,7 +4,7 @@ local swim = require('swim')
 local fiber = require('fiber')
 local uuid = require('uuid')
 local test = tap.test('swim')
-test:plan(36)
+test:plan(40)
 
 local function U(i) return string.format('00000000-0000-1000-8000-%012d', i) end
 local function wait(cond, timeout)
@@ -120,5 +120,14 @@ a:delete()
 test:ok(wait(function() return am:status() == 'dead' end), 'a deleted peer becomes dead')
 test:ok(c:stat().pings_sent > 0, 'stat counters')
 c:delete()
+
+-- node's opt-in Lifeguard extensions.
+local lg = swim.new({ uuid = '00000000-0000-1000-8000-0000000000ee', uri = 0, lifeguard = true })
+test:ok(lg ~= nil, 'cfg takes lifeguard = true')
+test:is(lg.cfg.lifeguard, true, 'and caches it like any option')
+test:is(lg:cfg({ lifeguard = { local_health = true, dynamic_suspicion = false } }), true, 'a table picks the parts')
+test:like(select(2, pcall(lg.cfg, lg, { lifeguard = 'yes' })), 'swim:cfg: expected boolean or table lifeguard',
+    'a bad lifeguard value is rejected')
+lg:delete()
 
 os.exit(test:check() and 0 or 1)
