@@ -13,6 +13,8 @@ struct Member {
     tarantool: bool,
     seed: Option<u16>,
     child: Option<Child>,
+    /// `algo:mode:key` for `set_codec`, empty for plaintext.
+    codec: &'static str,
 }
 
 fn script() -> PathBuf {
@@ -30,6 +32,7 @@ fn start(m: &mut Member, dir: &Path) {
     if let Some(seed) = m.seed {
         cmd.arg(seed.to_string());
     }
+    cmd.env("SWIM_CODEC", m.codec);
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     m.child = Some(
         cmd.spawn()
@@ -88,24 +91,28 @@ fn node_and_tarantool_form_one_swim_cluster() {
             tarantool: true,
             seed: None,
             child: None,
+            codec: "",
         },
         Member {
             port: base + 2,
             tarantool: false,
             seed: Some(base + 1),
             child: None,
+            codec: "",
         },
         Member {
             port: base + 3,
             tarantool: true,
             seed: Some(base + 2),
             child: None,
+            codec: "",
         },
         Member {
             port: base + 4,
             tarantool: false,
             seed: Some(base + 1),
             child: None,
+            codec: "",
         },
     ];
     for m in members.iter_mut() {
@@ -160,6 +167,47 @@ fn node_and_tarantool_form_one_swim_cluster() {
         "a restart brings a newer generation"
     );
 
+    for m in members.iter_mut() {
+        kill(m);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_encrypted_cluster_mixes_node_and_tarantool() {
+    if Command::new("tarantool").arg("-v").output().is_err() {
+        panic!("tarantool is not installed: scripts/setup.sh installs it");
+    }
+    let dir = std::env::temp_dir().join(format!("node-swim-interop-aes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("state dir");
+    let base = 37000 + (std::process::id() % 400) as u16 * 10;
+    const CODEC: &str = "aes256:cbc:0123456789abcdef0123456789abcdef";
+    let mut members: Vec<Member> = (1..=4)
+        .map(|i| Member {
+            port: base + i,
+            tarantool: i % 2 == 1,
+            seed: (i > 1).then_some(base + 1),
+            child: None,
+            codec: CODEC,
+        })
+        .collect();
+    for m in members.iter_mut() {
+        start(m, &dir);
+    }
+    let ports: Vec<u16> = members.iter().map(|m| m.port).collect();
+    wait_for(
+        "every member of the aes256-cbc cluster sees all four with payloads",
+        Duration::from_secs(20),
+        || {
+            ports.iter().all(|&p| {
+                let v = view(&dir, p);
+                ports.iter().all(|&q| {
+                    v.get(&uuid(q))
+                        .is_some_and(|(s, _, payload)| s == "alive" && payload.as_deref() == Some(&format!("p{q}")))
+                })
+            })
+        },
+    );
     for m in members.iter_mut() {
         kill(m);
     }

@@ -12,6 +12,12 @@ local seed = tonumber(arg[3])
 local uuid = string.format('00000000-0000-4000-8000-%012d', port)
 
 local s = assert(swim.new({ uuid = uuid, uri = port, heartbeat_rate = 0.1, ack_timeout = 0.1, gc_mode = 'off' }))
+-- SWIM_CODEC='algo:mode:key' encrypts the traffic (both runtimes must agree).
+local codec = os.getenv('SWIM_CODEC')
+if codec ~= nil and codec ~= '' then
+    local algo, mode, key = codec:match('^([^:]+):([^:]+):(.+)$')
+    assert(s:set_codec({ algo = algo, mode = mode, key = key }))
+end
 s:set_payload('p' .. port)
 -- The seed may not be up yet: probe it until it is in our table.
 if seed ~= nil then
