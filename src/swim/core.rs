@@ -82,6 +82,7 @@ pub const NO_ACKS_TO_GC: u32 = 2;
 /// Helpers asked to ping a suspected member. Nothing special in the value: two paths that
 /// avoid our own link are enough to tell "the member is down" from "our link is lossy".
 pub const INDIRECT_PING_COUNT: usize = 2;
+
 /// Default step period, µs (1 s, spec §0). Nothing special in the value.
 pub const HEARTBEAT_RATE_DEFAULT: u64 = 1_000_000;
 /// Default ack timeout, µs (30 s, spec §0). Nothing special in the value.
@@ -205,6 +206,8 @@ pub struct Stats {
     pub dropped_bad_records: u64,
     /// An ack not sent because one was already waiting in the outbox.
     pub acks_coalesced: u64,
+    /// A probe for an unknown member not sent because one was already waiting for its ack.
+    pub probes_coalesced: u64,
     pub suspicions: u64,
     pub deaths: u64,
     pub refutations: u64,
@@ -265,6 +268,12 @@ pub struct Swim {
     ack_tick_at: Option<u64>,
     /// Members with something to disseminate, oldest change first.
     dissemination: Vec<MemberRef>,
+    /// Addresses probed because gossip named an unknown member, with the time the probe's
+    /// answer is due. Until then more gossip about the same address sends no second probe:
+    /// during a join every received packet names dozens of unknown members, and re-probing
+    /// each of them per packet multiplied the traffic by four and overflowed the receive
+    /// buffers. A lost probe is retried by the first gossip after its deadline.
+    probing: HashMap<SocketAddrV4, u64>,
 
     outbox: Vec<Outgoing>,
     /// Members with an ack in the outbox.
@@ -306,6 +315,7 @@ impl Swim {
             ack_seq: 0,
             ack_tick_at: None,
             dissemination: Vec::new(),
+            probing: HashMap::new(),
             outbox: Vec::new(),
             pending_acks: Vec::new(),
             events: Vec::new(),
@@ -862,6 +872,9 @@ impl Swim {
             return;
         }
         self.round_at = Some(now.saturating_add(self.round_period()));
+        if !self.probing.is_empty() {
+            self.probing.retain(|_, &mut due| due > now);
+        }
         let Some(i) = target else { return };
         let to = self.members[i].addr;
         let packet = self.build_fd_packet(FailureDetectionKind::Ping, None, Some(i));
@@ -1035,6 +1048,16 @@ impl Swim {
         self.pending_acks.push(id);
         self.stats.acks_sent += 1;
         self.emit(to, packet);
+    }
+
+    /// A probe for a member known only from gossip, unless one is already on its way.
+    fn probe_unknown(&mut self, addr: SocketAddrV4, now: u64) {
+        if self.probing.get(&addr).is_some_and(|&due| due > now) {
+            self.stats.probes_coalesced += 1;
+            return;
+        }
+        self.probing.insert(addr, now.saturating_add(self.ack_timeout));
+        self.send_probe(addr);
     }
 
     fn send_probe(&mut self, addr: SocketAddrV4) {
@@ -1228,8 +1251,8 @@ impl Swim {
                     }
                     self.on_update(i, event::NEW);
                 }
-                // Not added on hearsay: ask the member itself.
-                Status::Alive | Status::Suspected => self.send_probe(rec.addr),
+                // Not added on hearsay: ask the member itself, once per ack timeout.
+                Status::Alive | Status::Suspected => self.probe_unknown(rec.addr, now),
             }
             return;
         };
