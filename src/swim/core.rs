@@ -263,9 +263,6 @@ pub struct Swim {
     /// An entry whose deadline differs from the member's `ack_deadline` is stale.
     ack_heap: BinaryHeap<Reverse<(u64, u64, MemberRef)>>,
     ack_seq: u64,
-    /// Next check of the ack heap: a ticker with period `ack_timeout`, started by the first
-    /// wait. So a ping expires between 1× and 2× its timeout, as in Tarantool.
-    ack_tick_at: Option<u64>,
     /// Members with something to disseminate, oldest change first.
     dissemination: Vec<MemberRef>,
     /// Addresses probed because gossip named an unknown member, with the time the probe's
@@ -313,7 +310,6 @@ impl Swim {
             round_at: None,
             ack_heap: BinaryHeap::new(),
             ack_seq: 0,
-            ack_tick_at: None,
             dissemination: Vec::new(),
             probing: HashMap::new(),
             outbox: Vec::new(),
@@ -370,13 +366,10 @@ impl Swim {
         }
     }
 
-    /// A new ack timeout: later waits use it, and the ack ticker restarts with the new period.
+    /// A new ack timeout: later waits use it; pings already sent keep their deadlines.
     pub fn set_ack_timeout(&mut self, timeout: u64, now: u64) {
         self.now = now;
         self.ack_timeout = timeout.max(1);
-        if self.ack_tick_at.is_some() {
-            self.ack_tick_at = Some(now.saturating_add(self.ack_timeout));
-        }
     }
 
     pub fn set_gc_mode(&mut self, mode: GcMode) {
@@ -529,7 +522,6 @@ impl Swim {
         }
         self.quit = true;
         self.round_at = None;
-        self.ack_tick_at = None;
         self.round_queue.clear();
         self.ack_heap.clear();
     }
@@ -591,7 +583,8 @@ impl Swim {
 
     /// When `handle_timer` must be called next, if ever.
     pub fn next_deadline(&self) -> Option<u64> {
-        match (self.round_at, self.ack_tick_at) {
+        let ack = self.ack_heap.peek().map(|&Reverse((deadline, _, _))| deadline);
+        match (self.round_at, ack) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -599,27 +592,39 @@ impl Swim {
 
     // ===== inputs =====
 
-    /// Timers: the round step (every heartbeat) and the ack check (every ack timeout).
-    /// Calling it early or late is harmless; whatever is due runs.
+    /// Timers: the round step (every heartbeat) and the ack deadlines. Calling it early or
+    /// late is harmless; whatever is due runs.
+    ///
+    /// Tarantool checks the ack-wait heap on a ticker with period `ack_timeout`, so a ping
+    /// expires between 1× and 2× its timeout (spec §2.3). Here each wait expires at its own
+    /// deadline, the earliest moment that range allows: every miss counts as soon as it is
+    /// due, and a silent member is suspected and declared dead with no tick phase added to
+    /// each of its five misses (what made node slower than Tarantool to see a member dead).
     pub fn handle_timer(&mut self, now: u64) {
         self.now = now;
         if self.quit {
             return;
         }
-        if let Some(at) = self.ack_tick_at {
-            if at <= now {
-                self.check_acks(now);
-                let next = at.saturating_add(self.ack_timeout);
-                self.ack_tick_at = Some(if next > now {
-                    next
-                } else {
-                    now.saturating_add(self.ack_timeout)
-                });
-            }
+        if self.ack_heap.peek().is_some_and(|&Reverse((d, _, _))| d <= now) {
+            self.check_acks(now);
         }
         if let Some(at) = self.round_at {
             if at <= now {
                 self.round_step(now);
+            }
+        }
+        self.prune_ack_heap();
+    }
+
+    /// Drops answered waits from the top of the ack heap, so that `next_deadline` does not
+    /// wake the driver for a ping that was acked long ago.
+    fn prune_ack_heap(&mut self) {
+        while let Some(&Reverse((deadline, _, r))) = self.ack_heap.peek() {
+            match self.resolve(r) {
+                Some(i) if self.members[i].ack_deadline == Some(deadline) => break,
+                _ => {
+                    self.ack_heap.pop();
+                }
             }
         }
     }
@@ -723,6 +728,7 @@ impl Swim {
                 if self.lifeguard.local_health {
                     self.health = self.health.saturating_sub(1);
                 }
+                self.prune_ack_heap();
             }
         }
         true
@@ -840,9 +846,6 @@ impl Swim {
         let r = MemberRef { id: m.id, uuid: m.uuid };
         self.ack_seq += 1;
         self.ack_heap.push(Reverse((deadline, self.ack_seq, r)));
-        if self.ack_tick_at.is_none() {
-            self.ack_tick_at = Some(now.saturating_add(self.ack_timeout));
-        }
     }
 }
 
