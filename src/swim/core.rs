@@ -82,6 +82,7 @@ pub const NO_ACKS_TO_GC: u32 = 2;
 /// Helpers asked to ping a suspected member. Nothing special in the value: two paths that
 /// avoid our own link are enough to tell "the member is down" from "our link is lossy".
 pub const INDIRECT_PING_COUNT: usize = 2;
+
 /// Default step period, µs (1 s, spec §0). Nothing special in the value.
 pub const HEARTBEAT_RATE_DEFAULT: u64 = 1_000_000;
 /// Default ack timeout, µs (30 s, spec §0). Nothing special in the value.
@@ -205,6 +206,8 @@ pub struct Stats {
     pub dropped_bad_records: u64,
     /// An ack not sent because one was already waiting in the outbox.
     pub acks_coalesced: u64,
+    /// A probe for an unknown member not sent because one was already waiting for its ack.
+    pub probes_coalesced: u64,
     pub suspicions: u64,
     pub deaths: u64,
     pub refutations: u64,
@@ -260,11 +263,14 @@ pub struct Swim {
     /// An entry whose deadline differs from the member's `ack_deadline` is stale.
     ack_heap: BinaryHeap<Reverse<(u64, u64, MemberRef)>>,
     ack_seq: u64,
-    /// Next check of the ack heap: a ticker with period `ack_timeout`, started by the first
-    /// wait. So a ping expires between 1× and 2× its timeout, as in Tarantool.
-    ack_tick_at: Option<u64>,
     /// Members with something to disseminate, oldest change first.
     dissemination: Vec<MemberRef>,
+    /// Addresses probed because gossip named an unknown member, with the time the probe's
+    /// answer is due. Until then more gossip about the same address sends no second probe:
+    /// during a join every received packet names dozens of unknown members, and re-probing
+    /// each of them per packet multiplied the traffic by four and overflowed the receive
+    /// buffers. A lost probe is retried by the first gossip after its deadline.
+    probing: HashMap<SocketAddrV4, u64>,
 
     outbox: Vec<Outgoing>,
     /// Members with an ack in the outbox.
@@ -304,8 +310,8 @@ impl Swim {
             round_at: None,
             ack_heap: BinaryHeap::new(),
             ack_seq: 0,
-            ack_tick_at: None,
             dissemination: Vec::new(),
+            probing: HashMap::new(),
             outbox: Vec::new(),
             pending_acks: Vec::new(),
             events: Vec::new(),
@@ -360,13 +366,10 @@ impl Swim {
         }
     }
 
-    /// A new ack timeout: later waits use it, and the ack ticker restarts with the new period.
+    /// A new ack timeout: later waits use it; pings already sent keep their deadlines.
     pub fn set_ack_timeout(&mut self, timeout: u64, now: u64) {
         self.now = now;
         self.ack_timeout = timeout.max(1);
-        if self.ack_tick_at.is_some() {
-            self.ack_tick_at = Some(now.saturating_add(self.ack_timeout));
-        }
     }
 
     pub fn set_gc_mode(&mut self, mode: GcMode) {
@@ -519,7 +522,6 @@ impl Swim {
         }
         self.quit = true;
         self.round_at = None;
-        self.ack_tick_at = None;
         self.round_queue.clear();
         self.ack_heap.clear();
     }
@@ -581,7 +583,8 @@ impl Swim {
 
     /// When `handle_timer` must be called next, if ever.
     pub fn next_deadline(&self) -> Option<u64> {
-        match (self.round_at, self.ack_tick_at) {
+        let ack = self.ack_heap.peek().map(|&Reverse((deadline, _, _))| deadline);
+        match (self.round_at, ack) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -589,27 +592,39 @@ impl Swim {
 
     // ===== inputs =====
 
-    /// Timers: the round step (every heartbeat) and the ack check (every ack timeout).
-    /// Calling it early or late is harmless; whatever is due runs.
+    /// Timers: the round step (every heartbeat) and the ack deadlines. Calling it early or
+    /// late is harmless; whatever is due runs.
+    ///
+    /// Tarantool checks the ack-wait heap on a ticker with period `ack_timeout`, so a ping
+    /// expires between 1× and 2× its timeout (spec §2.3). Here each wait expires at its own
+    /// deadline, the earliest moment that range allows: every miss counts as soon as it is
+    /// due, and a silent member is suspected and declared dead with no tick phase added to
+    /// each of its five misses (what made node slower than Tarantool to see a member dead).
     pub fn handle_timer(&mut self, now: u64) {
         self.now = now;
         if self.quit {
             return;
         }
-        if let Some(at) = self.ack_tick_at {
-            if at <= now {
-                self.check_acks(now);
-                let next = at.saturating_add(self.ack_timeout);
-                self.ack_tick_at = Some(if next > now {
-                    next
-                } else {
-                    now.saturating_add(self.ack_timeout)
-                });
-            }
+        if self.ack_heap.peek().is_some_and(|&Reverse((d, _, _))| d <= now) {
+            self.check_acks(now);
         }
         if let Some(at) = self.round_at {
             if at <= now {
                 self.round_step(now);
+            }
+        }
+        self.prune_ack_heap();
+    }
+
+    /// Drops answered waits from the top of the ack heap, so that `next_deadline` does not
+    /// wake the driver for a ping that was acked long ago.
+    fn prune_ack_heap(&mut self) {
+        while let Some(&Reverse((deadline, _, r))) = self.ack_heap.peek() {
+            match self.resolve(r) {
+                Some(i) if self.members[i].ack_deadline == Some(deadline) => break,
+                _ => {
+                    self.ack_heap.pop();
+                }
             }
         }
     }
@@ -713,6 +728,7 @@ impl Swim {
                 if self.lifeguard.local_health {
                     self.health = self.health.saturating_sub(1);
                 }
+                self.prune_ack_heap();
             }
         }
         true
@@ -830,9 +846,6 @@ impl Swim {
         let r = MemberRef { id: m.id, uuid: m.uuid };
         self.ack_seq += 1;
         self.ack_heap.push(Reverse((deadline, self.ack_seq, r)));
-        if self.ack_tick_at.is_none() {
-            self.ack_tick_at = Some(now.saturating_add(self.ack_timeout));
-        }
     }
 }
 
@@ -862,6 +875,9 @@ impl Swim {
             return;
         }
         self.round_at = Some(now.saturating_add(self.round_period()));
+        if !self.probing.is_empty() {
+            self.probing.retain(|_, &mut due| due > now);
+        }
         let Some(i) = target else { return };
         let to = self.members[i].addr;
         let packet = self.build_fd_packet(FailureDetectionKind::Ping, None, Some(i));
@@ -1035,6 +1051,16 @@ impl Swim {
         self.pending_acks.push(id);
         self.stats.acks_sent += 1;
         self.emit(to, packet);
+    }
+
+    /// A probe for a member known only from gossip, unless one is already on its way.
+    fn probe_unknown(&mut self, addr: SocketAddrV4, now: u64) {
+        if self.probing.get(&addr).is_some_and(|&due| due > now) {
+            self.stats.probes_coalesced += 1;
+            return;
+        }
+        self.probing.insert(addr, now.saturating_add(self.ack_timeout));
+        self.send_probe(addr);
     }
 
     fn send_probe(&mut self, addr: SocketAddrV4) {
@@ -1228,8 +1254,8 @@ impl Swim {
                     }
                     self.on_update(i, event::NEW);
                 }
-                // Not added on hearsay: ask the member itself.
-                Status::Alive | Status::Suspected => self.send_probe(rec.addr),
+                // Not added on hearsay: ask the member itself, once per ack timeout.
+                Status::Alive | Status::Suspected => self.probe_unknown(rec.addr, now),
             }
             return;
         };

@@ -833,3 +833,21 @@ fn no_panic_on_random_packets() {
         s.take_events();
     }
 }
+
+/// Gossip about an unknown member sends one probe per ack timeout, however many packets
+/// name it meanwhile; `probe_member` is never coalesced.
+#[test]
+fn gossip_probes_coalesced_per_ack_timeout() {
+    let mut s = core();
+    let probes = |s: &mut Swim| s.take_outgoing().iter().filter(|o| o.to == addr(2)).count();
+    s.handle_packet(gossip(3, vec![rec(2, Status::Alive, inc(1, 0), None)]), T0);
+    assert_eq!(probes(&mut s), 1);
+    s.handle_packet(gossip(3, vec![rec(2, Status::Alive, inc(1, 0), None)]), T0 + ACK - 1);
+    assert_eq!(probes(&mut s), 0);
+    assert_eq!(s.stats().probes_coalesced, 1);
+    s.probe_member(addr(2), T0 + ACK - 1);
+    assert_eq!(probes(&mut s), 1);
+    s.handle_packet(gossip(3, vec![rec(2, Status::Suspected, inc(1, 0), None)]), T0 + ACK);
+    assert_eq!(probes(&mut s), 1, "the probe is due: ask again");
+    assert!(s.member(&uuid(2)).is_none());
+}

@@ -330,6 +330,7 @@ fn internal(lua: &Lua) -> LuaResult<LuaTable> {
                 ("dropped_nil_sender", s.dropped_nil_sender),
                 ("dropped_bad_records", s.dropped_bad_records),
                 ("acks_coalesced", s.acks_coalesced),
+                ("probes_coalesced", s.probes_coalesced),
                 ("suspicions", s.suspicions),
                 ("deaths", s.deaths),
                 ("refutations", s.refutations),
