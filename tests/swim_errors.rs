@@ -7,7 +7,13 @@ use std::process::Command;
 
 /// Lines (by their label) where node differs from Tarantool on purpose or because of
 /// another module, with the reason.
-const KNOWN_DIFFERENCES: &[(&str, &str)] = &[];
+const KNOWN_DIFFERENCES: &[(&str, &str)] = &[(
+    "after quit: yaml(s)",
+    "encoding a quit instance walks its weak member cache: Tarantool's holds member cdata \
+     (so yaml fails with `unsupported Lua type 'cdata'`), node's holds member tables that \
+     serialise, or nothing once the GC has emptied it; which one the test sees depends on GC \
+     timing, so the line is not compared",
+)];
 
 /// Replaces the digits after each `prefix` with `with`; `min_digits` keeps short numbers
 /// (explicit ports, small versions) as they are.
