@@ -1,0 +1,250 @@
+-- http.server (tarantool/http 1.9.0's API) checked with node's own http.client and raw
+-- sockets. Only 127.0.0.1; ports are picked by the kernel.
+local tap = require('tap')
+local fiber = require('fiber')
+local socket = require('socket')
+local json = require('json')
+local http_server = require('http.server')
+local client = require('http.client')
+
+local test = tap.test('http.server')
+test:plan(13)
+
+-- A free port: bind 0, read the port, close.
+local function free_port()
+    local s = socket('AF_INET', 'SOCK_STREAM', 'tcp')
+    assert(s:bind('127.0.0.1', 0))
+    local port = s:name().port
+    s:close()
+    return port
+end
+
+local function new_server(opts)
+    local httpd = http_server.new('127.0.0.1', 0, opts or { log_requests = false, log_errors = false })
+    return httpd
+end
+
+local function url(httpd, path)
+    return string.format('http://127.0.0.1:%d%s', httpd.tcp_server:name().port, path)
+end
+
+-- Sends raw bytes and returns everything read until the server closes or 1 s passes.
+local function raw(httpd, data)
+    local s = socket.tcp_connect('127.0.0.1', httpd.tcp_server:name().port)
+    s:write(data)
+    local out = {}
+    while true do
+        local chunk = s:read(65536, 1)
+        if chunk == nil or chunk == '' then
+            break
+        end
+        table.insert(out, chunk)
+        if table.concat(out):find('\r\n\r\n') then
+            break
+        end
+    end
+    s:close()
+    return table.concat(out)
+end
+
+local httpd = new_server()
+httpd:route({ path = '/hello' }, function() return { status = 200, body = 'hello' } end)
+httpd:route({ path = '/users/:id', method = 'GET', name = 'user' }, function(req)
+    return req:render({ json = { id = req:stash('id'), q = req:query_param('q') } })
+end)
+httpd:route({ path = '/users/:id', method = 'POST' }, function(req)
+    return { status = 201, body = 'created ' .. req:stash('id') }
+end)
+httpd:route({ path = '/files/*path' }, function(req) return req:render({ text = req:stash('path') }) end)
+httpd:route({ path = '/echo', method = 'POST' }, function(req)
+    return req:render({ json = { got = req:json(), ct = req:content_type(), peer = req.peer.host } })
+end)
+httpd:route({ path = '/form', method = 'POST' }, function(req)
+    return { body = req:post_param('a') .. ',' .. req:param('b') .. ',' .. req:read_cached() }
+end)
+httpd:route({ path = '/boom' }, function() error('kaboom') end)
+httpd:route({ path = '/slow' }, function() fiber.sleep(0.2) return { body = 'slow' } end)
+httpd:route({ path = '/cookie' }, function(req)
+    local resp = req:render({ text = tostring(req:cookie('session')) })
+    resp:setcookie({ name = 'seen', value = 'yes', path = '/' })
+    return resp
+end)
+httpd:route({ path = '/go' }, function(req) return req:redirect_to('user', { id = 7 }, { q = 'x' }) end)
+httpd:route({ path = '/hdr' }, function(req)
+    return { status = 200, headers = { ['x-method'] = req.method, ['x-ua'] = req.headers['user-agent'] }, body = '' }
+end)
+test:is(httpd:start(), httpd, 'start returns the server')
+test:ok(httpd.is_run, 'is_run')
+
+test:test('routes and stash', function(t)
+    t:plan(12)
+    local r = client.get(url(httpd, '/hello'))
+    t:is(r.status, 200, 'status')
+    t:is(r.body, 'hello', 'body')
+    t:is(r.headers['content-type'], 'text/plain; charset=utf-8', 'default content type')
+    r = client.get(url(httpd, '/users/42?q=a%20b'))
+    t:is_deeply(json.decode(r.body), { id = '42', q = 'a b' }, 'stash and query_param')
+    t:is(r.headers['content-type'], 'application/json; charset=utf-8', 'render json')
+    r = client.post(url(httpd, '/users/9'), '')
+    t:is(r.status, 201, 'method-specific route')
+    t:is(client.get(url(httpd, '/files/a/b/c.txt')).body, 'a/b/c.txt', 'greedy *path')
+    t:is(client.get(url(httpd, '/nope')).status, 404, '404')
+    t:is(client.request('PUT', url(httpd, '/hdr'), '', { headers = { ['User-Agent'] = 'ua1' } }).headers['x-ua'],
+        'ua1', 'headers are lower-cased')
+    t:is(httpd:match('GET', '/users/5').stash.id, '5', 'match')
+    t:is(httpd:url_for('user', { id = 3 }, { q = 1 }), '/users/3?q=1', 'url_for')
+    r = client.get(url(httpd, '/go'), { follow_location = false })
+    t:is(r.headers.location, '/users/7?q=x', 'redirect_to')
+end)
+
+test:test('bodies', function(t)
+    t:plan(6)
+    local r = client.post(url(httpd, '/echo'), '{"a":[1,2]}', { headers = { ['content-type'] = 'application/json' } })
+    t:is_deeply(json.decode(r.body), { got = { a = { 1, 2 } }, ct = 'application/json', peer = '127.0.0.1' }, 'req:json')
+    r = client.post(url(httpd, '/echo'), '{"a":')
+    t:is(r.status, 400, 'invalid JSON gives 400')
+    t:ok(r.body:find("Can't decode json", 1, true), 'with a clear message')
+    r = client.post(url(httpd, '/form'), nil, { params = { a = 'x y', b = 'z' } })
+    t:is(r.body, 'x y,z,a=x%20y&b=z', 'post_param, param, read_cached')
+    r = client.get(url(httpd, '/cookie'), { headers = { cookie = 'session=abc; other=1' } })
+    t:is(r.body, 'abc', 'req:cookie')
+    t:is(r.cookies.seen[1], 'yes', 'resp:setcookie')
+end)
+
+test:test('errors', function(t)
+    t:plan(7)
+    local r = client.get(url(httpd, '/boom'))
+    t:is(r.status, 500, 'a raising handler gives 500')
+    t:is(r.body, 'Internal Error', 'without the error text')
+    local d = new_server({ display_errors = true, log_requests = false, log_errors = false })
+    d:route({ path = '/boom' }, function() error('kaboom') end)
+    d:start()
+    r = client.get(url(d, '/boom'))
+    t:ok(r.status == 500 and r.body:find('kaboom', 1, true), 'display_errors shows it')
+    d:stop()
+    local big = string.rep('x', 2 * 1024 * 1024)
+    t:is(client.post(url(httpd, '/echo'), big).status, 413, 'body over max_body_size gives 413')
+    r = client.get(url(httpd, '/hello'), { headers = { ['x-big'] = string.rep('a', 5000) } })
+    t:is(r.status, 431, 'headers over max_header_size give 431')
+    t:like(raw(httpd, 'GARBAGE\r\n\r\n'), '^HTTP/1.1 400', 'malformed request gives 400')
+    t:is(client.get(url(httpd, '/hello')).body, 'hello', 'the server still works')
+end)
+
+test:test('concurrent slow handlers', function(t)
+    t:plan(2)
+    local ch = fiber.channel(50)
+    local started = fiber.clock()
+    for _ = 1, 50 do
+        fiber.create(function() ch:put(client.get(url(httpd, '/slow')).body) end)
+    end
+    local ok = 0
+    for _ = 1, 50 do
+        if ch:get(5) == 'slow' then
+            ok = ok + 1
+        end
+    end
+    t:is(ok, 50, 'all answered')
+    t:ok(fiber.clock() - started < 2, 'in parallel')
+end)
+
+test:test('keep-alive', function(t)
+    t:plan(2)
+    local s = socket.tcp_connect('127.0.0.1', httpd.tcp_server:name().port)
+    local req = 'GET /hello HTTP/1.1\r\nHost: x\r\n\r\n'
+    s:write(req)
+    local a = s:read('hello', 2)
+    s:write(req)
+    local b = s:read('hello', 2)
+    s:close()
+    t:like(a, '^HTTP/1.1 200', 'first response')
+    t:like(b, '^HTTP/1.1 200', 'second response on the same connection')
+end)
+
+test:test('hooks, delete, handler option', function(t)
+    t:plan(4)
+    local h = new_server()
+    local seen
+    h:route({ path = '/a', name = 'a' }, function() return { body = 'a' } end)
+    h:hook('before_dispatch', function(_, req) seen = req.path end)
+    h:hook('after_dispatch', function(_, resp) resp.headers = { ['x-after'] = '1' } end)
+    h:start()
+    local r = client.get(url(h, '/a'))
+    t:ok(seen == '/a' and r.headers['x-after'] == '1', 'hooks run')
+    h:delete('a')
+    t:is(client.get(url(h, '/a')).status, 404, 'deleted route')
+    h:stop()
+    local o = new_server({ log_requests = false, handler = function(_, req) return { body = 'all ' .. req.path } end })
+    o:start()
+    t:is(client.get(url(o, '/x/y')).body, 'all /x/y', 'options.handler replaces routing')
+    o:stop()
+    t:ok(true, 'stopped')
+end)
+
+test:test('busy port, stop, new port', function(t)
+    t:plan(7)
+    local port = httpd.tcp_server:name().port
+    local other = http_server.new('127.0.0.1', port, { log_requests = false })
+    local ok, err = pcall(other.start, other)
+    t:ok(not ok and tostring(err):find("Can't create tcp_server: Address already in use", 1, true), 'busy port')
+    httpd:stop()
+    t:ok(not httpd.is_run, 'stopped')
+    ok, err = pcall(httpd.stop, httpd)
+    t:ok(not ok and tostring(err):find('server is already stopped', 1, true), 'stop twice')
+    fiber.sleep(0.05) -- open keep-alive connections close
+    t:is(client.get(string.format('http://127.0.0.1:%d/hello', port)).status, 595, 'old port refuses')
+    t:is(other:start(), other, 'the freed port binds again at once')
+    other:stop()
+    local new_port = free_port()
+    httpd.port = new_port
+    httpd:start()
+    fiber.sleep(0.05)
+    t:is(client.get(string.format('http://127.0.0.1:%d/hello', new_port)).body, 'hello', 'restarted on a new port')
+    t:is(client.get(string.format('http://127.0.0.1:%d/hello', port)).status, 595, 'old port still refuses')
+    httpd:stop()
+end)
+
+test:test('log_requests', function(t)
+    t:plan(1)
+    local lines = {}
+    local h = new_server({ log_requests = function(fmt, ...) table.insert(lines, string.format(fmt, ...)) end })
+    h:route({ path = '/l' }, function() return { body = '' } end)
+    h:start()
+    client.get(url(h, '/l?x=1'))
+    h:stop()
+    t:is(lines[1], 'GET /l?x=1', 'a request line per request')
+end)
+
+test:test('unix host is refused clearly', function(t)
+    t:plan(1)
+    t:ok(not pcall(http_server.new, 'unix/', '/tmp/x.sock'), 'error')
+end)
+
+test:test('handler may yield on a channel', function(t)
+    t:plan(1)
+    local h = new_server()
+    local ch = fiber.channel()
+    h:route({ path = '/wait' }, function() return { body = ch:get() } end)
+    h:start()
+    fiber.create(function() fiber.sleep(0.05) ch:put('released') end)
+    t:is(client.get(url(h, '/wait')).body, 'released', 'answered after the channel put')
+    h:stop()
+end)
+
+test:test('HEAD and iterate', function(t)
+    t:plan(2)
+    local h = new_server()
+    h:route({ path = '/it' }, function(req)
+        local i = 0
+        return req:iterate(function()
+            i = i + 1
+            if i > 3 then return nil end
+            return i, tostring(i)
+        end)
+    end)
+    h:start()
+    t:is(client.get(url(h, '/it')).body, '123', 'iterate body')
+    t:is(client.head(url(h, '/it')).body, '', 'HEAD has no body')
+    h:stop()
+end)
+
+os.exit(test:check() and 0 or 1)
