@@ -10,11 +10,11 @@ local log = require('log')
 
 local M = {}
 
-local function errorf(fmt, ...)
-    error(string.format(fmt, ...), 2)
-end
+-- URL and cookie codecs (tarantool/http's escaping rules) --------------------------------
 
--- URL codec -------------------------------------------------------------------------------
+local function escape_char(c)
+    return string.format('%%%02X', c:byte())
+end
 
 local function uri_unescape(s, plus_is_space)
     if plus_is_space then
@@ -24,29 +24,49 @@ local function uri_unescape(s, plus_is_space)
 end
 
 local function uri_escape(s)
-    return (tostring(s):gsub('[^%w%-%._~]', function(c) return string.format('%%%02X', c:byte()) end))
+    return (tostring(s):gsub('[^a-zA-Z0-9_]', escape_char))
 end
 
-local function parse_query(s)
+-- Cookie values keep printable bytes except '"', ',', ';', '\'; paths keep all but ';'.
+local function escape_cookie(s, is_path)
+    return (tostring(s):gsub('.', function(c)
+        local b = c:byte()
+        local keep
+        if is_path then
+            keep = b >= 32 and b < 127 and c ~= ';'
+        else
+            keep = b > 32 and b < 127 and c ~= '"' and c ~= ',' and c ~= ';' and c ~= '\\'
+        end
+        return keep and c or escape_char(c)
+    end))
+end
+
+-- `expires` may be 'now'/0, '+3d'-style offsets (h, d, m = 30 days, y) or a ready string.
+local function expires_str(v)
+    local fmt = '!%a, %d-%b-%Y %H:%M:%S GMT'
+    if v == 'now' or v == 0 or v == '0' then
+        return os.date(fmt)
+    end
+    local n, period = tostring(v):match('^[+]?(%d+)([hdmy])$')
+    if period == nil then
+        return tostring(v)
+    end
+    local unit = { h = 3600, d = 86400, m = 86400 * 30, y = 86400 * 365 }
+    return os.date(fmt, os.time() + tonumber(n) * unit[period])
+end
+
+-- 'a=1&b=2' → table; repeated names keep the last value.
+local function parse_params(s, unescape_key, unescape_value)
     local res = {}
     if s == nil or s == '' then
         return res
     end
-    for pair in s:gmatch('[^&;]+') do
+    for pair in s:gmatch('[^&]+') do
         local k, v = pair:match('^([^=]*)=(.*)$')
         if k == nil then
             k, v = pair, ''
         end
-        k = uri_unescape(k, true)
-        v = uri_unescape(v, true)
-        local prev = res[k]
-        if prev == nil then
-            res[k] = v
-        elseif type(prev) == 'table' then
-            table.insert(prev, v)
-        else
-            res[k] = { prev, v }
-        end
+        res[unescape_key(k)] = unescape_value(v)
     end
     return res
 end
@@ -55,24 +75,9 @@ local function encode_query(q)
     if type(q) ~= 'table' then
         return tostring(q)
     end
-    local keys = {}
-    for k in pairs(q) do
-        table.insert(keys, tostring(k))
-    end
-    table.sort(keys)
     local parts = {}
-    for _, k in ipairs(keys) do
-        local v = q[k]
-        if v == nil then
-            v = q[tonumber(k)]
-        end
-        if type(v) == 'table' then
-            for _, item in ipairs(v) do
-                table.insert(parts, uri_escape(k) .. '=' .. uri_escape(item))
-            end
-        else
-            table.insert(parts, uri_escape(k) .. '=' .. uri_escape(v))
-        end
+    for k, v in pairs(q) do
+        table.insert(parts, uri_escape(k) .. '=' .. uri_escape(v))
     end
     return table.concat(parts, '&')
 end
@@ -85,32 +90,33 @@ M.uri_unescape = uri_unescape
 local response_mt = { __index = {} }
 
 -- resp:setcookie({name=, value=, path=, expires=, domain=}, {raw=})
-function response_mt.__index.setcookie(resp, cookie, opts)
-    if type(cookie) ~= 'table' or cookie.name == nil or cookie.value == nil then
-        error('cookie must be a table with name and value')
+function response_mt.__index.setcookie(resp, cookie, options)
+    options = options or {}
+    if cookie.name == nil then
+        error('cookie.name is undefined')
     end
-    local value = tostring(cookie.value)
-    if not (opts and opts.raw) then
-        value = uri_escape(value)
+    if cookie.value == nil then
+        error('cookie.value is undefined')
     end
-    local str = tostring(cookie.name) .. '=' .. value
+    local value = options.raw and tostring(cookie.value) or escape_cookie(cookie.value)
+    local str = string.format('%s=%s', cookie.name, value)
     if cookie.path ~= nil then
-        str = str .. ';path=' .. tostring(cookie.path)
+        str = str .. ';path=' .. (options.raw and tostring(cookie.path) or escape_cookie(cookie.path, true))
     end
     if cookie.domain ~= nil then
         str = str .. ';domain=' .. tostring(cookie.domain)
     end
     if cookie.expires ~= nil then
-        str = str .. ';expires=' .. tostring(cookie.expires)
+        str = str .. ';expires=' .. expires_str(cookie.expires)
     end
     resp.headers = resp.headers or {}
     local prev = resp.headers['set-cookie']
     if prev == nil then
-        resp.headers['set-cookie'] = str
-    elseif type(prev) == 'table' then
-        table.insert(prev, str)
-    else
+        resp.headers['set-cookie'] = { str }
+    elseif type(prev) == 'string' then
         resp.headers['set-cookie'] = { prev, str }
+    else
+        table.insert(prev, str)
     end
     return resp
 end
@@ -124,31 +130,38 @@ end
 local request = {}
 local request_mt = { __index = request }
 
+local function ucfirst(s)
+    return (s:gsub('^%l', string.upper))
+end
+
 function request_mt.__tostring(req)
-    local lines = { req:request_line() }
+    local res = { req:request_line(), '\r\n' }
     for k, v in pairs(req.headers) do
-        table.insert(lines, k .. ': ' .. tostring(v))
+        table.insert(res, string.format('%s: %s\r\n', ucfirst(k), tostring(v)))
     end
-    table.insert(lines, '')
-    table.insert(lines, req.body)
-    return table.concat(lines, '\r\n')
+    table.insert(res, '\r\n')
+    table.insert(res, req.body)
+    return table.concat(res)
 end
 
 function request.request_line(req)
-    local q = req.query ~= '' and ('?' .. req.query) or ''
-    return string.format('%s %s%s HTTP/%d.%d', req.method, req.path_raw, q, req.proto[1], req.proto[2])
+    return string.format('%s %s?%s HTTP/%d.%d', req.method, req.path, req.query, req.proto[1], req.proto[2])
 end
 
-function request.stash(req, name, value)
-    if value ~= nil then
-        req.stashes[name] = value
+function request.stash(req, name, ...)
+    if type(req) ~= 'table' then
+        error("usage: ctx:stash('name'[, 'value'])")
     end
-    return req.stashes[name]
+    if select('#', ...) > 0 then
+        req.tstash[name] = select(1, ...)
+    end
+    return req.tstash[name]
 end
 
 function request.query_param(req, name)
     if req._query_params == nil then
-        req._query_params = parse_query(req.query)
+        local un = function(x) return uri_unescape(x, true) end
+        req._query_params = parse_params(req.query, un, un)
     end
     if name == nil then
         return req._query_params
@@ -156,50 +169,79 @@ function request.query_param(req, name)
     return req._query_params[name]
 end
 
+-- The content type without its parameters, as sent.
 function request.content_type(req)
     local ct = req.headers['content-type']
     if ct == nil then
         return nil
     end
-    return (ct:match('^%s*([^;%s]*)'):lower())
+    return ct:match('^([^;]*)$') or ct:match('^(.*);.*')
+end
+
+-- The body arrives whole before the handler runs (the server enforces max_body_size);
+-- read() hands it out as a socket read would: everything left, `n` bytes, up to a
+-- delimiter, or {delimiter=, chunk=}; '' at the end.
+function request.read(req, opts)
+    local body, pos = req.body, req._pos or 1
+    if pos > #body then
+        return ''
+    end
+    local stop = #body
+    local limit, delim
+    if type(opts) == 'number' then
+        limit = opts
+    elseif type(opts) == 'string' then
+        delim = opts
+    elseif type(opts) == 'table' then
+        limit = opts.chunk or opts.size
+        delim = opts.delimiter
+    end
+    if type(delim) == 'table' then
+        delim = delim[1]
+    end
+    if delim ~= nil and delim ~= '' then
+        local _, e = body:find(delim, pos, true)
+        if e ~= nil then
+            stop = e
+        end
+    end
+    if limit ~= nil and pos + limit - 1 < stop then
+        stop = pos + limit - 1
+    end
+    req._pos = stop + 1
+    return body:sub(pos, stop)
 end
 
 function request.read_cached(req)
-    return req.body
-end
-
--- The whole body arrives before the handler runs (the server enforces max_body_size), so
--- read() hands it out once, then '' (end of body), whatever the delimiter or chunk.
-function request.read(req)
-    if req._read then
-        return ''
+    if req._cached == nil then
+        req._cached = req:read()
     end
-    req._read = true
-    return req.body
+    return req._cached
 end
 
 function request.json(req)
     local data = req:read_cached()
     local ok, res = pcall(json.decode, data)
     if not ok then
-        -- The error is a string for the handler's own pcall; left uncaught, it gives 400.
+        -- A string error for the handler's own pcall; left uncaught, it gives 400.
         req._bad_request = true
-        errorf("Can't decode json in request '%s': %s", data, tostring(res))
+        error(string.format("Can't decode json in request '%s': %s", data, tostring(res)))
     end
     return res
 end
 
 function request.post_param(req, name)
     if req._post_params == nil then
+        local body = req:read_cached()
         local ct = req:content_type()
         local params
-        if ct == 'application/json' then
-            local ok, res = pcall(json.decode, req.body)
-            params = (ok and type(res) == 'table') and res or {}
-        elseif ct == 'multipart/form-data' then
-            params = {} -- not parsed (see README)
+        if body == '' or ct == 'multipart/form-data' then
+            params = {} -- multipart is not parsed, as in tarantool/http
+        elseif ct == 'application/json' then
+            params = req:json()
         else
-            params = parse_query(req.body)
+            local plus = ct == 'application/x-www-form-urlencoded'
+            params = parse_params(body, uri_unescape, function(v) return uri_unescape(v, plus) end)
         end
         req._post_params = params
     end
@@ -218,24 +260,23 @@ function request.param(req, name)
         return req:query_param(name)
     end
     local res = {}
-    for k, v in pairs(req:query_param()) do
+    for k, v in pairs(req:post_param()) do
         res[k] = v
     end
-    for k, v in pairs(req:post_param()) do
+    for k, v in pairs(req:query_param()) do
         res[k] = v
     end
     return res
 end
 
-function request.cookie(req, name, opts)
+function request.cookie(req, name, options)
     local header = req.headers.cookie
     if header == nil then
         return nil
     end
-    for pair in header:gmatch('[^;]+') do
-        local k, v = pair:match('^%s*([^=]-)%s*=%s*(.-)%s*$')
+    for k, v in header:gmatch('([^=,; \t]+)=([^,; \t]+)') do
         if k == name then
-            if opts and opts.raw then
+            if options and options.raw then
                 return v
             end
             return uri_unescape(v)
@@ -246,107 +287,153 @@ end
 
 function request.url_for(req, name, args, query)
     if name == 'current' then
-        return req.endpoint and req.httpd:url_for(req.endpoint.name or req.path, args, query) or req.path
+        return req.endpoint:url_for(args, query)
     end
     return req.httpd:url_for(name, args, query)
 end
 
 function request.redirect_to(req, name, args, query)
-    local location = req:url_for(name, args, query)
-    return new_response(302, { location = location }, '')
+    return new_response(302, { location = req:url_for(name, args, query) })
 end
 
--- render{text=|json=|data=, status=, headers=}
+-- render{text=|json=|data=}; templates are not supported.
 function request.render(req, opts)
-    opts = opts or {}
-    local charset = req.httpd.options.charset
-    local resp = new_response(opts.status or 200, {}, '')
-    if opts.headers then
-        for k, v in pairs(opts.headers) do
-            resp.headers[k] = v
-        end
+    if req == nil then
+        error('Usage: self:render({ ... })')
     end
-    local ctype
+    local charset = req.httpd.options.charset
+    local resp = new_response(nil, {})
+    opts = opts or {}
     if opts.text ~= nil then
+        resp.headers['content-type'] = charset and ('text/plain; charset=' .. charset) or 'text/plain'
         resp.body = tostring(opts.text)
-        ctype = 'text/plain; charset=' .. charset
     elseif opts.json ~= nil then
+        resp.headers['content-type'] = charset and ('application/json; charset=' .. charset) or 'application/json'
         resp.body = json.encode(opts.json)
-        ctype = 'application/json; charset=' .. charset
     elseif opts.data ~= nil then
         resp.body = tostring(opts.data)
-        ctype = 'application/octet-stream'
     else
-        ctype = 'text/html; charset=' .. charset
-    end
-    if resp.headers['content-type'] == nil then
-        resp.headers['content-type'] = ctype
+        error('templates are not supported by node http.server: use render{text=|json=|data=}')
     end
     return resp
 end
 
 -- req:iterate(gen, param, state): a body produced by an iterator (sent once complete).
-function request.iterate(req, gen, param, state)
-    return new_response(200, {}, { gen = gen, param = param, state = state })
+function request.iterate(_, gen, param, state)
+    return new_response(nil, {}, { gen = gen, param = param, state = state })
 end
 
 -- Routing -----------------------------------------------------------------------------------
 
-local function compile_path(path)
+-- Both patterns and request paths get a trailing '/', so '/abc' and '/abc/' are one route.
+local function with_slashes(path)
+    if path:sub(-1) ~= '/' then
+        path = path .. '/'
+    end
     if path:sub(1, 1) ~= '/' then
         path = '/' .. path
     end
-    local stash = {}
-    local pattern = { '^' }
+    return path
+end
+
+-- '/users/:id/*rest' → a Lua pattern and the stash names in capture order.
+local function compile_path(path)
+    local stash, seen = {}, {}
+    local pattern = {}
     local pos = 1
-    while pos <= #path do
-        local s, e, kind, name = path:find('([:*])([%w_]+)', pos)
+    while true do
+        local s, e, kind, name = path:find('([:*])([%a_][%w_]*)', pos)
+        local literal = path:sub(pos, (s or 0) - 1)
         if s == nil then
-            table.insert(pattern, (path:sub(pos):gsub('[%^%$%(%)%%%.%[%]%*%+%-%?]', '%%%0')))
+            literal = path:sub(pos)
+        end
+        table.insert(pattern, (literal:gsub('[%^%$%(%)%%%.%[%]%*%+%-%?]', '%%%0')))
+        if s == nil then
             break
         end
-        table.insert(pattern, (path:sub(pos, s - 1):gsub('[%^%$%(%)%%%.%[%]%*%+%-%?]', '%%%0')))
-        table.insert(pattern, kind == ':' and '([^/]+)' or '(.*)')
+        if seen[name] then
+            error(string.format('duplicate stash: %s', name))
+        end
+        seen[name] = true
+        table.insert(pattern, kind == ':' and '([^/]-)' or '(.-)')
         table.insert(stash, name)
         pos = e + 1
     end
-    table.insert(pattern, '$')
-    return path, table.concat(pattern), stash
+    return '^' .. with_slashes(table.concat(pattern)) .. '$', stash
+end
+
+local route_methods = { GET = true, HEAD = true, POST = true, PUT = true, DELETE = true, PATCH = true }
+
+local route_mt = { __index = {} }
+
+-- route:url_for(args, query): the path with stash values put in.
+function route_mt.__index.url_for(r, args, query)
+    args = args or {}
+    local url = r.path:gsub('([:*])([%a_][%w_]*)', function(_, n)
+        local v = args[n]
+        return v ~= nil and tostring(v) or ''
+    end)
+    if query ~= nil then
+        url = url .. '?' .. encode_query(query)
+    end
+    if url:sub(1, 1) ~= '/' then
+        url = '/' .. url
+    end
+    return url
 end
 
 local server = {}
-local server_mt = { __index = server }
 
-function server.route(self, opts, handler)
-    if type(opts) == 'string' then
-        opts = { path = opts }
+function server.route(self, opts, sub)
+    if type(opts) ~= 'table' or type(self) ~= 'table' then
+        error('Usage: httpd:route({ ... }, function(cx) ... end)')
     end
-    if type(opts) ~= 'table' or type(opts.path) ~= 'string' then
-        error('Usage: httpd:route({ path = "/path" }, function(req) ... end)')
+    if sub == nil then
+        error('templates are not supported by node http.server: give the route a handler function')
+    elseif type(sub) == 'string' then
+        error(string.format("'controller#action' handlers ('%s') are not supported by node http.server", sub))
+    elseif type(sub) ~= 'function' then
+        error(string.format('wrong argument: expected function, but received %s', type(sub)))
     end
-    if type(handler) ~= 'function' then
-        error('Usage: httpd:route({ path = "/path" }, function(req) ... end)')
+    if opts.path == nil then
+        error('path is not defined')
     end
-    if opts.name ~= nil and self.iroutes[opts.name] ~= nil then
-        errorf("Route with name '%s' is already exists", opts.name)
+    local method = string.upper(opts.method or 'ANY')
+    if not route_methods[method] then
+        method = 'ANY'
     end
-    local path, match, stash = compile_path(opts.path)
-    local method = opts.method and string.upper(opts.method) or 'ANY'
-    local r = {
-        path = path, match = match, stash = stash, method = method, name = opts.name,
-        sub = handler, log_requests = opts.log_requests, log_errors = opts.log_errors,
-    }
-    table.insert(self.routes, r)
+    if opts.log_requests ~= nil and type(opts.log_requests) ~= 'function' and type(opts.log_requests) ~= 'boolean' then
+        error("'log_requests' option should be a function or a boolean")
+    end
+    if opts.log_errors ~= nil and type(opts.log_errors) ~= 'function' and type(opts.log_errors) ~= 'boolean' then
+        error("'log_errors' option should be a function or a boolean")
+    end
+    local r = {}
+    for k, v in pairs(opts) do
+        r[k] = v
+    end
+    r.method = method
+    r.match, r.stash = compile_path(opts.path)
+    r.sub = sub
+    setmetatable(r, route_mt)
     if opts.name ~= nil then
+        if opts.name == 'current' then
+            error("Route can not have name 'current'")
+        end
+        if self.iroutes[opts.name] ~= nil then
+            error(string.format("Route with name '%s' is already exists", opts.name))
+        end
         self.iroutes[opts.name] = r
     end
+    table.insert(self.routes, r)
     return self
 end
 
+-- httpd:delete(name): removes a named route (nothing if there is none).
 function server.delete(self, name)
     local r = self.iroutes[name]
     if r == nil then
-        errorf('No route with name %s', tostring(name))
+        return
     end
     self.iroutes[name] = nil
     for i, x in ipairs(self.routes) do
@@ -355,32 +442,22 @@ function server.delete(self, name)
             break
         end
     end
-    return self
 end
 
-local function find_route(self, method, path)
-    local fit, fit_stash
+-- httpd:match(method, path) → { endpoint = route, stash = {...} } or nil. Fewer stash
+-- variables win; among the rest a method-specific route beats ANY; then the first added.
+function server.match(self, method, path)
+    path = with_slashes(path)
+    method = string.upper(method)
+    local fit, fit_m
     for _, r in ipairs(self.routes) do
         if r.method == method or r.method == 'ANY' then
             local m = { path:match(r.match) }
-            local hit
-            if #r.stash == 0 then
-                hit, m = m[1] ~= nil, {}
-            else
-                hit = #m == #r.stash
-            end
-            if hit then
-                -- Fewer stash variables win; a method-specific route beats ANY.
-                local better
-                if fit == nil or (fit.method == 'ANY' and r.method ~= 'ANY') then
-                    better = true
-                elseif fit.method ~= 'ANY' and r.method == 'ANY' then
-                    better = false
-                else
-                    better = #r.stash < #fit.stash
-                end
-                if better then
-                    fit, fit_stash = r, m
+            if #m > 0 and (#r.stash == 0 or #r.stash == #m) then
+                if fit == nil or #fit.stash > #r.stash then
+                    fit, fit_m = r, m
+                elseif r.method ~= fit.method and fit.method == 'ANY' then
+                    fit, fit_m = r, m
                 end
             end
         end
@@ -390,178 +467,204 @@ local function find_route(self, method, path)
     end
     local stash = {}
     for i, name in ipairs(fit.stash) do
-        stash[name] = fit_stash[i]
+        stash[name] = fit_m[i]
     end
     return { endpoint = fit, stash = stash }
 end
 
--- httpd:match(method, path) → { endpoint = route, stash = {...} } or nil.
-function server.match(self, method, path)
-    method = string.upper(method or 'GET')
-    local res = find_route(self, method, path)
-    if res ~= nil then
-        return res
-    end
-    -- `/users.json` also matches `/users`, with stash format = 'json'.
-    local base, format = path:match('^(.-)%.([%w]+)$')
-    if base ~= nil and base ~= '' then
-        res = find_route(self, method, base)
-        if res ~= nil then
-            res.stash.format = format
-        end
-    end
-    return res
-end
-
 function server.url_for(self, name, args, query)
     local r = self.iroutes[name]
-    local url
-    if r == nil then
-        url = tostring(name)
-    else
-        args = args or {}
-        url = r.path:gsub('([:*])([%w_]+)', function(_, n)
-            local v = args[n]
-            return v ~= nil and tostring(v) or ''
-        end)
+    if r ~= nil then
+        return r:url_for(args, query)
     end
-    if query ~= nil then
-        local q = encode_query(query)
-        if q ~= '' then
-            url = url .. '?' .. q
-        end
+    name = tostring(name)
+    if name:match('^/') == nil and name:match('^https?://') == nil then
+        return '/' .. name
     end
-    return url
+    return name
 end
 
 function server.hook(self, name, sub)
-    if name ~= 'before_dispatch' and name ~= 'after_dispatch' then
-        errorf('Unknown hook: %s', tostring(name))
+    if sub == nil or type(sub) == 'function' then
+        self.hooks[name] = sub
+        return self
     end
-    if sub ~= nil and type(sub) ~= 'function' then
-        error('hook must be a function')
-    end
-    self.hooks[name] = sub
-    return self
+    error(string.format('Wrong type for hook function: %s', type(sub)))
 end
 
 function server.helper(self, name, sub)
-    self.helpers[name] = sub
-    return self
+    if sub == nil or type(sub) == 'function' then
+        self.helpers[name] = sub
+        return self
+    end
+    error(string.format('Wrong type for helper function: %s', type(sub)))
 end
 
-local function route_dispatch(self, req)
-    local found = self:match(req.method, req.path)
-    if found == nil then
-        return new_response(404, { ['content-type'] = 'text/plain; charset=' .. self.options.charset }, 'File not found')
+local mime_types = {
+    html = 'text/html', htm = 'text/html', txt = 'text/plain', css = 'text/css',
+    js = 'application/javascript', json = 'application/json', xml = 'application/xml',
+    png = 'image/png', jpg = 'image/jpeg', jpeg = 'image/jpeg', gif = 'image/gif',
+    svg = 'image/svg+xml', ico = 'image/x-icon', pdf = 'application/pdf',
+}
+
+-- No route: a file under <app_dir>/public, else 404 with an empty body.
+local function static_file(self, req, format)
+    local f = io.open(self.options.app_dir .. '/public' .. req.path, 'rb')
+    if f == nil then
+        return { status = 404 }
     end
-    req.endpoint = found.endpoint
-    for k, v in pairs(found.stash) do
-        req.stashes[k] = v
+    local body = f:read('*a')
+    f:close()
+    if body == nil then
+        return { status = 404 } -- a directory
     end
-    if self.hooks.before_dispatch then
+    return {
+        status = 200,
+        headers = { ['content-type'] = mime_types[format] or 'application/octet-stream' },
+        body = body,
+    }
+end
+
+-- The default `handler` option: hooks, routing, static files.
+local function default_handler(self, req)
+    if self.hooks.before_dispatch ~= nil then
         self.hooks.before_dispatch(self, req)
     end
+    local format = req.path:match('[.]([^.]+)$') or 'html'
+    local found = self:match(req.method, req.path)
+    if found == nil then
+        return static_file(self, req, format)
+    end
+    found.stash.format = format
+    req.endpoint = found.endpoint
+    req.tstash = found.stash
     local resp = found.endpoint.sub(req)
-    if self.hooks.after_dispatch then
+    if self.hooks.after_dispatch ~= nil then
         self.hooks.after_dispatch(req, resp)
     end
     return resp
 end
 
 local function body_text(body)
-    if body == nil then
-        return ''
-    elseif type(body) == 'string' then
+    if type(body) == 'string' then
         return body
-    elseif type(body) == 'table' and body.gen ~= nil then
-        local parts = {}
-        local gen, param, state = body.gen, body.param, body.state
-        while true do
-            local st, chunk = gen(param, state)
-            if st == nil then
-                break
-            end
-            state = st
-            table.insert(parts, tostring(chunk == nil and st or chunk))
-        end
-        return table.concat(parts)
+    elseif body == nil then
+        return ''
     end
-    return tostring(body)
+    local gen, param, state
+    if type(body) == 'function' then
+        gen = body
+    elseif type(body) == 'table' and body.gen ~= nil then
+        gen, param, state = body.gen, body.param, body.state
+    else
+        return tostring(body)
+    end
+    local parts = {}
+    for _, part in gen, param, state do
+        table.insert(parts, tostring(part))
+    end
+    return table.concat(parts)
+end
+
+local function pick_logger(server_value, route_value, default)
+    local v = route_value
+    if v == nil then
+        v = server_value
+    end
+    if type(v) == 'function' then
+        return v
+    end
+    return v and default or log.debug
+end
+
+local function bad_uri(path)
+    if path:sub(1, 1) ~= '/' then
+        return true
+    end
+    for seg in path:gmatch('[^/]+') do
+        if seg == '.' or seg == '..' then
+            return true
+        end
+    end
+    return false
 end
 
 -- Called by Rust in a new fiber for every request.
 local function handle(self, raw, reply)
-    local req = setmetatable({
-        httpd = self, method = raw.method, path = uri_unescape(raw.path), path_raw = raw.path,
-        query = raw.query, proto = raw.proto, headers = raw.headers, peer = raw.peer,
-        body = raw.body, stashes = {},
-    }, request_mt)
     local opts = self.options
+    local path = uri_unescape(raw.path)
+    if bad_uri(path) then
+        log.error('failed to parse request: invalid uri')
+        return reply(400, { connection = 'close' }, 'invalid uri')
+    end
+    local req = setmetatable({
+        httpd = self, method = raw.method, path = path, path_raw = raw.path,
+        query = raw.query, proto = raw.proto, headers = raw.headers, peer = raw.peer,
+        body = raw.body, tstash = {},
+    }, request_mt)
+    local route = self:match(req.method, req.path)
+    local endpoint = route and route.endpoint or {}
+    local logreq = pick_logger(opts.log_requests, endpoint.log_requests, log.info)
+    logreq('%s %s%s', req.method, req.path, req.query ~= '' and '?' .. req.query or '')
+
     local ok, resp = xpcall(function()
-        if opts.handler ~= nil then
-            return opts.handler(self, req)
-        end
-        return route_dispatch(self, req)
+        local r = opts.handler(self, req)
+        return { r, body_text(type(r) == 'table' and r.body or nil) }
     end, function(err)
         return { err = err, trace = debug.traceback('', 2) }
     end)
-    local route = req.endpoint or {}
-    local log_requests = route.log_requests
-    if log_requests == nil then
-        log_requests = opts.log_requests
-    end
-    local log_errors = route.log_errors
-    if log_errors == nil then
-        log_errors = opts.log_errors
-    end
-    if log_requests then
-        local fmt = '%s %s%s'
-        local q = req.query ~= '' and ('?' .. req.query) or ''
-        if type(log_requests) == 'function' then
-            log_requests(fmt, req.method, req.path, q)
-        else
-            log.info(fmt, req.method, req.path, q)
-        end
-    end
     local status, headers, body
     if ok then
-        if type(resp) ~= 'table' then
-            resp = { status = 200, body = resp }
-        end
-        status = tonumber(resp.status) or 200
+        local r = resp[1]
+        body = resp[2]
         headers = {}
-        for k, v in pairs(resp.headers or {}) do
-            headers[string.lower(tostring(k))] = type(v) == 'table' and v or tostring(v)
-        end
-        local bok, text = pcall(body_text, resp.body)
-        if bok then
-            body = text
+        if r == nil then
+            status = 200
+        elseif type(r) ~= 'table' then
+            ok, resp = false, { err = 'invalid response', trace = '' }
         else
-            ok, resp = false, { err = text, trace = '' }
-        end
-        if headers['content-type'] == nil and ok then
-            headers['content-type'] = 'text/plain; charset=' .. opts.charset
+            status = r.status or 200
+            if type(status) ~= 'number' then
+                ok, resp = false, { err = 'response.status must be a number', trace = '' }
+            elseif r.headers ~= nil and type(r.headers) ~= 'table' then
+                ok, resp = false, { err = 'response.headers must be a table', trace = '' }
+            else
+                for k, v in pairs(r.headers or {}) do
+                    headers[string.lower(tostring(k))] = type(v) == 'table' and v or tostring(v)
+                end
+            end
         end
     end
     if not ok then
         local err = tostring(resp.err)
+        headers = {}
         if req._bad_request then
             status, body = 400, err
         else
-            if log_errors then
-                log.error('unhandled error: %s\n%s\nrequest:\n%s', err, resp.trace, req:request_line())
-            end
+            local logerr = pick_logger(opts.log_errors, endpoint.log_errors, log.error)
+            logerr('unhandled error: %s\n%s\nrequest:\n%s', err, resp.trace, tostring(req))
             status = 500
-            body = opts.display_errors and ('Unhandled error: ' .. err .. '\n' .. resp.trace) or 'Internal Error'
+            if opts.display_errors then
+                body = 'Unhandled error: ' .. err .. '\n' .. resp.trace .. '\n\n' .. '\n\nRequest:\n' .. tostring(req)
+            else
+                body = 'Internal Error'
+            end
         end
-        headers = { ['content-type'] = 'text/plain; charset=' .. opts.charset }
     end
-    headers.server = headers.server or 'Tarantool http (node)'
+    if headers['content-type'] == nil then
+        headers['content-type'] = 'text/plain; charset=utf-8'
+    end
+    if headers.server == nil then
+        headers.server = _TARANTOOL and string.format('Tarantool http (tarantool v%s)', _TARANTOOL)
+            or 'Tarantool http (node)'
+    end
+    -- hyper sets content-length/transfer-encoding and keep-alive itself.
+    headers['content-length'] = nil
+    headers['transfer-encoding'] = nil
     local sent, why = reply(status, headers, body)
     if not sent then
         log.error('http: bad response: %s', tostring(why))
-        reply(500, { ['content-type'] = 'text/plain' }, 'Internal Error')
+        reply(500, { ['content-type'] = 'text/plain; charset=utf-8' }, 'Internal Error')
     end
 end
 
@@ -569,17 +672,17 @@ function server.start(self)
     if type(self) ~= 'table' then
         error('httpd: usage: httpd:start()')
     end
-    if self.is_run then
-        error('server is already started')
-    end
     local srv, err = internal.listen(self.host, self.port, self.options, function(raw, reply)
         return handle(self, raw, reply)
     end)
     if srv == nil then
-        errorf("Can't create tcp_server: %s", err)
+        error(string.format("Can't create tcp_server: %s", err))
     end
-    self.tcp_server = srv
+    if self.tcp_server ~= nil then
+        self.tcp_server:close() -- started twice on port 0: keep only the new listener
+    end
     self.is_run = true
+    self.tcp_server = srv
     return self
 end
 
@@ -587,35 +690,37 @@ function server.stop(self)
     if type(self) ~= 'table' then
         error('httpd: usage: httpd:stop()')
     end
-    if not self.is_run then
+    if self.is_run then
+        self.is_run = false
+    else
         error('server is already stopped')
     end
     if self.tcp_server ~= nil then
         self.tcp_server:close()
         self.tcp_server = nil
     end
-    self.is_run = false
     return self
 end
 
-local defaults = {
-    max_header_size = 4096,
-    max_body_size = 1024 * 1024,
-    header_timeout = 100,
-    app_dir = '.',
-    charset = 'utf-8',
-    display_errors = false,
-    log_requests = true,
-    log_errors = true,
-    idle_timeout = 0,
-}
+local tls_options = { 'ssl_cert_file', 'ssl_key_file', 'ssl_ca_file', 'ssl_ciphers', 'ssl_password', 'ssl_password_file' }
 
 function M.new(host, port, options)
     if options == nil then
         options = {}
     end
     if type(options) ~= 'table' then
-        errorf("options must be table not '%s'", type(options))
+        error(string.format("options must be table not '%s'", type(options)))
+    end
+    if options.disable_keepalive ~= nil and type(options.disable_keepalive) ~= 'table' then
+        error('Option disable_keepalive must be a table.')
+    end
+    if options.idle_timeout ~= nil and type(options.idle_timeout) ~= 'number' then
+        error('Option idle_timeout must be a number.')
+    end
+    for _, name in ipairs(tls_options) do
+        if options[name] ~= nil then
+            error('TLS is not supported by node http.server (' .. name .. ')')
+        end
     end
     if type(host) ~= 'string' then
         error('host must be a string')
@@ -623,20 +728,27 @@ function M.new(host, port, options)
     if host:sub(1, 5) == 'unix/' then
         error('unix sockets are not supported by node http.server')
     end
-    if type(port) ~= 'number' then
-        error('port must be a number')
-    end
-    local opts = {}
-    for k, v in pairs(defaults) do
-        opts[k] = v
-    end
+    local opts = {
+        max_header_size = 4096, header_timeout = 100, handler = default_handler, app_dir = '.',
+        charset = 'utf-8', cache_templates = true, cache_controllers = true, cache_static = true,
+        log_requests = true, log_errors = true, display_errors = false, disable_keepalive = {},
+        idle_timeout = 0,
+        -- node's: requests with bigger bodies get 413
+        max_body_size = 1024 * 1024,
+    }
     for k, v in pairs(options) do
         opts[k] = v
     end
-    return setmetatable({
+    -- Methods are fields of the server table, as in tarantool/http.
+    local self = {
         host = host, port = port, is_run = false, options = opts,
-        routes = {}, iroutes = {}, helpers = {}, hooks = {},
-    }, server_mt)
+        routes = {}, iroutes = {}, helpers = {}, hooks = {}, cache = { tpl = {}, ctx = {}, static = {} },
+    }
+    for name, fn in pairs(server) do
+        self[name] = fn
+    end
+    self.helpers.url_for = function(tx, ...) return tx:url_for(...) end
+    return self
 end
 
 return M
