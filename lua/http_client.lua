@@ -34,6 +34,8 @@ end
 
 local decoders = {
     ['application/json'] = function(body) return json.decode(body) end,
+    ['application/yaml'] = function(body) return require('yaml').decode(body) end,
+    ['application/msgpack'] = function(body) return (require('msgpack').decode(body)) end,
 }
 
 local function decode(resp)

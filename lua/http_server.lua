@@ -658,6 +658,10 @@ local function handle(self, raw, reply)
         headers.server = _TARANTOOL and string.format('Tarantool http (tarantool v%s)', _TARANTOOL)
             or 'Tarantool http (node)'
     end
+    local ua = req.headers['user-agent']
+    if ua ~= nil and self.disable_keepalive[ua] then
+        headers.connection = 'close' -- hyper closes the connection after this response
+    end
     -- hyper sets content-length/transfer-encoding and keep-alive itself.
     headers['content-length'] = nil
     headers['transfer-encoding'] = nil
@@ -748,6 +752,10 @@ function M.new(host, port, options)
         self[name] = fn
     end
     self.helpers.url_for = function(tx, ...) return tx:url_for(...) end
+    self.disable_keepalive = {}
+    for _, agent in ipairs(opts.disable_keepalive) do
+        self.disable_keepalive[agent] = true
+    end
     return self
 end
 

@@ -6,7 +6,7 @@ local json = require('json')
 local client = require('http.client')
 
 local test = tap.test('http.client')
-test:plan(9)
+test:plan(10)
 
 local httpd = require('http.server').new('127.0.0.1', 0, { log_requests = false })
 httpd:route({ path = '/echo' }, function(req)
@@ -127,6 +127,19 @@ test:test('keep-alive reuses the connection', function(t)
     local n = 0
     for _ in pairs(peers) do n = n + 1 end
     t:is(n, 1, 'one client port for three requests')
+    h:stop()
+end)
+
+test:test('repeated response headers', function(t)
+    t:plan(2)
+    local h = require('http.server').new('127.0.0.1', 0, { log_requests = false })
+    h:route({ path = '/h' }, function()
+        return { headers = { ['x-list'] = { 'a', 'b' }, location = { '/one', '/two' } }, body = '' }
+    end)
+    h:start()
+    local r = client.get('http://127.0.0.1:' .. h.tcp_server:name().port .. '/h', { follow_location = false })
+    t:is(r.headers['x-list'], 'a,b', 'joined with commas')
+    t:is(r.headers.location, '/one', 'special headers keep the first value')
     h:stop()
 end)
 

@@ -21,6 +21,27 @@ use crate::runtime::fiber;
 /// curl's default redirect limit.
 const MAX_REDIRECTS: usize = 30;
 
+/// Headers Tarantool's client never joins (its `special_headers`).
+const SINGLE_VALUED: &[&str] = &[
+    "age",
+    "authorization",
+    "content-length",
+    "content-type",
+    "etag",
+    "expires",
+    "from",
+    "host",
+    "if-modified-since",
+    "if-unmodified-since",
+    "last-modified",
+    "location",
+    "max-forwards",
+    "proxy-authorization",
+    "referer",
+    "retry-after",
+    "user-agent",
+];
+
 /// One `http.client.new{}` instance: a connection pool.
 pub struct HttpClient {
     inner: Client<HttpConnector, Full<Bytes>>,
@@ -168,8 +189,10 @@ fn outcome_table(lua: &Lua, r: Result<Outcome, Failure>) -> LuaResult<LuaTable> 
                 if k == SET_COOKIE.as_str() {
                     cookies.push(lua.create_string(&v)?)?;
                 }
-                // Repeated headers join with ',' as in Tarantool.
+                // Repeated headers join with ',' as in Tarantool, except the ones whose
+                // values can't be lists: those keep their first value.
                 match headers.raw_get::<Option<LuaString>>(k.as_str())? {
+                    Some(_) if SINGLE_VALUED.contains(&k.as_str()) => {}
                     Some(prev) => {
                         let mut joined = prev.as_bytes().to_vec();
                         joined.push(b',');
