@@ -84,6 +84,11 @@ function client.request(self, method, url, body, opts)
     if type(opts) ~= 'table' then
         error('options must be a table', 2)
     end
+    for _, name in ipairs({ 'chunked', 'unix_socket', 'proxy' }) do
+        if opts[name] then
+            error(string.format("option '%s' is not supported by node http.client", name), 2)
+        end
+    end
     method = string.upper(method)
     local headers = {}
     local have_ctype = false

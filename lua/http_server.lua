@@ -531,7 +531,11 @@ local function default_handler(self, req)
         self.hooks.before_dispatch(self, req)
     end
     local format = req.path:match('[.]([^.]+)$') or 'html'
-    local found = self:match(req.method, req.path)
+    -- handle() has matched this request already (to pick its logger); hooks may change it.
+    local found = req._route
+    if found == nil or req._route_key ~= req.method .. ' ' .. req.path then
+        found = self:match(req.method, req.path)
+    end
     if found == nil then
         return static_file(self, req, format)
     end
@@ -603,6 +607,7 @@ local function handle(self, raw, reply)
         body = raw.body, tstash = {},
     }, request_mt)
     local route = self:match(req.method, req.path)
+    req._route, req._route_key = route, req.method .. ' ' .. req.path
     local endpoint = route and route.endpoint or {}
     local logreq = pick_logger(opts.log_requests, endpoint.log_requests, log.info)
     logreq('%s %s%s', req.method, req.path, req.query ~= '' and '?' .. req.query or '')
