@@ -78,7 +78,7 @@ function client.request(self, method, url, body, opts)
         error('Use client:request(...) instead of client.request(...)', 2)
     end
     if type(method) ~= 'string' or type(url) ~= 'string' then
-        error('request(method, url [, body [, options]])', 2)
+        error('request(method, url[, body, [options]])', 2)
     end
     opts = opts or {}
     if type(opts) ~= 'table' then
@@ -112,10 +112,20 @@ function client.request(self, method, url, body, opts)
         end
     end
     if body ~= nil and type(body) ~= 'string' then
-        error('body must be a string', 2)
+        error('fourth argument must be a string', 2) -- Tarantool 2.6's text
     end
     if headers.accept == nil then
         headers.accept = '*/*'
+    end
+    -- Tarantool 2.6 keeps a connection alive only when both keepalive knobs are given
+    -- (then it sends Keep-Alive: timeout=<idle>); otherwise every request says close.
+    if headers.connection == nil then
+        if opts.keepalive_idle and opts.keepalive_interval then
+            headers.connection = 'Keep-Alive'
+            headers['keep-alive'] = headers['keep-alive'] or ('timeout=' .. tostring(opts.keepalive_idle))
+        else
+            headers.connection = 'close'
+        end
     end
     local timeout = opts.timeout
     if timeout ~= nil and type(timeout) ~= 'number' then
@@ -137,8 +147,17 @@ function client.request(self, method, url, body, opts)
         self._stat.failed_requests = self._stat.failed_requests + 1
     end
     if resp.set_cookies ~= nil then
-        resp.cookies = parse_cookies(resp.set_cookies)
+        if #resp.set_cookies > 0 then
+            resp.cookies = parse_cookies(resp.set_cookies)
+        end
         resp.set_cookies = nil
+    end
+    if resp.body == '' then
+        resp.body = nil -- Tarantool gives no body rather than an empty one
+    end
+    if resp.errmsg == nil then
+        -- Tarantool 2.6's reason is not the status line's: 'Ok' below 400, else 'Unknown'.
+        resp.reason = resp.status < 400 and 'Ok' or 'Unknown'
     end
     resp.decode = decode
     return resp

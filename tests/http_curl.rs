@@ -3,7 +3,7 @@
 //! while it listens and ends with 0 on SIGTERM.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SCRIPT: &str = r#"
@@ -19,6 +19,18 @@ httpd:route({path = '/slow'}, function() fiber.sleep(0.3) return {body = 'slow'}
 httpd:start()
 print(httpd.tcp_server:name().port)
 "#;
+
+/// Kills the node child if the test panics before it ends it.
+struct KillOnDrop(Option<Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
 
 /// curl's output (body, then the status code on the last line) for `args`.
 fn curl(args: &[&str]) -> (String, String) {
@@ -38,13 +50,15 @@ fn curl_against_a_node_server() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let script = dir.join("server.lua");
     std::fs::write(&script, SCRIPT).expect("script written");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_node"))
+    let child = Command::new(env!("CARGO_BIN_EXE_node"))
         .arg(&script)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("node starts");
+    let mut guard = KillOnDrop(Some(child));
+    let child = guard.0.as_mut().expect("child");
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("stdout"))
         .read_line(&mut line)
@@ -97,7 +111,7 @@ fn curl_against_a_node_server() {
     assert!(child.try_wait().expect("wait").is_none(), "node exited while listening");
     // Safety: sending a signal to our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let out = child.wait_with_output().expect("output");
+    let out = guard.0.take().expect("child").wait_with_output().expect("output");
     assert_eq!(out.status.code(), Some(0));
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("I> GET /hello"), "{log}");
