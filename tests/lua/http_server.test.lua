@@ -1,5 +1,7 @@
 -- http.server (tarantool/http 1.9.0's API) checked with node's own http.client and raw
--- sockets. Only 127.0.0.1; ports are picked by the kernel.
+-- sockets. Only 127.0.0.1; ports are picked by the kernel. On Tarantool 2.6 with the
+-- tarantool/http 1.9.0 rock everything passes except node's additions: 400 for invalid
+-- JSON, 413, 431, unix hosts refused, and what needs the client's `params` option.
 local tap = require('tap')
 local fiber = require('fiber')
 local socket = require('socket')
@@ -126,7 +128,7 @@ test:test('errors', function(t)
     t:is(client.post(url(httpd, '/echo'), big).status, 413, 'body over max_body_size gives 413')
     r = client.get(url(httpd, '/hello'), { headers = { ['x-big'] = string.rep('a', 5000) } })
     t:is(r.status, 431, 'headers over max_header_size give 431')
-    t:like(raw(httpd, 'GARBAGE\r\n\r\n'), '^HTTP/1.1 400', 'malformed request gives 400')
+    t:like(raw(httpd, 'GARBAGE\r\n\r\n'), '^HTTP/1.%d 400', 'malformed request gives 400')
     t:is(client.get(url(httpd, '/hello')).body, 'hello', 'the server still works')
 end)
 
@@ -288,7 +290,7 @@ test:test('tarantool/http details', function(t)
     t:ok(r.body == 'raw' and r.headers['content-type'] == 'text/plain; charset=utf-8', 'render data')
     t:is(client.get(url(h, '/fmt/x.json')).body, 'json', 'format stash from the extension')
     t:is(client.get(url(h, '/ck')).headers['set-cookie'], 'a=x%20y%3B;path=/p q', 'setcookie escaping (paths keep spaces)')
-    t:like(raw(h, 'GET /a/../b HTTP/1.1\r\nHost: x\r\n\r\n'), '^HTTP/1.1 400', '.. in the path gives 400')
+    t:like(raw(h, 'GET /a/../b HTTP/1.1\r\nHost: x\r\n\r\n'), '^HTTP/1.%d 400', '.. in the path gives 400')
     t:is(h:url_for('nothing'), '/nothing', 'url_for an unknown name')
     h:stop()
     require('fio').rmtree(dir)
