@@ -549,25 +549,40 @@ local function default_handler(self, req)
     return resp
 end
 
+-- A generator body (a function, or req:iterate's {gen, param, state}) or nil.
+local function body_generator(body)
+    if type(body) == 'function' then
+        return { body }
+    elseif type(body) == 'table' and body.gen ~= nil then
+        return { body.gen, body.param, body.state }
+    end
+    return nil
+end
+
 local function body_text(body)
     if type(body) == 'string' then
         return body
     elseif body == nil then
         return ''
     end
-    local gen, param, state
-    if type(body) == 'function' then
-        gen = body
-    elseif type(body) == 'table' and body.gen ~= nil then
-        gen, param, state = body.gen, body.param, body.state
+    return tostring(body)
+end
+
+-- Streams a generator body with chunked encoding; the fiber waits while the client is slow.
+local function stream_body(req, writer, gen)
+    local ok, err = pcall(function()
+        for _, part in gen[1], gen[2], gen[3] do
+            if not writer:write(tostring(part)) then
+                return -- the client went away
+            end
+        end
+    end)
+    if ok then
+        writer:close()
     else
-        return tostring(body)
+        log.error('unhandled error: %s\nrequest:\n%s', tostring(err), tostring(req))
+        writer:abort()
     end
-    local parts = {}
-    for _, part in gen, param, state do
-        table.insert(parts, tostring(part))
-    end
-    return table.concat(parts)
 end
 
 local function pick_logger(server_value, route_value, default)
@@ -614,14 +629,19 @@ local function handle(self, raw, reply)
 
     local ok, resp = xpcall(function()
         local r = opts.handler(self, req)
-        return { r, body_text(type(r) == 'table' and r.body or nil) }
+        local b = type(r) == 'table' and r.body or nil
+        local gen = body_generator(b)
+        if gen ~= nil then
+            return { r, nil, gen }
+        end
+        return { r, body_text(b) }
     end, function(err)
         return { err = err, trace = debug.traceback('', 2) }
     end)
-    local status, headers, body
+    local status, headers, body, gen
     if ok then
         local r = resp[1]
-        body = resp[2]
+        body, gen = resp[2], resp[3]
         headers = {}
         if r == nil then
             status = 200
@@ -670,6 +690,14 @@ local function handle(self, raw, reply)
     -- hyper sets content-length/transfer-encoding and keep-alive itself.
     headers['content-length'] = nil
     headers['transfer-encoding'] = nil
+    if ok and gen ~= nil then
+        local sent, writer = reply(status, headers, nil, true)
+        if sent then
+            return stream_body(req, writer, gen)
+        end
+        log.error('http: bad response: %s', tostring(writer))
+        return reply(500, { ['content-type'] = 'text/plain; charset=utf-8' }, 'Internal Error')
+    end
     local sent, why = reply(status, headers, body)
     if not sent then
         log.error('http: bad response: %s', tostring(why))

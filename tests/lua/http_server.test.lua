@@ -243,7 +243,7 @@ test:test('handler may yield on a channel', function(t)
 end)
 
 test:test('HEAD and iterate', function(t)
-    t:plan(2)
+    t:plan(6)
     local h = new_server()
     h:route({ path = '/it' }, function(req)
         local i = 0
@@ -256,6 +256,38 @@ test:test('HEAD and iterate', function(t)
     h:start()
     t:is(client.get(url(h, '/it')).body, '123', 'iterate body')
     t:is(client.head(url(h, '/it')).body, nil, 'HEAD has no body')
+    local release = fiber.channel()
+    h:route({ path = '/stream' }, function()
+        local n = 0
+        return { body = function()
+            n = n + 1
+            if n == 2 then
+                release:get() -- the second chunk waits for the test
+            end
+            if n > 2 then
+                return nil
+            end
+            return n, 'chunk' .. n .. ';'
+        end }
+    end)
+    h:route({ path = '/broken' }, function(req)
+        return req:iterate(function(_, st)
+            if st == 1 then error('generator failed') end
+            return 1, 'first;'
+        end, nil, 0)
+    end)
+    local s = socket.tcp_connect('127.0.0.1', h.tcp_server:name().port)
+    s:write('GET /stream HTTP/1.1\r\nHost: x\r\n\r\n')
+    local head = s:read('chunk1;', 2)
+    t:ok(head ~= nil and head:lower():find('transfer-encoding: chunked', 1, true) and head:find('chunk1;', 1, true),
+        'the first chunk arrives while the generator waits')
+    release:put(true)
+    t:ok(s:read('0\r\n\r\n', 2):find('chunk2;', 1, true), 'then the rest and the end')
+    s:close()
+    t:is(client.get(url(h, '/stream'), { timeout = 0.3 }).status, 408, 'a stalled generator stalls only its request')
+    release:put(true)
+    local r = client.get(url(h, '/broken'))
+    t:isnt(r.body, 'first;', 'a generator error does not look like a complete body')
     h:stop()
 end)
 

@@ -13,7 +13,8 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
+use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::server::conn::http1;
@@ -22,12 +23,59 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use mlua::prelude::*;
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::modules::log::{self, Level};
 use crate::runtime::fiber;
 
-type Resp = Response<Full<Bytes>>;
+type Resp = Response<Either<Full<Bytes>, ChunkBody>>;
+
+/// A response body fed chunk by chunk from the handler's fiber (`iterate` and generator
+/// bodies are streamed with chunked encoding, as tarantool/http does). The channel is
+/// bounded, so a slow client makes `writer:write` wait instead of buffering without limit.
+pub struct ChunkBody(mpsc::Receiver<Result<Bytes, std::io::Error>>);
+
+impl hyper::body::Body for ChunkBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        // An Err aborts the connection: a generator that failed midway must not look like
+        // a complete body.
+        self.0.poll_recv(cx).map(|item| item.map(|r| r.map(Frame::data)))
+    }
+}
+
+/// The Lua side of a [`ChunkBody`].
+struct ChunkWriter(RefCell<Option<mpsc::Sender<Result<Bytes, std::io::Error>>>>);
+
+impl LuaUserData for ChunkWriter {
+    fn add_methods<M: LuaUserDataMethods<Self>>(m: &mut M) {
+        // writer:write(chunk) → false once the client is gone.
+        m.add_async_method("write", |lua, this, chunk: LuaString| {
+            let tx = this.0.borrow().clone();
+            let data = Bytes::copy_from_slice(&chunk.as_bytes());
+            drop(this);
+            async move {
+                let Some(tx) = tx else { return Ok(false) };
+                Ok(fiber::cancellable(&lua, tx.send(Ok(data))).await?.is_ok())
+            }
+        });
+        m.add_method("close", |_, this, ()| {
+            this.0.borrow_mut().take();
+            Ok(())
+        });
+        m.add_method("abort", |_, this, ()| {
+            if let Some(tx) = this.0.borrow_mut().take() {
+                let _ = tx.try_send(Err(std::io::Error::other("response generator failed")));
+            }
+            Ok(())
+        });
+    }
+}
 
 /// Per-server settings and the Lua dispatcher, shared by its connections.
 struct Shared {
@@ -194,7 +242,7 @@ async fn accept_loop(
 }
 
 fn simple(status: StatusCode, body: &str) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_owned())));
+    let mut r = Response::new(Either::Left(Full::new(Bytes::from(body.to_owned()))));
     *r.status_mut() = status;
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
@@ -295,26 +343,47 @@ fn dispatch(
     t.set("body", lua.create_string(&body)?)?;
 
     let tx = RefCell::new(Some(tx));
-    let reply = lua.create_function(move |_, (status, headers, body): (u16, Option<LuaTable>, LuaString)| {
-        let resp = match build_response(status, headers, body) {
-            Ok(r) => r,
-            Err(e) => return Ok((false, Some(e))),
-        };
-        if let Some(tx) = tx.borrow_mut().take() {
-            // The client may be gone; the response is simply dropped then.
-            let _ = tx.send(resp);
-        }
-        Ok((true, None))
-    })?;
+    // reply(status, headers, body) sends a whole response; reply(status, headers, nil, true)
+    // starts a streamed one and returns its writer.
+    let reply = lua.create_function(
+        move |lua, (status, headers, body, stream): (u16, Option<LuaTable>, Option<LuaString>, Option<bool>)| {
+            let (payload, writer) = if stream == Some(true) {
+                let (ctx, crx) = mpsc::channel(16);
+                (
+                    Either::Right(ChunkBody(crx)),
+                    Some(ChunkWriter(RefCell::new(Some(ctx)))),
+                )
+            } else {
+                let data = body.map(|b| Bytes::copy_from_slice(&b.as_bytes())).unwrap_or_default();
+                (Either::Left(Full::new(data)), None)
+            };
+            let resp = match build_response(status, headers, payload) {
+                Ok(r) => r,
+                Err(e) => return (false, e).into_lua_multi(lua),
+            };
+            if let Some(tx) = tx.borrow_mut().take() {
+                // The client may be gone; the response is simply dropped then.
+                let _ = tx.send(resp);
+            }
+            match writer {
+                Some(w) => (true, w).into_lua_multi(lua),
+                None => true.into_lua_multi(lua),
+            }
+        },
+    )?;
     let func: LuaFunction = lua.registry_value(&sh.dispatch)?;
     let args = LuaMultiValue::from_iter([LuaValue::Table(t), LuaValue::Function(reply)]);
     fiber::spawn(lua, "http", func, args, fiber::Start::Deferred)?;
     Ok(())
 }
 
-fn build_response(status: u16, headers: Option<LuaTable>, body: LuaString) -> Result<Resp, String> {
+fn build_response(
+    status: u16,
+    headers: Option<LuaTable>,
+    body: Either<Full<Bytes>, ChunkBody>,
+) -> Result<Resp, String> {
     let status = StatusCode::from_u16(status).map_err(|_| format!("invalid HTTP status {status}"))?;
-    let mut r = Response::new(Full::new(Bytes::copy_from_slice(&body.as_bytes())));
+    let mut r = Response::new(body);
     *r.status_mut() = status;
     let Some(headers) = headers else { return Ok(r) };
     let out = r.headers_mut();
