@@ -10,7 +10,7 @@ local http_server = require('http.server')
 local client = require('http.client')
 
 local test = tap.test('http.server')
-test:plan(14)
+test:plan(15)
 
 -- A free port: bind 0, read the port, close.
 local function free_port()
@@ -326,6 +326,22 @@ test:test('tarantool/http details', function(t)
     t:is(h:url_for('nothing'), '/nothing', 'url_for an unknown name')
     h:stop()
     require('fio').rmtree(dir)
+end)
+
+test:test('slow and idle clients are cut off', function(t)
+    t:plan(2)
+    local h = new_server({ log_requests = false, header_timeout = 0.2, idle_timeout = 0.3 })
+    h:route({ path = '/' }, function() return { body = 'x' } end)
+    h:start()
+    local s = socket.tcp_connect('127.0.0.1', h.tcp_server:name().port)
+    s:write('GET / HTTP/1.1\r\nHost: x\r\n') -- headers never end
+    local started = fiber.clock()
+    s:read(1000, 3)
+    t:ok(fiber.clock() - started < 1, 'unfinished headers: closed after header_timeout')
+    s:close()
+    local ok = client.get(url(h, '/')).status == 200
+    t:ok(ok, 'the server still answers')
+    h:stop()
 end)
 
 os.exit(test:check() and 0 or 1)

@@ -155,7 +155,13 @@ fn listen(lua: &Lua, (host, port, opts, dispatch): (String, u16, LuaTable, LuaFu
     let listener = TcpListener::from_std(std_listener).map_err(LuaError::external)?;
     let max_header_size = opts.get::<Option<usize>>("max_header_size")?.unwrap_or(4096);
     let max_body_size = opts.get::<Option<usize>>("max_body_size")?.unwrap_or(1 << 20);
-    let header_timeout = opts.get::<Option<f64>>("header_timeout")?.unwrap_or(100.0);
+    let mut header_timeout = opts.get::<Option<f64>>("header_timeout")?.unwrap_or(100.0);
+    // hyper's header timer also runs while a keep-alive connection waits for its next
+    // request, so it is tarantool/http's `idle_timeout` too.
+    let idle_timeout = opts.get::<Option<f64>>("idle_timeout")?.unwrap_or(0.0);
+    if idle_timeout > 0.0 && idle_timeout < header_timeout {
+        header_timeout = idle_timeout;
+    }
     let shared = Rc::new(Shared {
         lua: lua.weak(),
         dispatch: lua.create_registry_value(dispatch)?,
