@@ -8,6 +8,9 @@ command -v gcc >/dev/null || need_apt+=(gcc)
 command -v script >/dev/null || need_apt+=(bsdutils)
 # Real Tarantool 2.6 is a live peer in the swim interop test.
 command -v tarantool >/dev/null || need_apt+=(tarantool)
+# curl drives node's http.server in tests/http_curl.rs; wrk is the HTTP benchmark's load.
+command -v curl >/dev/null || need_apt+=(curl)
+command -v wrk >/dev/null || need_apt+=(wrk)
 if [ ${#need_apt[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq "${need_apt[@]}"

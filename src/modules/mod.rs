@@ -7,6 +7,7 @@ pub mod clock;
 pub mod digest;
 pub mod errno;
 pub mod fio;
+pub mod http;
 pub mod json;
 pub mod log;
 pub mod msgpack;
@@ -33,6 +34,8 @@ const RUST_MODULES: &[(&str, Loader)] = &[
     ("fio", fio::module),
     ("uuid", uuid::module),
     ("swim", crate::swim::lua::module),
+    ("http.server", http::server::module),
+    ("http.client", http::client::module),
 ];
 
 /// Modules implemented in Lua: (name, source).
