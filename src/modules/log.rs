@@ -248,6 +248,17 @@ pub fn write(lua: &Lua, level: Level, message: &str) {
 
 /// Formats `log.info(...)` arguments as Tarantool does: `string.format` when there are
 /// several, JSON for a single table, `tostring` otherwise.
+/// A Lua function looked up once and kept in the registry: compiling the lookup on every
+/// log call cost a chunk compilation per HTTP request with `log_requests` on.
+fn cached_function(lua: &Lua, key: &str, source: &str) -> LuaResult<LuaFunction> {
+    if let Ok(f) = lua.named_registry_value::<LuaFunction>(key) {
+        return Ok(f);
+    }
+    let f: LuaFunction = lua.load(source).eval()?;
+    lua.set_named_registry_value(key, f.clone())?;
+    Ok(f)
+}
+
 fn format_args(lua: &Lua, args: LuaMultiValue) -> LuaResult<String> {
     let mut it = args.into_iter();
     let Some(first) = it.next() else {
@@ -256,12 +267,11 @@ fn format_args(lua: &Lua, args: LuaMultiValue) -> LuaResult<String> {
     let rest: Vec<LuaValue> = it.collect();
     match first {
         LuaValue::Table(_) if rest.is_empty() => {
-            let json: LuaTable = lua.load("return require('json')").eval()?;
-            let encode: LuaFunction = json.get("encode")?;
+            let encode = cached_function(lua, "node.log.json_encode", "return require('json').encode")?;
             encode.call(first)
         }
         LuaValue::String(fmt) if !rest.is_empty() => {
-            let format: LuaFunction = lua.load("return string.format").eval()?;
+            let format = cached_function(lua, "node.log.string_format", "return string.format")?;
             let mut call_args = vec![LuaValue::String(fmt)];
             call_args.extend(rest);
             format.call(LuaMultiValue::from_iter(call_args))
