@@ -124,10 +124,16 @@ fn lecture_demo_on_three_processes() {
     let mut n1 = Node::start(p1);
     let mut n2 = Node::start(p2);
     let mut n3 = Node::start(p3);
+    // As a user would, probe only once all three consoles answer: a probe sent before n1
+    // has bound its socket is lost, and nobody would ever learn about n1.
+    let mut tag = 0;
+    for n in [&mut n1, &mut n2, &mut n3] {
+        tag += 1;
+        n.members(tag);
+    }
     n3.send(&format!("swim:probe_member({p1})"));
     n3.send(&format!("swim:add_member({{uuid = '{}', uri = {p2}}})", uuid(p2)));
 
-    let mut tag = 0;
     let all_alive = |n: &mut Node, tag: &mut u32| {
         *tag += 1;
         let m = n.members(*tag);
