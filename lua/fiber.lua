@@ -255,6 +255,35 @@ function M.channel(size)
     }, Channel)
 end
 
+-- Parks waiter `w` on queue `q` of `ch` until the other side completes it (true), or the
+-- deadline passes or the channel closes (false). A cancel drops the waiter and raises.
+local function channel_wait(ch, q, w)
+    queue_push(q, w)
+    while not w.done and not ch.closed do
+        local status = wait_parked()
+        if w.done then break end
+        if status == CANCELLED then
+            queue_drop(q, w)
+            raise_cancelled()
+        elseif status == TIMEOUT then
+            break
+        end
+    end
+    if not w.done then
+        queue_drop(q, w)
+        return false
+    end
+    return true
+end
+
+-- Completes a waiting writer: its message is taken, and it returns true from put.
+local function take_from(writer)
+    local v = writer.value
+    writer.value, writer.done = nil, true
+    wakeup(writer.fid)
+    return v
+end
+
 function Channel.put(ch, ...)
     if getmetatable(ch) ~= Channel or select('#', ...) == 0 then error(PUT_USAGE, 0) end
     local value, timeout = ...
@@ -271,24 +300,7 @@ function Channel.put(ch, ...)
         return true
     end
     if timeout ~= nil and timeout <= 0 then return false end
-    local deadline = deadline_of(timeout)
-    local w = waiter(prepare(deadline), value)
-    queue_push(ch.writers, w)
-    while not w.done and not ch.closed do
-        local status = wait_parked()
-        if w.done then break end
-        if status == CANCELLED then
-            queue_drop(ch.writers, w)
-            raise_cancelled()
-        elseif status == TIMEOUT then
-            break
-        end
-    end
-    if not w.done then
-        queue_drop(ch.writers, w)
-        return false
-    end
-    return true
+    return channel_wait(ch, ch.writers, waiter(prepare(deadline_of(timeout)), value))
 end
 
 function Channel.get(ch, timeout)
@@ -299,39 +311,17 @@ function Channel.get(ch, timeout)
         local v = buffer_pop(ch)
         -- A writer that waited for room moves its message in.
         local writer = queue_pop(ch.writers)
-        if writer ~= nil then
-            buffer_push(ch, writer.value)
-            writer.value, writer.done = nil, true
-            wakeup(writer.fid)
-        end
+        if writer ~= nil then buffer_push(ch, take_from(writer)) end
         return v
     end
     local writer = queue_pop(ch.writers)
     if writer ~= nil then
         -- Rendezvous: take the message straight from the waiting writer.
-        local v = writer.value
-        writer.value, writer.done = nil, true
-        wakeup(writer.fid)
-        return v
+        return take_from(writer)
     end
     if timeout ~= nil and timeout <= 0 then return nil end
-    local deadline = deadline_of(timeout)
-    local r = waiter(prepare(deadline), nil)
-    queue_push(ch.readers, r)
-    while not r.done and not ch.closed do
-        local status = wait_parked()
-        if r.done then break end
-        if status == CANCELLED then
-            queue_drop(ch.readers, r)
-            raise_cancelled()
-        elseif status == TIMEOUT then
-            break
-        end
-    end
-    if not r.done then
-        queue_drop(ch.readers, r)
-        return nil
-    end
+    local r = waiter(prepare(deadline_of(timeout)), nil)
+    if not channel_wait(ch, ch.readers, r) then return nil end
     local v = r.value
     r.value = nil
     return v

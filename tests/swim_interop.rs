@@ -52,7 +52,7 @@ fn uuid(port: u16) -> String {
 }
 
 /// What member `port` sees: uuid -> (status, generation, payload).
-fn view(dir: &Path, port: u16) -> HashMap<String, (String, u64, Option<String>)> {
+fn view(dir: &Path, port: u16) -> HashMap<String, Seen> {
     let Ok(text) = std::fs::read_to_string(dir.join(format!("{port}.json"))) else {
         return HashMap::new();
     };
@@ -69,6 +69,32 @@ fn view(dir: &Path, port: u16) -> HashMap<String, (String, u64, Option<String>)>
         .collect()
 }
 
+type Seen = (String, u64, Option<String>);
+
+/// True if every observer sees every target and `pred(target_port, seen)` holds.
+fn everyone_sees(dir: &Path, observers: &[u16], targets: &[u16], pred: impl Fn(u16, &Seen) -> bool) -> bool {
+    observers.iter().all(|&p| {
+        let v = view(dir, p);
+        targets
+            .iter()
+            .all(|&q| v.get(&uuid(q)).is_some_and(|seen| pred(q, seen)))
+    })
+}
+
+fn alive_with_payload(q: u16, (status, _, payload): &Seen) -> bool {
+    status == "alive" && payload.as_deref() == Some(&format!("p{q}"))
+}
+
+/// Checks that tarantool is there and makes the members' state folder.
+fn state_dir(name: &str) -> PathBuf {
+    if Command::new("tarantool").arg("-v").output().is_err() {
+        panic!("tarantool is not installed: scripts/setup.sh installs it");
+    }
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("state dir");
+    dir
+}
+
 fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     let t0 = Instant::now();
     while !cond() {
@@ -79,11 +105,7 @@ fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
 
 #[test]
 fn node_and_tarantool_form_one_swim_cluster() {
-    if Command::new("tarantool").arg("-v").output().is_err() {
-        panic!("tarantool is not installed: scripts/setup.sh installs it");
-    }
-    let dir = std::env::temp_dir().join(format!("node-swim-interop-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("state dir");
+    let dir = state_dir("node-swim-interop");
     let base = 36000 + (std::process::id() % 400) as u16 * 10;
     let mut members = [
         Member {
@@ -123,15 +145,7 @@ fn node_and_tarantool_form_one_swim_cluster() {
     wait_for(
         "every member sees all four alive with their payloads",
         Duration::from_secs(20),
-        || {
-            ports.iter().all(|&p| {
-                let v = view(&dir, p);
-                ports.iter().all(|&q| {
-                    v.get(&uuid(q))
-                        .is_some_and(|(s, _, payload)| s == "alive" && payload.as_deref() == Some(&format!("p{q}")))
-                })
-            })
-        },
+        || everyone_sees(&dir, &ports, &ports, alive_with_payload),
     );
     let old_generation = view(&dir, base + 1)[&uuid(base + 3)].1;
 
@@ -142,11 +156,8 @@ fn node_and_tarantool_form_one_swim_cluster() {
         "the survivors see the killed members dead",
         Duration::from_secs(20),
         || {
-            [base + 1, base + 2].iter().all(|&p| {
-                let v = view(&dir, p);
-                [base + 3, base + 4]
-                    .iter()
-                    .all(|&q| v.get(&uuid(q)).is_some_and(|(s, _, _)| s == "dead"))
+            everyone_sees(&dir, &[base + 1, base + 2], &[base + 3, base + 4], |_, seen| {
+                seen.0 == "dead"
             })
         },
     );
@@ -155,12 +166,7 @@ fn node_and_tarantool_form_one_swim_cluster() {
     start(&mut members[2], &dir);
     start(&mut members[3], &dir);
     wait_for("the restarted members are alive again", Duration::from_secs(20), || {
-        ports.iter().all(|&p| {
-            let v = view(&dir, p);
-            ports
-                .iter()
-                .all(|&q| v.get(&uuid(q)).is_some_and(|(s, _, _)| s == "alive"))
-        })
+        everyone_sees(&dir, &ports, &ports, |_, seen| seen.0 == "alive")
     });
     assert!(
         view(&dir, base + 2)[&uuid(base + 3)].1 > old_generation,
@@ -175,11 +181,7 @@ fn node_and_tarantool_form_one_swim_cluster() {
 
 #[test]
 fn an_encrypted_cluster_mixes_node_and_tarantool() {
-    if Command::new("tarantool").arg("-v").output().is_err() {
-        panic!("tarantool is not installed: scripts/setup.sh installs it");
-    }
-    let dir = std::env::temp_dir().join(format!("node-swim-interop-aes-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("state dir");
+    let dir = state_dir("node-swim-interop-aes");
     let base = 37000 + (std::process::id() % 400) as u16 * 10;
     const CODEC: &str = "aes256:cbc:0123456789abcdef0123456789abcdef";
     let mut members: Vec<Member> = (1..=4)
@@ -198,15 +200,7 @@ fn an_encrypted_cluster_mixes_node_and_tarantool() {
     wait_for(
         "every member of the aes256-cbc cluster sees all four with payloads",
         Duration::from_secs(20),
-        || {
-            ports.iter().all(|&p| {
-                let v = view(&dir, p);
-                ports.iter().all(|&q| {
-                    v.get(&uuid(q))
-                        .is_some_and(|(s, _, payload)| s == "alive" && payload.as_deref() == Some(&format!("p{q}")))
-                })
-            })
-        },
+        || everyone_sees(&dir, &ports, &ports, alive_with_payload),
     );
     for m in members.iter_mut() {
         kill(m);

@@ -481,12 +481,9 @@ fn build(lua: &Lua) -> LuaResult<LuaTable> {
             decode_value(lua, &text, &cfg)
         })?,
     )?;
-    m.set("NULL", cdata::null(lua)?)?;
+    // json alone also has the lower-case alias.
     m.set("null", cdata::null(lua)?)?;
-    m.set("array_mt", serialize::array_mt(lua)?)?;
-    m.set("map_mt", serialize::map_mt(lua)?)?;
-    m.set("cfg", cfg)?;
-    m.set("new", lua.create_function(|lua, ()| build(lua))?)?;
+    serialize::install_common(lua, &m, cfg, build)?;
     Ok(m)
 }
 
@@ -500,9 +497,7 @@ mod tests {
     use super::*;
 
     fn lua() -> Lua {
-        let lua = unsafe { Lua::unsafe_new_with(LuaStdLib::ALL_SAFE | LuaStdLib::FFI, LuaOptions::default()) };
-        cdata::install(&lua).unwrap();
-        lua
+        cdata::test_lua()
     }
 
     fn enc(lua: &Lua, src: &str) -> String {

@@ -213,11 +213,7 @@ fn build(lua: &Lua) -> LuaResult<LuaTable> {
         "decode_unchecked",
         lua.create_function(move |lua, args: LuaMultiValue| decode_args(lua, &c, args))?,
     )?;
-    m.set("NULL", cdata::null(lua)?)?;
-    m.set("array_mt", serialize::array_mt(lua)?)?;
-    m.set("map_mt", serialize::map_mt(lua)?)?;
-    m.set("cfg", cfg)?;
-    m.set("new", lua.create_function(|lua, ()| build(lua))?)?;
+    serialize::install_common(lua, &m, cfg, build)?;
     Ok(m)
 }
 
@@ -231,9 +227,7 @@ mod tests {
     use super::*;
 
     fn lua() -> Lua {
-        let lua = unsafe { Lua::unsafe_new_with(LuaStdLib::ALL_SAFE | LuaStdLib::FFI, LuaOptions::default()) };
-        cdata::install(&lua).unwrap();
-        lua
+        cdata::test_lua()
     }
 
     fn hex(lua: &Lua, src: &str) -> String {

@@ -108,14 +108,21 @@ pub fn is_nil_or_null(lua: &Lua, value: &LuaValue) -> bool {
     }
 }
 
+/// A bare Lua state with FFI and these helpers, for unit tests of modules built on them.
+#[cfg(test)]
+pub fn test_lua() -> Lua {
+    // Safety: FFI is what makes the state "unsafe" for mlua; tests use it as scripts do.
+    let lua = unsafe { Lua::unsafe_new_with(LuaStdLib::ALL_SAFE | LuaStdLib::FFI, LuaOptions::default()) };
+    install(&lua).expect("cdata helpers install in a fresh state");
+    lua
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn lua() -> Lua {
-        let lua = unsafe { Lua::unsafe_new_with(LuaStdLib::ALL_SAFE | LuaStdLib::FFI, LuaOptions::default()) };
-        install(&lua).unwrap();
-        lua
+        test_lua()
     }
 
     #[test]

@@ -1396,7 +1396,6 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
         "clock64",
         lua.create_function(|lua, ()| super::cdata::push_u64(lua, monotonic_micros()))?,
     )?;
-    let _ = scheduler(lua).started;
     let fiber_lua: LuaFunction = lua.load(FIBER_LUA).set_name("@builtin/fiber.lua").into_function()?;
     let make_object: LuaFunction = fiber_lua.call((
         m.clone(),

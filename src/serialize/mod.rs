@@ -174,6 +174,17 @@ pub fn new_cfg_table(lua: &Lua) -> LuaResult<LuaTable> {
 
 /// The metatables Tarantool gives decoded arrays and maps (`json.array_mt`, ...); shared by
 /// every module so a decoded table prints in flow style like Tarantool's.
+/// The fields every serializer module shares (`NULL`, `array_mt`, `map_mt`, its `cfg`, and
+/// `new()` making an independent copy with its own `cfg`), set on the module table `m`.
+pub fn install_common(lua: &Lua, m: &LuaTable, cfg: LuaTable, build: fn(&Lua) -> LuaResult<LuaTable>) -> LuaResult<()> {
+    m.set("NULL", cdata::null(lua)?)?;
+    m.set("array_mt", array_mt(lua)?)?;
+    m.set("map_mt", map_mt(lua)?)?;
+    m.set("cfg", cfg)?;
+    m.set("new", lua.create_function(move |lua, ()| build(lua))?)?;
+    Ok(())
+}
+
 pub fn array_mt(lua: &Lua) -> LuaResult<LuaTable> {
     shared_mt(lua, "node.serialize.array_mt", "seq")
 }

@@ -4,7 +4,7 @@ local swim = require('swim')
 local fiber = require('fiber')
 local uuid = require('uuid')
 local test = tap.test('swim')
-test:plan(40)
+test:plan(42)
 
 local function U(i) return string.format('00000000-0000-1000-8000-%012d', i) end
 local function wait(cond, timeout)
@@ -120,6 +120,22 @@ a:delete()
 test:ok(wait(function() return am:status() == 'dead' end), 'a deleted peer becomes dead')
 test:ok(c:stat().pings_sent > 0, 'stat counters')
 c:delete()
+
+-- Bad datagrams are counted and dropped, never a crash.
+do
+    local victim = swim.new({ uuid = '00000000-0000-1000-8000-0000000000ed', uri = 0 })
+    local port = tonumber(victim:self():uri():match(':(%d+)$'))
+    local udp = require('socket')('AF_INET', 'SOCK_DGRAM', 'udp')
+    udp:sendto('127.0.0.1', port, 'not a swim packet')
+    wait(function() return victim:stat().dropped_decode > 0 end)
+    test:is(victim:stat().dropped_decode, 1, 'a malformed datagram is counted as undecodable')
+    victim:set_codec({ algo = 'aes128', mode = 'cbc', key = string.rep('k', 16) })
+    udp:sendto('127.0.0.1', port, string.rep('x', 40))
+    wait(function() return victim:stat().dropped_crypto > 0 end)
+    test:is(victim:stat().dropped_crypto, 1, 'a datagram under another key is counted as undecryptable')
+    udp:close()
+    victim:delete()
+end
 
 -- node's opt-in Lifeguard extensions.
 local lg = swim.new({ uuid = '00000000-0000-1000-8000-0000000000ee', uri = 0, lifeguard = true })
