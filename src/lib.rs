@@ -4,6 +4,8 @@
 //! touches Lua lives on one thread (a tokio current-thread runtime with a `LocalSet`), the
 //! way Tarantool's TX thread owns its Lua state. See `docs/architecture.md`.
 
+#[path = "box/mod.rs"]
+pub mod box_;
 pub mod modules;
 pub mod runtime;
 pub mod serialize;
