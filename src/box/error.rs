@@ -14,8 +14,8 @@ pub enum Arg<'a> {
     Int(i64),
 }
 
-impl From<&'_ str> for Arg<'_> {
-    fn from(s: &str) -> Arg<'_> {
+impl<'a> From<&'a str> for Arg<'a> {
+    fn from(s: &'a str) -> Arg<'a> {
         Arg::Str(s)
     }
 }
