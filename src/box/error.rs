@@ -1,6 +1,7 @@
 //! box errors raised from Rust: a code from [`errcode`](super::errcode) and a message built
 //! from its template, reaching Lua as a box.error object of class `ClientError`.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use crate::runtime::errors::BoxError;
@@ -10,19 +11,25 @@ use super::errcode::ERRCODES;
 /// An argument substituted into an error template (`%s`, `%u`, `%d`, ...).
 #[derive(Debug, Clone)]
 pub enum Arg<'a> {
-    Str(&'a str),
+    Str(Cow<'a, str>),
     Int(i64),
+}
+
+impl From<String> for Arg<'_> {
+    fn from(s: String) -> Self {
+        Arg::Str(Cow::Owned(s))
+    }
 }
 
 impl<'a> From<&'a str> for Arg<'a> {
     fn from(s: &'a str) -> Arg<'a> {
-        Arg::Str(s)
+        Arg::Str(Cow::Borrowed(s))
     }
 }
 
 impl<'a> From<&'a String> for Arg<'a> {
     fn from(s: &'a String) -> Arg<'a> {
-        Arg::Str(s.as_str())
+        Arg::Str(Cow::Borrowed(s.as_str()))
     }
 }
 
@@ -169,7 +176,7 @@ mod tests {
             "Tuple field 1 type does not match one required by operation: expected unsigned"
         );
         assert_eq!(
-            format_template("%.*s|%u%%", &[Arg::Int(3), Arg::Str("abcdef"), Arg::Int(7)]),
+            format_template("%.*s|%u%%", &[Arg::Int(3), Arg::Str("abcdef".into()), Arg::Int(7)]),
             "abc|7%"
         );
     }

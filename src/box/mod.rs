@@ -1,4 +1,9 @@
 //! box: Tarantool's database (spaces, indexes, transactions, users, WAL). See docs/box.md.
 
-pub mod errcode;
+#[macro_use]
 pub mod error;
+pub mod errcode;
+pub mod field_type;
+pub mod key_def;
+pub mod mp;
+pub mod tuple;

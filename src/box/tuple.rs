@@ -1,0 +1,137 @@
+//! `Tuple`: an immutable MessagePack array in one reference-counted allocation.
+//!
+//! Indexes hold tuples by pointer, so the handle is one machine word (a thin `Arc`: count,
+//! length and bytes in one block). It is `Send + Sync` so that a snapshot can take a
+//! consistent set of tuples on the Lua thread and write them from another thread.
+
+use std::fmt;
+
+use triomphe::ThinArc;
+
+use super::errcode::{ER_INVALID_MSGPACK, ER_TUPLE_NOT_ARRAY};
+use super::error::ClientError;
+use super::mp::{self, Mp};
+
+#[derive(Clone)]
+pub struct Tuple(ThinArc<(), u8>);
+
+impl Tuple {
+    /// A tuple from encoded MessagePack, checked to be exactly one array.
+    pub fn new(data: &[u8]) -> Result<Tuple, ClientError> {
+        match mp::read(data, 0) {
+            Ok((Mp::Array(_), _)) => {}
+            Ok(_) => return Err(client_error!(ER_TUPLE_NOT_ARRAY)),
+            Err(_) => return Err(client_error!(ER_INVALID_MSGPACK, "tuple")),
+        }
+        match mp::skip(data, 0) {
+            Ok(end) if end == data.len() => Ok(Tuple::from_trusted(data)),
+            _ => Err(client_error!(ER_INVALID_MSGPACK, "tuple")),
+        }
+    }
+
+    /// A tuple from bytes already known to be one valid MessagePack array.
+    pub fn from_trusted(data: &[u8]) -> Tuple {
+        Tuple(ThinArc::from_header_and_slice((), data))
+    }
+
+    /// The whole tuple as MessagePack.
+    pub fn data(&self) -> &[u8] {
+        &self.0.slice
+    }
+
+    pub fn len(&self) -> u32 {
+        mp::read_array(self.data(), 0).map(|(n, _)| n).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The raw MessagePack of field `fieldno` (0-based), or None past the end.
+    pub fn field(&self, fieldno: u32) -> Option<&[u8]> {
+        let data = self.data();
+        let (n, mut pos) = mp::read_array(data, 0)?;
+        if fieldno >= n {
+            return None;
+        }
+        for _ in 0..fieldno {
+            pos = mp::skip(data, pos).ok()?;
+        }
+        let end = mp::skip(data, pos).ok()?;
+        Some(&data[pos..end])
+    }
+
+    /// The raw MessagePack of every field, in order.
+    pub fn fields(&self) -> Fields<'_> {
+        let data = self.data();
+        let (left, pos) = mp::read_array(data, 0).unwrap_or((0, data.len()));
+        Fields { data, pos, left }
+    }
+
+    /// True if both handles point at the same allocation (the same stored tuple).
+    pub fn ptr_eq(&self, other: &Tuple) -> bool {
+        std::ptr::eq(self.data().as_ptr(), other.data().as_ptr())
+    }
+
+    /// Bytes of memory the tuple takes, as box.slab.info would count it.
+    pub fn bsize(&self) -> usize {
+        self.data().len()
+    }
+}
+
+pub struct Fields<'a> {
+    data: &'a [u8],
+    pos: usize,
+    left: u32,
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.left == 0 {
+            return None;
+        }
+        let end = mp::skip(self.data, self.pos).ok()?;
+        let field = &self.data[self.pos..end];
+        self.pos = end;
+        self.left -= 1;
+        Some(field)
+    }
+}
+
+impl fmt::Debug for Tuple {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tuple({:02x?})", self.data())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(v: &rmpv::Value) -> Vec<u8> {
+        let mut buf = Vec::new();
+        rmpv::encode::write_value(&mut buf, v).unwrap();
+        buf
+    }
+
+    #[test]
+    fn fields_are_read_in_place() {
+        let v = rmpv::Value::Array(vec![1.into(), "two".into(), rmpv::Value::Array(vec![3.into()])]);
+        let t = Tuple::new(&encode(&v)).unwrap();
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.field(1), Some(&b"\xa3two"[..]));
+        assert_eq!(t.field(2), Some(&b"\x91\x03"[..]));
+        assert_eq!(t.field(3), None);
+        assert_eq!(t.fields().count(), 3);
+        assert_eq!(std::mem::size_of::<Tuple>(), 8);
+    }
+
+    #[test]
+    fn non_arrays_and_garbage_are_rejected() {
+        assert_eq!(Tuple::new(&[0x01]).unwrap_err().message, "Tuple/Key must be MsgPack array");
+        assert_eq!(Tuple::new(&[0x92, 0x01]).unwrap_err().code, ER_INVALID_MSGPACK);
+        assert_eq!(Tuple::new(&[0x91, 0x01, 0x01]).unwrap_err().code, ER_INVALID_MSGPACK);
+    }
+}
