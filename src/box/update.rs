@@ -401,13 +401,13 @@ fn decode_ops<'a>(
     Ok(out)
 }
 
-/// Reads an int32 as msgpuck's `mp_read_int32`: any integer encoding whose value fits.
-fn read_i32(r: &mut Reader) -> Result<Option<i32>, Malformed> {
-    Ok(match r.item()? {
+/// An int32 as msgpuck's `mp_read_int32` reads it: any integer encoding whose value fits.
+fn as_i32(item: Item) -> Option<i32> {
+    match item {
         Item::Uint(v) => i32::try_from(v).ok(),
         Item::Int(v) => i32::try_from(v).ok(),
         _ => None,
-    })
+    }
 }
 
 fn decode_op<'a>(
@@ -444,13 +444,8 @@ fn decode_op<'a>(
     let mut path = None;
     let field_no = match r.item().map_err(malformed_ops)? {
         item @ (Item::Uint(_) | Item::Int(_)) => {
-            let v = match item {
-                Item::Uint(v) => i32::try_from(v).ok(),
-                Item::Int(v) => i32::try_from(v).ok(),
-                _ => None,
-            };
             // Tarantool has no field number yet here; it shows as field 1.
-            let Some(v) = v else {
+            let Some(v) = as_i32(item) else {
                 return Err(arg_type(opcode, None, 0, "an integer"));
             };
             let v = v as i64;
@@ -488,7 +483,7 @@ fn decode_op<'a>(
             _ => return Err(type_err("a positive integer")),
         },
         _ => {
-            let Some(offset) = read_i32(r).map_err(malformed_ops)? else {
+            let Some(offset) = as_i32(r.item().map_err(malformed_ops)?) else {
                 return Err(type_err("an integer"));
             };
             let mut offset = offset as i64;
@@ -498,7 +493,7 @@ fn decode_op<'a>(
                 }
                 offset -= index_base;
             }
-            let Some(cut) = read_i32(r).map_err(malformed_ops)? else {
+            let Some(cut) = as_i32(r.item().map_err(malformed_ops)?) else {
                 return Err(type_err("an integer"));
             };
             let Item::Str(paste) = r.item().map_err(malformed_ops)? else {
@@ -576,7 +571,8 @@ enum Token<'a> {
 }
 
 /// Tarantool's JSON path lexer (`json_lexer`). Errors are 1-based positions counted in
-/// Unicode symbols, as Tarantool reports them.
+/// Unicode symbols, as Tarantool reports them. Identifier characters use Rust's Unicode
+/// classes, close to but not exactly ICU's `u_isalpha`/`u_isdigit`.
 struct JsonLexer<'a> {
     src: &'a [u8],
     offset: usize,
