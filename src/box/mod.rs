@@ -4,6 +4,8 @@
 pub mod error;
 pub mod errcode;
 pub mod field_type;
+pub mod index;
 pub mod key_def;
 pub mod mp;
 pub mod tuple;
+pub mod update;
