@@ -82,7 +82,10 @@ impl FieldType {
             FieldType::Unsigned => matches!(v, Mp::UInt(_)),
             FieldType::Integer => matches!(v, Mp::UInt(_) | Mp::Int(_)),
             FieldType::Number => {
-                matches!(v, Mp::UInt(_) | Mp::Int(_) | Mp::F32(_) | Mp::F64(_) | Mp::Ext(MP_DECIMAL, _))
+                matches!(
+                    v,
+                    Mp::UInt(_) | Mp::Int(_) | Mp::F32(_) | Mp::F64(_) | Mp::Ext(MP_DECIMAL, _)
+                )
             }
             FieldType::Double => matches!(v, Mp::F32(_) | Mp::F64(_)),
             FieldType::String => matches!(v, Mp::Str(_)),
@@ -248,8 +251,14 @@ mod tests {
         let one = enc(V::from(1));
         let one_f = enc(V::F64(1.0));
         assert_eq!(compare_values(&one, &one_f), Ordering::Equal);
-        assert_eq!(compare_values(&enc(V::from(-1)), &enc(V::from(u64::MAX))), Ordering::Less);
-        assert_eq!(compare_values(&enc(V::from(u64::MAX)), &enc(V::F64(1e30))), Ordering::Less);
+        assert_eq!(
+            compare_values(&enc(V::from(-1)), &enc(V::from(u64::MAX))),
+            Ordering::Less
+        );
+        assert_eq!(
+            compare_values(&enc(V::from(u64::MAX)), &enc(V::F64(1e30))),
+            Ordering::Less
+        );
         assert_eq!(compare_values(&enc(V::from(2)), &enc(V::F64(1.5))), Ordering::Greater);
         assert_eq!(compare_values(&enc(V::from(1)), &enc(V::F64(1.5))), Ordering::Less);
     }

@@ -1,5 +1,6 @@
 //! `KeyDef`: which fields of a tuple make an index key and how keys compare.
 
+use crate::client_error;
 use std::cmp::Ordering;
 use std::hash::Hasher;
 
@@ -198,11 +199,17 @@ mod tests {
     fn key_validation_gives_tarantools_texts() {
         let kd = KeyDef::new(vec![part(0, FieldType::Unsigned)]);
         let e = kd.validate_key(&key(vec!["x".into()]), false).unwrap_err();
-        assert_eq!(e.message, "Supplied key type of part 0 does not match index part type: expected unsigned");
+        assert_eq!(
+            e.message,
+            "Supplied key type of part 0 does not match index part type: expected unsigned"
+        );
         let e = kd.validate_key(&key(vec![1.into(), 2.into()]), false).unwrap_err();
         assert_eq!(e.message, "Invalid key part count (expected [0..1], got 2)");
         let e = kd.validate_key(&key(vec![]), true).unwrap_err();
-        assert_eq!(e.message, "Invalid key part count in an exact match (expected 1, got 0)");
+        assert_eq!(
+            e.message,
+            "Invalid key part count in an exact match (expected 1, got 0)"
+        );
     }
 
     #[test]

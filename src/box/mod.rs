@@ -1,8 +1,7 @@
 //! box: Tarantool's database (spaces, indexes, transactions, users, WAL). See docs/box.md.
 
-#[macro_use]
-pub mod error;
 pub mod errcode;
+pub mod error;
 pub mod field_type;
 pub mod index;
 pub mod key_def;

@@ -241,7 +241,13 @@ mod tests {
 
     #[test]
     fn truncated_input_is_malformed_not_a_panic() {
-        for bad in [&[0xcd, 0x01][..], &[0xa5, b'a'], &[0x92, 0x01], &[0xc1], &[0xdd, 0xff, 0xff, 0xff, 0xff]] {
+        for bad in [
+            &[0xcd, 0x01][..],
+            &[0xa5, b'a'],
+            &[0x92, 0x01],
+            &[0xc1],
+            &[0xdd, 0xff, 0xff, 0xff, 0xff],
+        ] {
             assert_eq!(skip(bad, 0), Err(Malformed), "{bad:?}");
         }
     }

@@ -4,6 +4,7 @@
 //! length and bytes in one block). It is `Send + Sync` so that a snapshot can take a
 //! consistent set of tuples on the Lua thread and write them from another thread.
 
+use crate::client_error;
 use std::fmt;
 
 use triomphe::ThinArc;
@@ -130,7 +131,10 @@ mod tests {
 
     #[test]
     fn non_arrays_and_garbage_are_rejected() {
-        assert_eq!(Tuple::new(&[0x01]).unwrap_err().message, "Tuple/Key must be MsgPack array");
+        assert_eq!(
+            Tuple::new(&[0x01]).unwrap_err().message,
+            "Tuple/Key must be MsgPack array"
+        );
         assert_eq!(Tuple::new(&[0x92, 0x01]).unwrap_err().code, ER_INVALID_MSGPACK);
         assert_eq!(Tuple::new(&[0x91, 0x01, 0x01]).unwrap_err().code, ER_INVALID_MSGPACK);
     }

@@ -19,7 +19,10 @@ impl<T: Clone> Default for BPlusTree<T> {
 
 impl<T: Clone> BPlusTree<T> {
     pub fn new() -> Self {
-        BPlusTree { items: Vec::new(), version: 0 }
+        BPlusTree {
+            items: Vec::new(),
+            version: 0,
+        }
     }
     pub fn len(&self) -> usize {
         self.items.len()
