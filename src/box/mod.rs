@@ -6,5 +6,6 @@ pub mod field_type;
 pub mod index;
 pub mod key_def;
 pub mod mp;
+pub mod space;
 pub mod tuple;
 pub mod update;
