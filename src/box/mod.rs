@@ -1,4 +1,5 @@
 //! box: Tarantool's database (spaces, indexes, transactions, users, WAL). See docs/box.md.
 
+pub mod chap_sha1;
 pub mod errcode;
 pub mod error;
