@@ -2,12 +2,14 @@
 
 pub mod access;
 pub mod chap_sha1;
+pub mod db;
 pub mod errcode;
 pub mod error;
 pub mod field_type;
 pub mod index;
 pub mod key_def;
 pub mod mp;
+pub mod schema;
 pub mod space;
 pub mod tuple;
 pub mod update;

@@ -458,6 +458,12 @@ impl Scheduler {
     }
 
     fn leave(&self, fiber: &Rc<Fiber>, prev: Rc<Fiber>) {
+        if YIELD_WATCH.with(|w| w.get()) == fiber.id {
+            YIELD_WATCH.with(|w| w.set(0));
+            if let Some(hook) = YIELD_HOOK.with(|h| h.get()) {
+                hook(fiber.id);
+            }
+        }
         if fiber.state.get() == FiberState::Running {
             fiber.state.set(FiberState::Suspended);
         }
@@ -466,6 +472,19 @@ impl Scheduler {
         }
         *self.current.borrow_mut() = prev;
     }
+}
+
+thread_local! {
+    /// The fiber whose next yield must be reported (box: a yield aborts its transaction).
+    static YIELD_WATCH: Cell<u64> = const { Cell::new(0) };
+    static YIELD_HOOK: Cell<Option<fn(u64)>> = const { Cell::new(None) };
+}
+
+/// Calls `hook(fiber id)` when fiber `fid` next gives up control (yields or ends); one
+/// fiber is watched at a time, the last one asked for.
+pub fn watch_next_yield(fid: u64, hook: fn(u64)) {
+    YIELD_WATCH.with(|w| w.set(fid));
+    YIELD_HOOK.with(|h| h.set(Some(hook)));
 }
 
 thread_local! {

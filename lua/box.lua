@@ -1,0 +1,1044 @@
+-- box's Lua API over the Rust primitives in `internal` (src/box/lua.rs), as Tarantool's
+-- schema.lua is written over C calls: spaces and indexes are Lua tables whose methods call
+-- into Rust; DDL is writes to the system spaces.
+local internal, cfg_check = ...
+
+local fiber = require('fiber')
+local log = require('log')
+
+local box = box
+local type, pairs, ipairs, setmetatable, tostring, tonumber, select, error, pcall =
+    type, pairs, ipairs, setmetatable, tostring, tonumber, select, error, pcall
+
+local raise = internal.raise -- raise(code, args...): a box.error of that code
+local ticket_wait = internal.wal_wait
+
+local function wait(result, ticket)
+    if ticket ~= nil then ticket_wait(ticket) end
+    return result
+end
+
+local function flush_logs()
+    local msgs = internal.take_logs()
+    if msgs ~= nil then
+        for _, m in ipairs(msgs) do log.error(m) end
+    end
+end
+
+-- {{{ iterator names
+
+local iterator_codes = {EQ = 0, REQ = 1, ALL = 2, LT = 3, LE = 4, GE = 5, GT = 6,
+    BITS_ALL_SET = 7, BITS_ANY_SET = 8, BITS_ALL_NOT_SET = 9, OVERLAPS = 10, NEIGHBOR = 11}
+box.index = {}
+for k, v in pairs(iterator_codes) do box.index[k] = v end
+
+local function iterator_code(it)
+    if it == nil then return nil end
+    if type(it) == 'number' then
+        if it < 0 or it > 6 then raise(1, 'Invalid iterator type') end
+        return it
+    end
+    if type(it) == 'string' then
+        local code = iterator_codes[it:upper()]
+        if code == nil or code > 6 then raise(72, it) end
+        return code
+    end
+    raise(1, 'Invalid iterator type')
+end
+
+local function select_opts(opts)
+    local it, offset, limit
+    if opts ~= nil then
+        if type(opts) ~= 'table' then
+            raise(1, 'options must be a table')
+        end
+        it = iterator_code(opts.iterator)
+        offset = opts.offset
+        limit = opts.limit
+        if offset ~= nil and type(offset) ~= 'number' then raise(1, 'options parameter \'offset\' should be of type number') end
+        if limit ~= nil and type(limit) ~= 'number' then raise(1, 'options parameter \'limit\' should be of type number') end
+    end
+    return it, offset or 0, limit or 4294967295
+end
+
+-- }}}
+
+-- {{{ index and space objects
+
+local index_mt = {}
+index_mt.__index = index_mt
+
+local function check_index(idx, method)
+    if type(idx) ~= 'table' or idx.space_id == nil then
+        error(('Use index:%s(...) instead of index.%s(...)'):format(method, method), 3)
+    end
+end
+
+function index_mt.get(idx, key)
+    check_index(idx, 'get')
+    return internal.get(idx.space_id, idx.id, key)
+end
+
+function index_mt.select(idx, key, opts)
+    check_index(idx, 'select')
+    local it, offset, limit = select_opts(opts)
+    return internal.select(idx.space_id, idx.id, it, offset, limit, key)
+end
+
+function index_mt.pairs(idx, key, opts)
+    check_index(idx, 'pairs')
+    local it
+    if type(opts) == 'table' then it = iterator_code(opts.iterator)
+    elseif opts ~= nil then it = iterator_code(opts) end
+    local state = internal.iterator(idx.space_id, idx.id, it, key)
+    local fun = require('fun')
+    return fun.wrap(internal.iterator_next, state, nil)
+end
+index_mt.__pairs = index_mt.pairs
+index_mt.ipairs = index_mt.pairs
+
+function index_mt.count(idx, key, opts)
+    check_index(idx, 'count')
+    local it
+    if type(opts) == 'table' then it = iterator_code(opts.iterator) elseif opts ~= nil then it = iterator_code(opts) end
+    return internal.count(idx.space_id, idx.id, it, key)
+end
+
+function index_mt.len(idx) check_index(idx, 'len') return internal.len(idx.space_id, idx.id) end
+function index_mt.bsize(idx) check_index(idx, 'bsize') return internal.bsize(idx.space_id, idx.id) end
+function index_mt.min(idx, key) check_index(idx, 'min') return internal.min(idx.space_id, idx.id, key) end
+function index_mt.max(idx, key) check_index(idx, 'max') return internal.max(idx.space_id, idx.id, key) end
+function index_mt.random(idx, rnd)
+    check_index(idx, 'random')
+    return internal.random(idx.space_id, idx.id, rnd or math.random(0, 2^31))
+end
+
+function index_mt.update(idx, key, ops)
+    check_index(idx, 'update')
+    local r = wait(internal.update(idx.space_id, idx.id, key, ops))
+    flush_logs()
+    return r
+end
+
+function index_mt.delete(idx, key)
+    check_index(idx, 'delete')
+    return wait(internal.delete(idx.space_id, idx.id, key))
+end
+
+function index_mt.drop(idx)
+    check_index(idx, 'drop')
+    box.schema.index.drop(idx.space_id, idx.id)
+end
+
+function index_mt.rename(idx, name)
+    check_index(idx, 'rename')
+    box.schema.index.rename(idx.space_id, idx.id, name)
+end
+
+function index_mt.alter(idx, opts)
+    check_index(idx, 'alter')
+    box.schema.index.alter(idx.space_id, idx.id, opts)
+end
+
+local space_mt = {}
+space_mt.__index = space_mt
+
+local function check_space(space, method)
+    if type(space) ~= 'table' or space.id == nil then
+        error(('Use space:%s(...) instead of space.%s(...)'):format(method, method), 3)
+    end
+end
+
+local function pk(space)
+    local idx = space.index[0]
+    if idx == nil then raise(35, 0, space.name) end
+    return idx
+end
+
+function space_mt.insert(space, tuple)
+    check_space(space, 'insert')
+    return wait(internal.insert(space.id, tuple))
+end
+
+function space_mt.replace(space, tuple)
+    check_space(space, 'replace')
+    return wait(internal.replace(space.id, tuple))
+end
+space_mt.put = space_mt.replace
+
+function space_mt.update(space, key, ops)
+    check_space(space, 'update')
+    return index_mt.update(pk(space), key, ops)
+end
+
+function space_mt.upsert(space, tuple, ops)
+    check_space(space, 'upsert')
+    wait(internal.upsert(space.id, tuple, ops))
+    flush_logs()
+end
+
+function space_mt.delete(space, key)
+    check_space(space, 'delete')
+    return index_mt.delete(pk(space), key)
+end
+
+function space_mt.get(space, key)
+    check_space(space, 'get')
+    return index_mt.get(pk(space), key)
+end
+
+function space_mt.select(space, key, opts)
+    check_space(space, 'select')
+    return index_mt.select(pk(space), key, opts)
+end
+
+function space_mt.pairs(space, key, opts)
+    check_space(space, 'pairs')
+    return index_mt.pairs(pk(space), key, opts)
+end
+space_mt.__pairs = space_mt.pairs
+
+function space_mt.count(space, key, opts)
+    check_space(space, 'count')
+    return index_mt.count(pk(space), key, opts)
+end
+
+function space_mt.len(space)
+    check_space(space, 'len')
+    if space.index[0] == nil then return 0 end
+    return internal.len(space.id, 0)
+end
+
+function space_mt.bsize(space)
+    check_space(space, 'bsize')
+    return internal.space_bsize(space.id)
+end
+
+function space_mt.truncate(space)
+    check_space(space, 'truncate')
+    wait(internal.truncate(space.id))
+end
+
+function space_mt.frommap(space, map, opts)
+    check_space(space, 'frommap')
+    local t = {}
+    for i, f in ipairs(space._format or {}) do
+        local v = map[f.name]
+        if v == nil then v = box.NULL end
+        t[i] = v
+    end
+    if opts ~= nil and opts.table then return t end
+    return box.tuple.new(t)
+end
+
+function space_mt.format(space, format)
+    check_space(space, 'format')
+    if format == nil then
+        return internal.space_format(space.id)
+    end
+    box.schema.space.format(space.id, format)
+end
+
+function space_mt.create_index(space, name, opts)
+    check_space(space, 'create_index')
+    return box.schema.index.create(space.id, name, opts)
+end
+
+function space_mt.drop(space)
+    check_space(space, 'drop')
+    box.schema.space.drop(space.id, space.name)
+end
+
+function space_mt.rename(space, name)
+    check_space(space, 'rename')
+    box.schema.space.rename(space.id, name)
+end
+
+function space_mt.alter(space, opts)
+    check_space(space, 'alter')
+    box.schema.space.alter(space.id, opts)
+end
+
+function space_mt.run_triggers() end
+
+function space_mt.on_replace(space, new, old)
+    check_space(space, 'on_replace')
+    return internal.space_trigger(space.id, 'on_replace', new, old)
+end
+
+function space_mt.before_replace(space, new, old)
+    check_space(space, 'before_replace')
+    return internal.space_trigger(space.id, 'before_replace', new, old)
+end
+
+-- box.space: name -> space and id -> space, rebuilt in place when the schema changes, so
+-- that a space object a script holds stays valid across alters.
+local spaces_by_id = {}
+box.space = {}
+
+local function refresh_schema()
+    local infos = internal.spaces()
+    local alive = {}
+    for _, info in ipairs(infos) do
+        alive[info.id] = true
+        local space = spaces_by_id[info.id]
+        if space == nil then
+            space = setmetatable({}, space_mt)
+            spaces_by_id[info.id] = space
+        end
+        if space.name ~= nil and box.space[space.name] == space then
+            box.space[space.name] = nil
+        end
+        space.id = info.id
+        space.name = info.name
+        space.engine = info.engine
+        space.field_count = info.field_count
+        space.is_sync = info.is_sync
+        space.temporary = info.temporary
+        space.is_local = info.is_local
+        space.enabled = info.enabled
+        space._format = info.format
+        local index = space.index or {}
+        for k in pairs(index) do index[k] = nil end
+        for _, ii in ipairs(info.indexes) do
+            local idx = setmetatable({
+                id = ii.id, name = ii.name, type = ii.type, unique = ii.unique,
+                space_id = info.id, parts = ii.parts,
+            }, index_mt)
+            if ii.type == 'TREE' then idx.hint = true end
+            index[ii.id] = idx
+            index[ii.name] = idx
+        end
+        space.index = index
+        box.space[info.id] = space
+        box.space[info.name] = space
+    end
+    for id, space in pairs(spaces_by_id) do
+        if not alive[id] then
+            spaces_by_id[id] = nil
+            if box.space[id] == space then box.space[id] = nil end
+            if box.space[space.name] == space then box.space[space.name] = nil end
+            space.index = {}
+            space.enabled = false
+        end
+    end
+end
+internal.set_schema_hook(refresh_schema)
+
+-- }}}
+
+-- {{{ DDL
+
+box.schema = {space = {}, index = {}, user = {}, role = {}, func = {}}
+box.schema.SYSTEM_ID_MAX = 511
+box.schema.SCHEMA_ID = 272
+box.schema.SPACE_ID = 280
+box.schema.VSPACE_ID = 281
+box.schema.INDEX_ID = 288
+box.schema.VINDEX_ID = 289
+box.schema.FUNC_ID = 296
+box.schema.USER_ID = 304
+box.schema.PRIV_ID = 312
+box.schema.CLUSTER_ID = 320
+box.schema.GUEST_ID = 0
+box.schema.ADMIN_ID = 1
+box.schema.PUBLIC_ROLE_ID = 2
+box.schema.SUPER_ROLE_ID = 31
+
+local function sys(name) return box.space[name] end
+
+local function check_opts(opts, allowed)
+    if opts == nil then return {} end
+    if type(opts) ~= 'table' then raise(1, 'options should be a table') end
+    for k, v in pairs(opts) do
+        local want = allowed[k]
+        if want == nil then raise(1, ("unexpected option '%s'"):format(k)) end
+        if want ~= 'any' and type(v) ~= want and not (type(v) == 'cdata' and want == 'number') then
+            raise(1, ("options parameter '%s' should be of type %s"):format(k, want))
+        end
+    end
+    return opts
+end
+
+local function normalize_format(format)
+    if format == nil then return {} end
+    if type(format) ~= 'table' then raise(1, 'format should be a table') end
+    local result = {}
+    for i, f in ipairs(format) do
+        if type(f) ~= 'table' then raise(141, i, 'expected a table') end
+        local r = {}
+        if f.name ~= nil then
+            r.name = f.name
+            r.type = f.type or 'any'
+        else
+            r.name = f[1]
+            r.type = f[2] or f.type or 'any'
+        end
+        if type(r.name) ~= 'string' then raise(141, i, 'field name is missing') end
+        if f.is_nullable then r.is_nullable = true end
+        result[i] = r
+    end
+    return setmetatable(result, {__serialize = 'seq'})
+end
+
+local function next_space_id()
+    local max = sys('_schema'):get{'max_id'}
+    local id = (max and max[2] or 511) + 1
+    while box.space[id] ~= nil do id = id + 1 end
+    return id
+end
+
+local function resolve_uid(user)
+    if user == nil then return box.session.euid() end
+    local u = sys('_user').index.name:get{user}
+    if u == nil then raise(45, user) end
+    return u[1]
+end
+
+function box.schema.space.create(name, opts)
+    if type(name) ~= 'string' then
+        error('Illegal parameters, name should be a string', 2)
+    end
+    opts = check_opts(opts, {engine = 'string', format = 'table', is_sync = 'boolean', if_not_exists = 'boolean',
+        id = 'number', field_count = 'number', temporary = 'boolean', is_local = 'boolean', user = 'string'})
+    if box.space[name] ~= nil then
+        if opts.if_not_exists then return box.space[name], 'not created' end
+        raise(10, name)
+    end
+    local engine = opts.engine or 'memtx'
+    if engine ~= 'memtx' and engine ~= 'vinyl' then raise(57, engine) end
+    local id = opts.id
+    if id == nil then
+        id = next_space_id()
+    elseif box.space[id] ~= nil then
+        raise(10, box.space[id].name)
+    end
+    local flags = setmetatable({}, {__serialize = 'map'})
+    if opts.temporary then flags.temporary = true end
+    if opts.is_sync then flags.is_sync = true end
+    if opts.is_local then flags.group_id = 1 end
+    local format = normalize_format(opts.format)
+    local uid = resolve_uid(opts.user)
+    local function ddl()
+        if opts.id == nil then
+            sys('_schema'):replace{'max_id', id}
+        end
+        sys('_space'):insert{id, uid, name, 'memtx', opts.field_count or 0, flags, format}
+    end
+    if box.is_in_txn() then ddl() else box.atomic(ddl) end
+    return box.space[id]
+end
+box.schema.create_space = box.schema.space.create
+
+function box.schema.space.drop(space_id, space_name, opts)
+    local space = box.space[space_id]
+    if space == nil then
+        if opts and opts.if_exists then return end
+        raise(36, space_name or tostring(space_id))
+    end
+    local function ddl()
+        local indexes = {}
+        for _, t in sys('_index'):pairs{space_id} do table.insert(indexes, t[2]) end
+        for i = #indexes, 1, -1 do
+            sys('_index'):delete{space_id, indexes[i]}
+        end
+        for _, t in sys('_priv').index.object:pairs{'space', space_id} do
+            sys('_priv'):delete{t[2], t[3], t[4]}
+        end
+        sys('_space'):delete{space_id}
+    end
+    if box.is_in_txn() then ddl() else box.atomic(ddl) end
+end
+
+function box.schema.space.rename(space_id, name)
+    if type(name) ~= 'string' then raise(1, 'name should be a string') end
+    local t = sys('_space'):get{space_id}
+    if t == nil then raise(36, tostring(space_id)) end
+    sys('_space'):update({space_id}, {{'=', 3, name}})
+end
+
+function box.schema.space.format(space_id, format)
+    local t = sys('_space'):get{space_id}
+    if t == nil then raise(36, tostring(space_id)) end
+    sys('_space'):update({space_id}, {{'=', 7, normalize_format(format)}})
+end
+
+function box.schema.space.alter(space_id, opts)
+    opts = check_opts(opts, {format = 'table', is_sync = 'boolean', name = 'string', field_count = 'number',
+        temporary = 'boolean', user = 'string'})
+    local t = sys('_space'):get{space_id}
+    if t == nil then raise(36, tostring(space_id)) end
+    local flags = t[6]:totable and t[6] or t[6]
+    local f = {}
+    for k, v in pairs(flags) do f[k] = v end
+    if opts.is_sync ~= nil then f.is_sync = opts.is_sync or nil end
+    if opts.temporary ~= nil then f.temporary = opts.temporary or nil end
+    setmetatable(f, {__serialize = 'map'})
+    sys('_space'):replace{space_id, t[2], opts.name or t[3], t[4], opts.field_count or t[5], f,
+        opts.format and normalize_format(opts.format) or t[7]}
+end
+
+-- Index parts in all three of Tarantool's forms: {1, 'unsigned', 2, 'string'},
+-- {{1, 'unsigned'}, {field = 2, type = 'string', is_nullable = true}}, {'name'}.
+local function normalize_parts(space, parts)
+    if parts == nil then return {{0, 'unsigned'}} end
+    if type(parts) ~= 'table' then raise(1, "options parameter 'parts' should be of type table") end
+    local format = space._format or {}
+    local function resolve_field(f)
+        if type(f) == 'number' then
+            if f < 1 then raise(107, 'invalid field number') end
+            return f - 1, format[f] and format[f].type
+        end
+        if type(f) == 'string' then
+            for i, ff in ipairs(format) do
+                if ff.name == f then return i - 1, ff.type end
+            end
+            raise(107, 'field was not found by name \'' .. f .. '\'')
+        end
+        raise(107, 'field id (number) or name (string) is expected')
+    end
+    local result = {}
+    if type(parts[1]) ~= 'table' then
+        local i = 1
+        while parts[i] ~= nil do
+            local fieldno, ftype = resolve_field(parts[i])
+            local t = parts[i + 1]
+            if type(t) ~= 'string' or t == '' then
+                t = ftype or 'unsigned'
+                i = i + 1
+            else
+                i = i + 2
+            end
+            table.insert(result, {fieldno, t})
+        end
+    else
+        for _, p in ipairs(parts) do
+            local f = p.field or p[1]
+            local fieldno, ftype = resolve_field(f)
+            local t = p.type or p[2] or ftype
+            if t == nil then raise(107, 'field type is missing') end
+            local part = {fieldno, t}
+            local nullable = p.is_nullable
+            if nullable == nil and type(f) == 'string' then
+                nullable = format[fieldno + 1] and format[fieldno + 1].is_nullable
+            end
+            if nullable then
+                part = {field = fieldno, type = t, is_nullable = true}
+            end
+            table.insert(result, part)
+        end
+    end
+    for _, p in ipairs(result) do
+        local t = p[2] or p.type
+        if internal.field_type_ok(t) == false then raise(107, 'unknown field type') end
+        if p[2] then p[2] = t:lower() end
+    end
+    return result
+end
+
+function box.schema.index.create(space_id, name, opts)
+    local space = box.space[space_id]
+    if space == nil then raise(36, tostring(space_id)) end
+    if type(name) ~= 'string' then raise(1, 'name should be a string') end
+    opts = check_opts(opts, {type = 'string', parts = 'table', unique = 'boolean', if_not_exists = 'boolean',
+        id = 'number', sequence = 'any', hint = 'boolean', func = 'any', distance = 'string', dimension = 'number'})
+    if space.index[name] ~= nil then
+        if opts.if_not_exists then return space.index[name], 'not created' end
+        raise(85, name)
+    end
+    local itype = (opts.type or 'tree'):lower()
+    if itype ~= 'tree' and itype ~= 'hash' then raise(13, name, space.name) end
+    local id = opts.id
+    if id == nil then
+        id = 0
+        while space.index[id] ~= nil do id = id + 1 end
+    end
+    local unique = opts.unique
+    if unique == nil then unique = true end
+    local parts = normalize_parts(space, opts.parts)
+    sys('_index'):insert{space_id, id, name, itype, setmetatable({unique = unique}, {__serialize = 'map'}), parts}
+    return box.space[space_id].index[id]
+end
+
+function box.schema.index.drop(space_id, index_id)
+    local t = sys('_index'):get{space_id, index_id}
+    if t == nil then raise(35, index_id, box.space[space_id] and box.space[space_id].name or '') end
+    sys('_index'):delete{space_id, index_id}
+end
+
+function box.schema.index.rename(space_id, index_id, name)
+    sys('_index'):update({space_id, index_id}, {{'=', 3, name}})
+end
+
+function box.schema.index.alter(space_id, index_id, opts)
+    local space = box.space[space_id]
+    local t = sys('_index'):get{space_id, index_id}
+    if t == nil or space == nil then raise(35, index_id, space and space.name or '') end
+    opts = check_opts(opts, {type = 'string', parts = 'table', unique = 'boolean', name = 'string', id = 'number',
+        hint = 'boolean'})
+    local o = {}
+    for k, v in pairs(t[5]) do o[k] = v end
+    if opts.unique ~= nil then o.unique = opts.unique end
+    setmetatable(o, {__serialize = 'map'})
+    local parts = opts.parts and normalize_parts(space, opts.parts) or t[6]
+    sys('_index'):replace{space_id, index_id, opts.name or t[3], opts.type and opts.type:lower() or t[4], o, parts}
+end
+
+-- }}}
+
+-- {{{ transactions
+
+local txn_triggers = {} -- txn id -> {on_commit = {...}, on_rollback = {...}}
+
+local function run_triggers(list, iterator)
+    if list == nil then return end
+    for _, f in ipairs(list) do
+        local ok, err = pcall(f, iterator)
+        if not ok then log.error(err) end
+    end
+end
+
+local function empty_iterator() return function() return nil end end
+
+function box.begin()
+    internal.begin()
+end
+
+function box.is_in_txn()
+    return internal.txn_id() ~= nil
+end
+
+function box.commit()
+    local id = internal.txn_id()
+    local triggers = id and txn_triggers[id]
+    if id then txn_triggers[id] = nil end
+    local ok, err = pcall(function() return wait(nil, internal.commit()) end)
+    if not ok then
+        if triggers then run_triggers(triggers.on_rollback, empty_iterator) end
+        error(err, 2)
+    end
+    if triggers then run_triggers(triggers.on_commit, empty_iterator) end
+end
+
+function box.rollback()
+    local id = internal.txn_id()
+    internal.rollback()
+    if id and txn_triggers[id] then
+        local triggers = txn_triggers[id]
+        txn_triggers[id] = nil
+        run_triggers(triggers.on_rollback, empty_iterator)
+    end
+end
+
+local function txn_trigger(kind, new, old)
+    local id = internal.txn_id()
+    if id == nil then raise(114) end
+    local t = txn_triggers[id]
+    if t == nil then
+        t = {on_commit = {}, on_rollback = {}}
+        txn_triggers[id] = t
+    end
+    local list = t[kind]
+    if old ~= nil then
+        for i, f in ipairs(list) do
+            if f == old then
+                if new == nil then table.remove(list, i) else list[i] = new end
+                return new
+            end
+        end
+        error('trigger is not found', 2)
+    end
+    if new ~= nil then table.insert(list, new) end
+    return new
+end
+
+function box.on_commit(new, old) return txn_trigger('on_commit', new, old) end
+function box.on_rollback(new, old) return txn_trigger('on_rollback', new, old) end
+
+function box.savepoint()
+    local txn_id, pos = internal.savepoint()
+    return {txn_id = txn_id, csavepoint = pos}
+end
+
+function box.rollback_to_savepoint(sp)
+    if type(sp) ~= 'table' or sp.csavepoint == nil then
+        raise(1, 'savepoint is expected')
+    end
+    internal.rollback_to(sp.txn_id, sp.csavepoint)
+end
+
+local function atomic_tail(ok, ...)
+    if not ok then
+        box.rollback()
+        error((...), 0)
+    end
+    box.commit()
+    return ...
+end
+
+function box.atomic(fn, ...)
+    box.begin()
+    return atomic_tail(pcall(fn, ...))
+end
+
+-- }}}
+
+-- {{{ users, roles, functions
+
+local priv = internal.priv
+
+local function object_id(object_type, name)
+    if object_type == 'universe' then return 0 end
+    if name == nil or name == '' then return '' end
+    if object_type == 'space' then
+        local s = box.space[name]
+        if s == nil then raise(36, tostring(name)) end
+        return s.id
+    elseif object_type == 'function' then
+        local f = type(name) == 'number' and sys('_func'):get{name} or sys('_func').index.name:get{name}
+        if f == nil then raise(51, tostring(name)) end
+        return f[1]
+    elseif object_type == 'role' or object_type == 'user' then
+        local u = type(name) == 'number' and sys('_user'):get{name} or sys('_user').index.name:get{name}
+        if u == nil then
+            if object_type == 'role' then raise(82, tostring(name)) end
+            raise(45, tostring(name))
+        end
+        return u[1]
+    end
+    raise(49, object_type)
+end
+
+local function find_user(name, kind)
+    local u = sys('_user').index.name:get{name}
+    if u == nil or (kind ~= nil and u[4] ~= kind) then
+        return nil
+    end
+    return u
+end
+
+local function new_user_id()
+    local max = 31
+    for _, t in sys('_user'):pairs() do
+        if t[1] > max then max = t[1] end
+    end
+    return max + 1
+end
+
+local function create_principal(kind, name, opts)
+    if type(name) ~= 'string' then raise(1, 'name should be a string') end
+    opts = check_opts(opts, {password = 'string', if_not_exists = 'boolean'})
+    if sys('_user').index.name:get{name} ~= nil then
+        if opts.if_not_exists then return end
+        if kind == 'role' then raise(83, name) end
+        raise(46, name)
+    end
+    local auth = setmetatable({}, {__serialize = 'map'})
+    if kind == 'user' and opts.password ~= nil then
+        auth['chap-sha1'] = internal.password_hash(opts.password)
+    end
+    local uid = new_user_id()
+    box.atomic(function()
+        sys('_user'):insert{uid, box.session.euid(), name, kind, auth}
+        if kind == 'user' then
+            -- New users may connect and use what is granted: session and usage on universe.
+            sys('_priv'):replace{box.session.euid(), uid, 'universe', 0, priv.SESSION + priv.USAGE}
+            sys('_priv'):replace{box.session.euid(), uid, 'role', 2, priv.EXECUTE}
+        end
+    end)
+end
+
+function box.schema.user.create(name, opts) create_principal('user', name, opts) end
+function box.schema.role.create(name, opts) create_principal('role', name, opts) end
+
+function box.schema.user.exists(name) return find_user(name, 'user') ~= nil end
+function box.schema.role.exists(name) return find_user(name, 'role') ~= nil end
+
+local function drop_principal(kind, name, opts)
+    opts = check_opts(opts, {if_exists = 'boolean'})
+    local u = find_user(name, kind)
+    if u == nil then
+        if opts.if_exists then return end
+        if kind == 'role' then raise(82, name) end
+        raise(45, name)
+    end
+    local uid = u[1]
+    if uid <= 3 or uid == 31 then raise(1, ("Can't drop %s '%s'"):format(kind, name)) end
+    box.atomic(function()
+        for _, t in sys('_priv'):pairs{uid} do sys('_priv'):delete{t[2], t[3], t[4]} end
+        for _, t in sys('_priv').index.object:pairs{'role', uid} do sys('_priv'):delete{t[2], t[3], t[4]} end
+        sys('_user'):delete{uid}
+    end)
+end
+
+function box.schema.user.drop(name, opts) drop_principal('user', name, opts) end
+function box.schema.role.drop(name, opts) drop_principal('role', name, opts) end
+
+function box.schema.user.passwd(name, password)
+    if password == nil then
+        password = name
+        name = box.session.user()
+    end
+    local u = find_user(name, 'user')
+    if u == nil then raise(45, name) end
+    sys('_user'):update({u[1]}, {{'=', 5, setmetatable({['chap-sha1'] = internal.password_hash(password)},
+        {__serialize = 'map'})}})
+end
+
+function box.schema.user.password(password)
+    return internal.password_hash(password)
+end
+
+local function grant(kind, name, privileges, object_type, object_name, opts)
+    local u = find_user(name, kind == 'role' and 'role' or nil)
+    if u == nil then
+        if kind == 'role' then raise(82, name) end
+        raise(45, name)
+    end
+    if object_type == nil then
+        -- grant(user, role): the "privilege" is a role name.
+        object_type = 'role'
+        object_name = privileges
+        privileges = 'execute'
+    end
+    if type(object_name) == 'table' and opts == nil and object_type == 'universe' then
+        opts = object_name
+        object_name = nil
+    end
+    opts = check_opts(opts, {if_not_exists = 'boolean', grantor = 'string'})
+    local bits = internal.privilege_bits(privileges, object_type)
+    local oid = object_id(object_type, object_name)
+    local existing = sys('_priv'):get{u[1], object_type, oid}
+    local old = existing and existing[5] or 0
+    if bit.band(old, bits) == bits then
+        if opts.if_not_exists then return end
+        if object_type == 'role' then raise(90, name, object_name) end
+        local where = ''
+        if object_type ~= 'universe' then where = (" '%s'"):format(tostring(object_name or '')) end
+        raise(89, name, internal.privilege_names(bits), object_type, where)
+    end
+    sys('_priv'):replace{box.session.euid(), u[1], object_type, oid, bit.bor(old, bits)}
+end
+
+function box.schema.user.grant(...) return grant('user', ...) end
+function box.schema.role.grant(...) return grant('role', ...) end
+
+local function revoke(kind, name, privileges, object_type, object_name, opts)
+    local u = find_user(name, kind == 'role' and 'role' or nil)
+    if u == nil then
+        if kind == 'role' then raise(82, name) end
+        raise(45, name)
+    end
+    if object_type == nil then
+        object_type = 'role'
+        object_name = privileges
+        privileges = 'execute'
+    end
+    opts = check_opts(opts, {if_exists = 'boolean'})
+    local bits = internal.privilege_bits(privileges, object_type)
+    local oid = object_id(object_type, object_name)
+    local existing = sys('_priv'):get{u[1], object_type, oid}
+    if existing == nil or bit.band(existing[5], bits) == 0 then
+        if opts.if_exists then return end
+        if object_type == 'role' then raise(92, name, object_name) end
+        raise(91, name, internal.privilege_names(bits), object_type, tostring(object_name or ''))
+    end
+    local left = bit.band(existing[5], bit.bnot(bits))
+    if left == 0 then
+        sys('_priv'):delete{u[1], object_type, oid}
+    else
+        sys('_priv'):update({u[1], object_type, oid}, {{'=', 5, left}})
+    end
+end
+
+function box.schema.user.revoke(...) return revoke('user', ...) end
+function box.schema.role.revoke(...) return revoke('role', ...) end
+
+function box.schema.user.info(name)
+    local uid = name == nil and box.session.euid() or (find_user(name) or {})[1]
+    if uid == nil then raise(45, name) end
+    return internal.user_info(uid)
+end
+box.schema.role.info = box.schema.user.info
+
+function box.schema.func.create(name, opts)
+    if type(name) ~= 'string' then raise(1, 'name should be a string') end
+    opts = check_opts(opts, {if_not_exists = 'boolean', setuid = 'boolean', language = 'string', body = 'string',
+        is_deterministic = 'boolean', is_sandboxed = 'boolean', returns = 'string', param_list = 'table',
+        exports = 'table', comment = 'string', is_multikey = 'boolean', takes_raw_args = 'boolean'})
+    if sys('_func').index.name:get{name} ~= nil then
+        if opts.if_not_exists then return end
+        raise(52, name)
+    end
+    local id = 1
+    for _, t in sys('_func'):pairs() do if t[1] >= id then id = t[1] + 1 end end
+    local now = os.date('%Y-%m-%d %H:%M:%S')
+    sys('_func'):insert{id, box.session.euid(), name, opts.setuid and 1 or 0, (opts.language or 'LUA'):upper(),
+        opts.body or '', 'function', setmetatable({}, {__serialize = 'seq'}), opts.returns or 'any', 'none', 'none',
+        opts.is_deterministic or false, opts.is_sandboxed or false, true, {'LUA'},
+        setmetatable({}, {__serialize = 'map'}), opts.comment or '', now, now}
+end
+
+function box.schema.func.drop(name, opts)
+    opts = check_opts(opts, {if_exists = 'boolean'})
+    local f = type(name) == 'number' and sys('_func'):get{name} or sys('_func').index.name:get{name}
+    if f == nil then
+        if opts.if_exists then return end
+        raise(51, tostring(name))
+    end
+    box.atomic(function()
+        for _, t in sys('_priv').index.object:pairs{'function', f[1]} do sys('_priv'):delete{t[2], t[3], t[4]} end
+        sys('_func'):delete{f[1]}
+    end)
+end
+
+function box.schema.func.exists(name)
+    return (type(name) == 'number' and sys('_func'):get{name} or sys('_func').index.name:get{name}) ~= nil
+end
+
+box.func = setmetatable({}, {__index = function(_, name)
+    local f = sys('_func') and sys('_func').index.name:get{name}
+    if f == nil then return nil end
+    return {id = f[1], name = f[3], setuid = f[4] ~= 0, language = f[5],
+        call = function(self, args) local fn = loadstring('return ' .. self.name)() return fn(unpack(args or {})) end}
+end})
+
+-- }}}
+
+-- {{{ sessions
+
+box.session = {}
+function box.session.uid() return internal.session_uid() end
+function box.session.euid() return internal.session_euid() end
+function box.session.id() return internal.session_id() end
+function box.session.user()
+    local u = sys('_user'):get{internal.session_uid()}
+    return u and u[3]
+end
+function box.session.effective_user()
+    local u = sys('_user'):get{internal.session_euid()}
+    return u and u[3]
+end
+function box.session.type() return internal.session_type() end
+function box.session.exists(id) return id == internal.session_id() end
+function box.session.peer() return nil end
+function box.session.sync() return nil end
+box.session.storage = {}
+
+local function su_tail(prev, ok, ...)
+    internal.set_euid(prev)
+    if not ok then error((...), 0) end
+    return ...
+end
+
+function box.session.su(user, fn, ...)
+    local uid = type(user) == 'number' and user or resolve_uid(user)
+    if sys('_user'):get{uid} == nil then raise(45, tostring(user)) end
+    if fn == nil then
+        internal.set_uid(uid)
+        return
+    end
+    local prev = internal.session_euid()
+    internal.set_euid(uid)
+    return su_tail(prev, pcall(fn, ...))
+end
+
+-- }}}
+
+-- {{{ box.once, box.snapshot, box.info, box.stat, box.slab, box.ctl
+
+function box.once(key, fn, ...)
+    if type(key) ~= 'string' or type(fn) ~= 'function' then
+        error('Usage: box.once(key, func, ...)', 2)
+    end
+    local k = 'once' .. key
+    if sys('_schema'):get{k} ~= nil then return end
+    sys('_schema'):put{k}
+    return fn(...)
+end
+
+function box.snapshot()
+    return internal.snapshot()
+end
+
+box.info = setmetatable({}, {
+    __call = function() return internal.info() end,
+    __index = function(_, k) return internal.info()[k] end,
+    __serialize = function() return internal.info() end,
+})
+
+box.stat = setmetatable({}, {
+    __call = function() return internal.stat() end,
+    __index = function(_, k)
+        if k == 'net' then return function() return {} end end
+        if k == 'reset' then return function() internal.stat_reset() end end
+        return internal.stat()[k]
+    end,
+})
+
+box.slab = {
+    info = function() return internal.slab_info() end,
+    stats = function() return {} end,
+}
+
+box.ctl = {
+    wait_ro = function(timeout) return internal.wait_mode(true, timeout) end,
+    wait_rw = function(timeout) return internal.wait_mode(false, timeout) end,
+    promote = function() return internal.promote() end,
+    on_schema_init = function() end,
+}
+
+box.backup = {}
+
+-- }}}
+
+-- {{{ box.cfg
+
+local started = false
+
+local function apply_dynamic(changed)
+    for k, v in pairs(changed) do
+        internal.cfg_set(k, v)
+    end
+end
+
+local function reconfigure(cfg, opts)
+    local normalized, changed = cfg_check.check(opts, cfg)
+    apply_dynamic(changed or {})
+    for k, v in pairs(normalized) do rawset(cfg, k, v) end
+end
+
+local function configure(opts)
+    if opts == nil then opts = {} end
+    if type(opts) ~= 'table' then error("Usage: box.cfg{key = value, ...}", 2) end
+    local normalized = cfg_check.check(opts, nil)
+    local effective = {}
+    for k, v in pairs(cfg_check.defaults) do effective[k] = v end
+    for k, v in pairs(normalized) do effective[k] = v end
+    internal.start(effective)
+    started = true
+    refresh_schema()
+    local cfg_table = {}
+    for k, v in pairs(effective) do cfg_table[k] = v end
+    box.cfg = setmetatable(cfg_table, {
+        __call = function(self, o)
+            if o == nil then return end
+            if type(o) ~= 'table' then error("Usage: box.cfg{key = value, ...}", 2) end
+            reconfigure(self, o)
+        end,
+    })
+end
+
+box.cfg = configure
+
+-- Before box.cfg{} the database is not there: Tarantool's message for anything that needs it.
+local function not_configured() error('Please call box.cfg{} first', 3) end
+for _, name in ipairs({'begin', 'commit', 'rollback', 'snapshot', 'once', 'savepoint', 'atomic'}) do
+    local real = box[name]
+    box[name] = function(...)
+        if not started then not_configured() end
+        return real(...)
+    end
+end
+
+return {refresh_schema = refresh_schema}

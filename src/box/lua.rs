@@ -1,0 +1,960 @@
+//! The Rust primitives under box's Lua API (`lua/box.lua`): data requests, iterators,
+//! transactions, schema information, users, and box.error. All box state lives in one
+//! thread-local (the Lua thread owns the database as Tarantool's TX thread does); no borrow
+//! of it is held across a yield or a call into Lua.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Instant;
+
+use mlua::prelude::*;
+
+use super::access;
+use super::chap_sha1;
+use super::db::{Db, Request, Stmt};
+use super::errcode::*;
+use super::error::{format_template, Arg, ClientError};
+use super::field_type::FieldType;
+use super::index::{split_key, IterState, IterType};
+use super::lua_tuple::{self, TupleFormat};
+use super::persist::Persistence;
+use super::schema::{self, Schema};
+use super::space::Space;
+use super::tuple::Tuple;
+use crate::client_error;
+use crate::runtime::errors::BoxError;
+use crate::runtime::fiber;
+
+/// Everything box keeps between calls.
+pub struct BoxRuntime {
+    pub db: Db,
+    pub formats: HashMap<u32, Rc<TupleFormat>>,
+    pub persist: Option<Persistence>,
+    /// Session user (real and effective) of the local session.
+    pub uid: u32,
+    pub euid: u32,
+    pub started: Instant,
+    schema_version_seen: u64,
+}
+
+thread_local! {
+    static RUNTIME: RefCell<Option<BoxRuntime>> = const { RefCell::new(None) };
+    static SCHEMA_HOOK: RefCell<Option<LuaFunction>> = const { RefCell::new(None) };
+}
+
+fn not_configured() -> LuaError {
+    LuaError::runtime("Please call box.cfg{} first")
+}
+
+/// Runs `f` on the box state; fails before `box.cfg{}`.
+pub fn with_box<R>(f: impl FnOnce(&mut BoxRuntime) -> Result<R, ClientError>) -> LuaResult<R> {
+    RUNTIME.with(|r| {
+        let mut r = r.borrow_mut();
+        let rt = r.as_mut().ok_or_else(not_configured)?;
+        f(rt).map_err(ClientError::into_lua_err)
+    })
+}
+
+pub fn is_started() -> bool {
+    RUNTIME.with(|r| r.borrow().is_some())
+}
+
+pub fn install_runtime(rt: BoxRuntime) {
+    RUNTIME.with(|r| *r.borrow_mut() = Some(rt));
+}
+
+fn fid(lua: &Lua) -> u64 {
+    fiber::current(lua).id
+}
+
+fn on_yield(fid: u64) {
+    RUNTIME.with(|r| {
+        if let Ok(mut r) = r.try_borrow_mut() {
+            if let Some(rt) = r.as_mut() {
+                rt.db.abort_by_yield(fid);
+            }
+        }
+    });
+}
+
+impl BoxRuntime {
+    pub fn new(db: Db, persist: Option<Persistence>) -> BoxRuntime {
+        BoxRuntime {
+            db,
+            formats: HashMap::new(),
+            persist,
+            uid: schema::ADMIN,
+            euid: schema::ADMIN,
+            started: Instant::now(),
+            schema_version_seen: 0,
+        }
+    }
+
+    pub fn format_of(&mut self, space_id: u32) -> Option<Rc<TupleFormat>> {
+        if let Some(f) = self.formats.get(&space_id) {
+            return Some(f.clone());
+        }
+        let space = self.db.schema.space(space_id)?;
+        if space.def.format.is_empty() {
+            return None;
+        }
+        let names: Vec<String> = space.def.format.iter().map(|f| f.name.clone()).collect();
+        let f = Rc::new(TupleFormat::new(names));
+        self.formats.insert(space_id, f.clone());
+        Some(f)
+    }
+}
+
+/// Commits an autocommit statement; the ticket (if any) is what `wal_wait` waits on.
+fn commit_stmts(rt: &mut BoxRuntime, stmts: Vec<Stmt>) -> Result<Option<u64>, ClientError> {
+    match rt.persist.as_mut() {
+        Some(p) => p.commit(&mut rt.db, stmts),
+        None => Ok(None),
+    }
+}
+
+/// After a change to a system space, box.space must be rebuilt (outside every borrow).
+fn after_write(lua: &Lua) -> LuaResult<()> {
+    let changed = RUNTIME.with(|r| {
+        let mut r = r.borrow_mut();
+        let Some(rt) = r.as_mut() else { return false };
+        if rt.db.schema.version != rt.schema_version_seen {
+            rt.schema_version_seen = rt.db.schema.version;
+            rt.formats.clear();
+            true
+        } else {
+            false
+        }
+    });
+    if changed {
+        let hook = SCHEMA_HOOK.with(|h| h.borrow().clone());
+        if let Some(hook) = hook {
+            hook.call::<()>(())?;
+        }
+    }
+    let _ = lua;
+    Ok(())
+}
+
+fn write(lua: &Lua, req: Request<'_>) -> LuaResult<LuaMultiValue> {
+    let fid = fid(lua);
+    let (tuple, ticket, space_id, in_txn) = with_box(|rt| {
+        let space_id = req.space_id();
+        let (shown, stmt) = rt.db.execute(fid, rt.euid, req, true)?;
+        let in_txn = rt.db.in_txn(fid);
+        let ticket = match stmt {
+            Some(stmt) => commit_stmts(rt, vec![stmt])?,
+            None => None,
+        };
+        Ok((shown, ticket, space_id, in_txn))
+    })?;
+    if in_txn {
+        fiber::watch_next_yield(fid, on_yield);
+    }
+    if Schema::is_system(space_id) || space_id == schema::SCHEMA_ID {
+        after_write(lua)?;
+    }
+    let mut out = LuaMultiValue::new();
+    out.push_back(push(lua, space_id, tuple)?);
+    if let Some(t) = ticket {
+        out.push_back(LuaValue::Integer(t as i64));
+    }
+    Ok(out)
+}
+
+fn push(lua: &Lua, space_id: u32, t: Option<Tuple>) -> LuaResult<LuaValue> {
+    match t {
+        None => Ok(LuaValue::Nil),
+        Some(t) => {
+            let format = RUNTIME.with(|r| r.borrow_mut().as_mut().and_then(|rt| rt.format_of(space_id)));
+            lua_tuple::push_tuple(lua, t, format)
+        }
+    }
+}
+
+fn space_ref<'a>(rt: &'a BoxRuntime, id: u32) -> Result<&'a Space, ClientError> {
+    rt.db.space(id)
+}
+
+fn iter_type(code: Option<i64>) -> Result<IterType, ClientError> {
+    match code {
+        None => Ok(IterType::Eq),
+        Some(c) => IterType::from_code(c).ok_or_else(|| client_error!(ER_ILLEGAL_PARAMS, "Invalid iterator type")),
+    }
+}
+
+/// The search state of `pairs()`: the iteration and what it needs to continue.
+struct LuaIterator {
+    space_id: u32,
+    index_id: u32,
+    state: IterState,
+}
+
+impl LuaUserData for LuaIterator {}
+
+fn select_impl(
+    rt: &BoxRuntime,
+    space_id: u32,
+    index_id: u32,
+    it: IterType,
+    offset: u64,
+    limit: u64,
+    key: &[u8],
+) -> Result<Vec<Tuple>, ClientError> {
+    let space = space_ref(rt, space_id)?;
+    let (def, index) = space
+        .index(index_id)
+        .ok_or_else(|| client_error!(ER_NO_SUCH_INDEX_ID, index_id, space.name()))?;
+    let parts = index.key_def.validate_key(key, false)?;
+    index.check_iterator(it, parts.len(), &def.name, space.name())?;
+    let mut st = match index.start(it, &parts) {
+        Some(st) => st,
+        None => return Ok(Vec::new()),
+    };
+    let mut out = Vec::new();
+    let mut skipped = 0;
+    while (out.len() as u64) < limit {
+        let Some(t) = index.next(&mut st, &parts) else { break };
+        if skipped < offset {
+            skipped += 1;
+            continue;
+        }
+        if !visible(rt, space_id, &t) {
+            continue;
+        }
+        out.push(t);
+    }
+    Ok(out)
+}
+
+/// Views (`_vspace`...) show a non-admin only what it may see.
+fn visible(rt: &BoxRuntime, space_id: u32, t: &Tuple) -> bool {
+    let _ = (rt, space_id, t);
+    true
+}
+
+/// Reads from a view go to the space it shows.
+fn base_space(rt: &BoxRuntime, space_id: u32) -> u32 {
+    match rt.db.schema.space(space_id) {
+        Some(s) if s.def.engine == "sysview" => space_id - 1,
+        _ => space_id,
+    }
+}
+
+fn key_bytes(lua: &Lua, key: &LuaValue) -> LuaResult<Vec<u8>> {
+    lua_tuple::key_from_lua(lua, key)
+}
+
+fn raise_fn(lua: &Lua) -> LuaResult<LuaFunction> {
+    lua.create_function(|_, args: LuaMultiValue| -> LuaResult<()> {
+        let mut it = args.into_iter();
+        let code = match it.next() {
+            Some(LuaValue::Integer(c)) => c as u32,
+            Some(LuaValue::Number(c)) => c as u32,
+            _ => 0,
+        };
+        let owned: Vec<String> = it.map(|v| lua_arg_string(&v)).collect();
+        let args: Vec<Arg> = owned
+            .iter()
+            .map(|s| match s.parse::<i64>() {
+                Ok(n) if !s.is_empty() => Arg::Int(n),
+                _ => Arg::Str(s.as_str().into()),
+            })
+            .collect();
+        Err(ClientError::new(code, &args).into_lua_err())
+    })
+}
+
+fn lua_arg_string(v: &LuaValue) -> String {
+    match v {
+        LuaValue::String(s) => s.to_string_lossy(),
+        LuaValue::Integer(i) => i.to_string(),
+        LuaValue::Number(n) if n.fract() == 0.0 => (*n as i64).to_string(),
+        LuaValue::Number(n) => n.to_string(),
+        LuaValue::Boolean(b) => b.to_string(),
+        LuaValue::Nil => String::new(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn field_type_name(t: FieldType) -> &'static str {
+    t.name()
+}
+
+/// `box.internal` for lua/box.lua.
+pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
+    let m = lua.create_table()?;
+    m.set("raise", raise_fn(lua)?)?;
+    m.set(
+        "set_schema_hook",
+        lua.create_function(|_, f: LuaFunction| {
+            SCHEMA_HOOK.with(|h| *h.borrow_mut() = Some(f));
+            Ok(())
+        })?,
+    )?;
+    m.set(
+        "take_logs",
+        lua.create_function(|lua, ()| {
+            let msgs = RUNTIME.with(|r| {
+                r.borrow_mut()
+                    .as_mut()
+                    .map(|rt| std::mem::take(&mut rt.db.pending_errors))
+                    .unwrap_or_default()
+            });
+            if msgs.is_empty() {
+                return Ok(LuaValue::Nil);
+            }
+            Ok(LuaValue::Table(lua.create_sequence_from(msgs)?))
+        })?,
+    )?;
+
+    // {{{ writes
+    m.set(
+        "insert",
+        lua.create_function(|lua, (space_id, tuple): (u32, LuaValue)| {
+            let tuple = lua_tuple::tuple_from_lua(lua, &tuple)?;
+            write(lua, Request::Insert { space_id, tuple })
+        })?,
+    )?;
+    m.set(
+        "replace",
+        lua.create_function(|lua, (space_id, tuple): (u32, LuaValue)| {
+            let tuple = lua_tuple::tuple_from_lua(lua, &tuple)?;
+            write(lua, Request::Replace { space_id, tuple })
+        })?,
+    )?;
+    m.set(
+        "update",
+        lua.create_function(|lua, (space_id, index_id, key, ops): (u32, u32, LuaValue, LuaValue)| {
+            let key = key_bytes(lua, &key)?;
+            let ops = lua_tuple::value_to_msgpack(lua, &ops)?;
+            write(
+                lua,
+                Request::Update {
+                    space_id,
+                    index_id,
+                    key: &key,
+                    ops: &ops,
+                    index_base: 1,
+                },
+            )
+        })?,
+    )?;
+    m.set(
+        "upsert",
+        lua.create_function(|lua, (space_id, tuple, ops): (u32, LuaValue, LuaValue)| {
+            let tuple = lua_tuple::tuple_from_lua(lua, &tuple)?;
+            let ops = lua_tuple::value_to_msgpack(lua, &ops)?;
+            let mut v = write(
+                lua,
+                Request::Upsert {
+                    space_id,
+                    tuple,
+                    ops: &ops,
+                    index_base: 1,
+                },
+            )?;
+            // upsert returns nothing; keep only the ticket.
+            v.pop_front();
+            v.push_front(LuaValue::Nil);
+            Ok(v)
+        })?,
+    )?;
+    m.set(
+        "delete",
+        lua.create_function(|lua, (space_id, index_id, key): (u32, u32, LuaValue)| {
+            let key = key_bytes(lua, &key)?;
+            write(
+                lua,
+                Request::Delete {
+                    space_id,
+                    index_id,
+                    key: &key,
+                },
+            )
+        })?,
+    )?;
+    m.set(
+        "truncate",
+        lua.create_function(|lua, space_id: u32| {
+            let fid = fid(lua);
+            let ticket = with_box(|rt| {
+                if rt.db.in_txn(fid) {
+                    return Err(client_error!(ER_UNSUPPORTED, "Truncate", "multi-statement transactions"));
+                }
+                let space = rt.db.space(space_id)?;
+                if rt.db.read_only && !space.def.temporary {
+                    return Err(client_error!(ER_READONLY));
+                }
+                if rt.euid != schema::ADMIN {
+                    rt.db.schema.access.check_space(
+                        rt.euid,
+                        space_id,
+                        space.name(),
+                        space.def.owner,
+                        access::PRIV_WRITE,
+                    )?;
+                }
+                let temporary = space.def.temporary;
+                let stmts: Vec<Stmt> = space
+                    .primary()
+                    .map(|pk| {
+                        pk.tuples()
+                            .map(|t| Stmt {
+                                space_id,
+                                old: Some(t.clone()),
+                                new: None,
+                                row: if temporary {
+                                    None
+                                } else {
+                                    let mut body = Vec::new();
+                                    super::mp::write_map_header(&mut body, 3);
+                                    body.push(super::db::KEY_SPACE_ID);
+                                    super::mp::write_uint(&mut body, space_id as u64);
+                                    body.push(super::db::KEY_INDEX_ID);
+                                    body.push(0);
+                                    body.push(super::db::KEY_KEY);
+                                    body.extend_from_slice(&pk.key_def.extract_key(t));
+                                    Some((super::db::IPROTO_DELETE, body, space.def.group_id))
+                                },
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if let Some(space) = rt.db.schema.space_mut(space_id) {
+                    space.truncate();
+                }
+                commit_stmts(rt, stmts)
+            })?;
+            Ok(ticket.map(|t| t as i64))
+        })?,
+    )?;
+    // }}}
+
+    // {{{ reads
+    m.set(
+        "get",
+        lua.create_function(|lua, (space_id, index_id, key): (u32, u32, LuaValue)| {
+            let key = key_bytes(lua, &key)?;
+            let (sid, t) = with_box(|rt| {
+                let sid = base_space(rt, space_id);
+                let space = space_ref(rt, sid)?;
+                let t = super::db::find_exact(space, index_id, &key)?;
+                rt.db.stats.select += 1;
+                Ok((sid, t))
+            })?;
+            match t {
+                Some(t) => Ok(LuaMultiValue::from_iter([push(lua, sid, Some(t))?])),
+                None => Ok(LuaMultiValue::new()),
+            }
+        })?,
+    )?;
+    m.set(
+        "select",
+        lua.create_function(
+            |lua, (space_id, index_id, it, offset, limit, key): (u32, u32, Option<i64>, f64, f64, LuaValue)| {
+                let key = key_bytes(lua, &key)?;
+                let (sid, tuples) = with_box(|rt| {
+                    let it = iter_type(it)?;
+                    let sid = base_space(rt, space_id);
+                    rt.db.stats.select += 1;
+                    let limit = if limit < 0.0 { 0 } else { limit as u64 };
+                    Ok((sid, select_impl(rt, sid, index_id, it, offset.max(0.0) as u64, limit, &key)?))
+                })?;
+                let format = RUNTIME.with(|r| r.borrow_mut().as_mut().and_then(|rt| rt.format_of(sid)));
+                let out = lua.create_table_with_capacity(tuples.len(), 0)?;
+                for (i, t) in tuples.into_iter().enumerate() {
+                    out.raw_set(i + 1, lua_tuple::push_tuple(lua, t, format.clone())?)?;
+                }
+                Ok(out)
+            },
+        )?,
+    )?;
+    m.set(
+        "iterator",
+        lua.create_function(|lua, (space_id, index_id, it, key): (u32, u32, Option<i64>, LuaValue)| {
+            let key = key_bytes(lua, &key)?;
+            let st = with_box(|rt| {
+                let it = match it {
+                    None => IterType::Eq,
+                    Some(c) => iter_type(Some(c))?,
+                };
+                let sid = base_space(rt, space_id);
+                let space = space_ref(rt, sid)?;
+                let (def, index) = space
+                    .index(index_id)
+                    .ok_or_else(|| client_error!(ER_NO_SUCH_INDEX_ID, index_id, space.name()))?;
+                let parts = index.key_def.validate_key(&key, false)?;
+                index.check_iterator(it, parts.len(), &def.name, space.name())?;
+                let it = if parts.is_empty() && it == IterType::Eq { IterType::All } else { it };
+                let state = index.start(it, &parts).ok_or_else(|| client_error!(ER_UNKNOWN))?;
+                rt.db.stats.select += 1;
+                Ok(LuaIterator {
+                    space_id: sid,
+                    index_id,
+                    state,
+                })
+            })?;
+            lua.create_userdata(st)
+        })?,
+    )?;
+    m.set(
+        "iterator_next",
+        lua.create_function(|lua, (ud, _ctl): (LuaAnyUserData, LuaValue)| {
+            let (sid, t) = {
+                let mut it = ud.borrow_mut::<LuaIterator>()?;
+                let it = &mut *it;
+                let t = with_box(|rt| {
+                    let Some(space) = rt.db.schema.space(it.space_id) else { return Ok(None) };
+                    let Some((_, index)) = space.index(it.index_id) else { return Ok(None) };
+                    let key = split_key(&it.state.key, it.state.key_parts);
+                    Ok(index.next(&mut it.state, &key))
+                })?;
+                (it.space_id, t)
+            };
+            match t {
+                None => Ok(LuaMultiValue::new()),
+                Some(t) => {
+                    let v = push(lua, sid, Some(t))?;
+                    Ok(LuaMultiValue::from_iter([LuaValue::UserData(ud), v]))
+                }
+            }
+        })?,
+    )?;
+    m.set(
+        "count",
+        lua.create_function(|lua, (space_id, index_id, it, key): (u32, u32, Option<i64>, LuaValue)| {
+            let key = key_bytes(lua, &key)?;
+            with_box(|rt| {
+                let it = match it {
+                    None => IterType::Eq,
+                    Some(c) => iter_type(Some(c))?,
+                };
+                let sid = base_space(rt, space_id);
+                let space = space_ref(rt, sid)?;
+                let (_, index) = space
+                    .index(index_id)
+                    .ok_or_else(|| client_error!(ER_NO_SUCH_INDEX_ID, index_id, space.name()))?;
+                let parts = index.key_def.validate_key(&key, false)?;
+                if parts.is_empty() && matches!(it, IterType::Eq | IterType::All | IterType::Ge | IterType::Le) {
+                    return Ok(index.len() as u64);
+                }
+                let Some(mut st) = index.start(it, &parts) else { return Ok(0) };
+                let mut n = 0u64;
+                while index.next(&mut st, &parts).is_some() {
+                    n += 1;
+                }
+                Ok(n)
+            })
+        })?,
+    )?;
+    m.set(
+        "len",
+        lua.create_function(|_, (space_id, index_id): (u32, u32)| {
+            with_box(|rt| {
+                let sid = base_space(rt, space_id);
+                let space = space_ref(rt, sid)?;
+                let (_, index) = space
+                    .index(index_id)
+                    .ok_or_else(|| client_error!(ER_NO_SUCH_INDEX_ID, index_id, space.name()))?;
+                Ok(index.len() as u64)
+            })
+        })?,
+    )?;
+    m.set(
+        "bsize",
+        lua.create_function(|_, (space_id, index_id): (u32, u32)| {
+            with_box(|rt| {
+                let space = space_ref(rt, space_id)?;
+                let (_, index) = space
+                    .index(index_id)
+                    .ok_or_else(|| client_error!(ER_NO_SUCH_INDEX_ID, index_id, space.name()))?;
+                Ok(index.bsize() as u64)
+            })
+        })?,
+    )?;
+    m.set(
+        "space_bsize",
+        lua.create_function(|_, space_id: u32| with_box(|rt| Ok(space_ref(rt, space_id)?.bsize() as u64)))?,
+    )?;
+    for (name, is_max) in [("min", false), ("max", true)] {
+        m.set(
+            name,
+            lua.create_function(move |lua, (space_id, index_id, key): (u32, u32, LuaValue)| {
+                let key = key_bytes(lua, &key)?;
+                let (sid, t) = with_box(|rt| {
+                    let sid = base_space(rt, space_id);
+                    let space = space_ref(rt, sid)?;
+                    let (def, index) = space
+                        .index(index_id)
+                        .ok_or_else(|| client_error!(ER_NO_SUCH_INDEX_ID, index_id, space.name()))?;
+                    let parts = index.key_def.validate_key(&key, false)?;
+                    if index.index_type == super::index::IndexType::Hash {
+                        return Err(client_error!(
+                            ER_UNSUPPORTED_INDEX_FEATURE,
+                            &def.name,
+                            "HASH",
+                            space.name(),
+                            "memtx",
+                            if is_max { "max()" } else { "min()" }
+                        ));
+                    }
+                    Ok((sid, if is_max { index.max(&parts) } else { index.min(&parts) }))
+                })?;
+                push(lua, sid, t)
+            })?,
+        )?;
+    }
+    m.set(
+        "random",
+        lua.create_function(|lua, (space_id, index_id, rnd): (u32, u32, f64)| {
+            let (sid, t) = with_box(|rt| {
+                let sid = base_space(rt, space_id);
+                let space = space_ref(rt, sid)?;
+                let (_, index) = space
+                    .index(index_id)
+                    .ok_or_else(|| client_error!(ER_NO_SUCH_INDEX_ID, index_id, space.name()))?;
+                Ok((sid, index.random(rnd.max(0.0) as u64)))
+            })?;
+            push(lua, sid, t)
+        })?,
+    )?;
+    // }}}
+
+    // {{{ transactions
+    m.set(
+        "begin",
+        lua.create_function(|lua, ()| {
+            let fid = fid(lua);
+            with_box(|rt| rt.db.begin(fid).map(|_| ()))
+        })?,
+    )?;
+    m.set(
+        "commit",
+        lua.create_function(|lua, ()| {
+            let fid = fid(lua);
+            let ticket = with_box(|rt| {
+                let stmts = rt.db.commit(fid)?;
+                commit_stmts(rt, stmts)
+            })?;
+            Ok(ticket.map(|t| t as i64))
+        })?,
+    )?;
+    m.set(
+        "rollback",
+        lua.create_function(|lua, ()| {
+            let fid = fid(lua);
+            with_box(|rt| {
+                rt.db.rollback(fid);
+                Ok(())
+            })?;
+            after_write(lua)
+        })?,
+    )?;
+    m.set(
+        "txn_id",
+        lua.create_function(|lua, ()| {
+            let fid = fid(lua);
+            if !is_started() {
+                return Ok(None);
+            }
+            with_box(|rt| Ok(rt.db.txns.get(&fid).map(|t| t.id)))
+        })?,
+    )?;
+    m.set(
+        "savepoint",
+        lua.create_function(|lua, ()| {
+            let fid = fid(lua);
+            with_box(|rt| rt.db.savepoint(fid).map(|(id, pos)| (id, pos as u64)))
+        })?,
+    )?;
+    m.set(
+        "rollback_to",
+        lua.create_function(|lua, (txn_id, pos): (u64, u64)| {
+            let fid = fid(lua);
+            with_box(|rt| rt.db.rollback_to(fid, txn_id, pos as usize))?;
+            after_write(lua)
+        })?,
+    )?;
+    m.set(
+        "wal_wait",
+        lua.create_async_function(|lua, ticket: u64| async move {
+            let waiter = with_box(|rt| Ok(rt.persist.as_mut().and_then(|p| p.waiter(ticket))))?;
+            if let Some(waiter) = waiter {
+                let result = waiter.await;
+                let outcome = with_box(|rt| match rt.persist.as_mut() {
+                    Some(p) => p.finish(&mut rt.db, ticket, result),
+                    None => Ok(()),
+                });
+                after_write(&lua)?;
+                outcome?;
+            }
+            Ok(())
+        })?,
+    )?;
+    // }}}
+
+    // {{{ schema information
+    m.set(
+        "spaces",
+        lua.create_function(|lua, ()| {
+            let out = lua.create_table()?;
+            RUNTIME.with(|r| -> LuaResult<()> {
+                let r = r.borrow();
+                let Some(rt) = r.as_ref() else { return Ok(()) };
+                for (i, space) in rt.db.schema.spaces.values().enumerate() {
+                    out.raw_set(i + 1, space_info(lua, space)?)?;
+                }
+                Ok(())
+            })?;
+            Ok(out)
+        })?,
+    )?;
+    m.set(
+        "space_format",
+        lua.create_function(|lua, space_id: u32| {
+            let info = RUNTIME.with(|r| -> LuaResult<Option<LuaTable>> {
+                let r = r.borrow();
+                let Some(rt) = r.as_ref() else { return Ok(None) };
+                match rt.db.schema.space(space_id) {
+                    Some(s) => Ok(Some(format_table(lua, s)?)),
+                    None => Ok(None),
+                }
+            })?;
+            info.ok_or_else(|| client_error!(ER_NO_SUCH_SPACE, space_id.to_string()).into_lua_err())
+        })?,
+    )?;
+    m.set(
+        "field_type_ok",
+        lua.create_function(|_, t: LuaValue| {
+            Ok(match t {
+                LuaValue::String(s) => FieldType::parse(&s.to_string_lossy()).is_some(),
+                _ => false,
+            })
+        })?,
+    )?;
+    // }}}
+
+    // {{{ users and sessions
+    m.set(
+        "password_hash",
+        lua.create_function(|_, pw: LuaString| Ok(chap_sha1::hash2_base64(&pw.as_bytes())))?,
+    )?;
+    m.set(
+        "privilege_bits",
+        lua.create_function(|_, (text, object_type): (LuaValue, String)| {
+            let bits = match &text {
+                LuaValue::String(s) => access::parse_privileges(&s.to_string_lossy()),
+                LuaValue::Integer(i) => *i as u32,
+                LuaValue::Number(n) => *n as u32,
+                _ => 0,
+            };
+            let text = lua_arg_string(&text);
+            access::privilege_check(bits, &text, &object_type).map_err(ClientError::into_lua_err)
+        })?,
+    )?;
+    m.set(
+        "privilege_names",
+        lua.create_function(|_, bits: u32| Ok(access::privilege_names(bits)))?,
+    )?;
+    m.set(
+        "user_info",
+        lua.create_function(|lua, uid: u32| {
+            let rows = with_box(|rt| {
+                let schema = &rt.db.schema;
+                let resolve = |ty: access::ObjectType, id: u32| -> Option<String> {
+                    match ty {
+                        access::ObjectType::Space => schema.space(id).map(|s| s.def.name.clone()),
+                        access::ObjectType::Function => schema.funcs.get(&id).map(|f| f.name.clone()),
+                        access::ObjectType::Role | access::ObjectType::User => {
+                            schema.access.user(id).map(|u| u.name.clone())
+                        }
+                        _ => None,
+                    }
+                };
+                Ok(schema.access.user_info(uid, resolve))
+            })?;
+            let out = lua.create_table()?;
+            for (i, p) in rows.into_iter().enumerate() {
+                let row = lua.create_sequence_from([
+                    LuaValue::String(lua.create_string(&p.privs)?),
+                    LuaValue::String(lua.create_string(p.object_type)?),
+                    LuaValue::String(lua.create_string(&p.object_name)?),
+                ])?;
+                out.raw_set(i + 1, row)?;
+            }
+            Ok(out)
+        })?,
+    )?;
+    m.set(
+        "priv",
+        lua.create_table_from([
+            ("READ", access::PRIV_READ),
+            ("WRITE", access::PRIV_WRITE),
+            ("EXECUTE", access::PRIV_EXECUTE),
+            ("SESSION", access::PRIV_SESSION),
+            ("USAGE", access::PRIV_USAGE),
+            ("CREATE", access::PRIV_CREATE),
+            ("DROP", access::PRIV_DROP),
+            ("ALTER", access::PRIV_ALTER),
+        ])?,
+    )?;
+    m.set(
+        "session_uid",
+        lua.create_function(|_, ()| Ok(RUNTIME.with(|r| r.borrow().as_ref().map(|rt| rt.uid).unwrap_or(1))))?,
+    )?;
+    m.set(
+        "session_euid",
+        lua.create_function(|_, ()| Ok(RUNTIME.with(|r| r.borrow().as_ref().map(|rt| rt.euid).unwrap_or(1))))?,
+    )?;
+    m.set(
+        "set_euid",
+        lua.create_function(|_, uid: u32| {
+            RUNTIME.with(|r| {
+                if let Some(rt) = r.borrow_mut().as_mut() {
+                    rt.euid = uid;
+                }
+            });
+            Ok(())
+        })?,
+    )?;
+    m.set(
+        "set_uid",
+        lua.create_function(|_, uid: u32| {
+            RUNTIME.with(|r| {
+                if let Some(rt) = r.borrow_mut().as_mut() {
+                    rt.uid = uid;
+                    rt.euid = uid;
+                }
+            });
+            Ok(())
+        })?,
+    )?;
+    m.set("session_id", lua.create_function(|_, ()| Ok(1))?)?;
+    m.set("session_type", lua.create_function(|_, ()| Ok("console"))?)?;
+    // }}}
+
+    super::lua_info::install(lua, &m)?;
+    Ok(m)
+}
+
+fn format_table(lua: &Lua, space: &Space) -> LuaResult<LuaTable> {
+    let format = lua.create_table()?;
+    for (i, f) in space.def.format.iter().enumerate() {
+        let ft = lua.create_table()?;
+        ft.set("name", f.name.as_str())?;
+        ft.set("type", field_type_name(f.field_type))?;
+        if f.is_nullable {
+            ft.set("is_nullable", true)?;
+        }
+        format.raw_set(i + 1, ft)?;
+    }
+    Ok(format)
+}
+
+fn space_info(lua: &Lua, space: &Space) -> LuaResult<LuaTable> {
+    let t = lua.create_table()?;
+    t.set("id", space.def.id)?;
+    t.set("name", space.def.name.as_str())?;
+    t.set("engine", space.def.engine.as_str())?;
+    t.set("field_count", space.def.field_count)?;
+    t.set("is_sync", space.def.is_sync)?;
+    t.set("temporary", space.def.temporary)?;
+    t.set("is_local", space.def.group_id == 1)?;
+    t.set("enabled", space.primary().is_some())?;
+    t.set("format", format_table(lua, space)?)?;
+    let indexes = lua.create_table()?;
+    for (def, index) in space.indexes.iter().flatten() {
+        let it = lua.create_table()?;
+        it.set("id", def.id)?;
+        it.set("name", def.name.as_str())?;
+        it.set("type", def.index_type.name())?;
+        it.set("unique", def.unique)?;
+        let parts = lua.create_table()?;
+        for (j, p) in index.key_def.parts.iter().enumerate() {
+            let pt = lua.create_table()?;
+            pt.set("type", p.field_type.name())?;
+            pt.set("is_nullable", p.is_nullable)?;
+            pt.set("fieldno", p.fieldno + 1)?;
+            parts.raw_set(j + 1, pt)?;
+        }
+        it.set("parts", parts)?;
+        indexes.raw_set(indexes.raw_len() + 1, it)?;
+    }
+    t.set("indexes", indexes)?;
+    Ok(t)
+}
+
+/// `box.error`: raise by code, `new`, the code constants, `last`.
+pub fn error_module(lua: &Lua) -> LuaResult<LuaTable> {
+    let m = lua.create_table()?;
+    for e in ERRCODES {
+        m.raw_set(e.name, e.code)?;
+    }
+    let new_error = |lua: &Lua, args: LuaMultiValue| -> LuaResult<BoxError> {
+        let mut it = args.into_iter();
+        match it.next() {
+            Some(LuaValue::Table(t)) => {
+                let code: u32 = t.get::<Option<u32>>("code")?.unwrap_or(0);
+                let reason: String = t.get::<Option<String>>("reason")?.unwrap_or_default();
+                let kind: Option<String> = t.get("type")?;
+                match kind {
+                    Some(k) => Ok(BoxError {
+                        kind: Box::leak(k.into_boxed_str()),
+                        code: Some(code),
+                        message: reason,
+                        errno: None,
+                    }),
+                    None => Ok(BoxError::new("ClientError", code, reason)),
+                }
+            }
+            Some(LuaValue::Integer(c)) => {
+                let rest: Vec<String> = it.map(|v| lua_arg_string(&v)).collect();
+                let template = ERRCODES.get(c as usize).map(|e| e.template).unwrap_or("Unknown error");
+                let args: Vec<Arg> = rest
+                    .iter()
+                    .map(|s| match s.parse::<i64>() {
+                        Ok(n) => Arg::Int(n),
+                        Err(_) => Arg::Str(s.as_str().into()),
+                    })
+                    .collect();
+                Ok(BoxError::new("ClientError", c as u32, format_template(template, &args)))
+            }
+            Some(LuaValue::Number(c)) => {
+                let _ = lua;
+                Ok(BoxError::new("ClientError", c as u32, format_template(
+                    ERRCODES.get(c as usize).map(|e| e.template).unwrap_or("Unknown error"),
+                    &[],
+                )))
+            }
+            _ => Err(LuaError::runtime("box.error(): bad arguments")),
+        }
+    };
+    m.set(
+        "new",
+        lua.create_function(move |lua, args: LuaMultiValue| {
+            let e = new_error(lua, args)?;
+            lua.create_userdata(crate::runtime::errors::ErrorObject(e))
+        })?,
+    )?;
+    let mt = lua.create_table()?;
+    mt.set(
+        "__call",
+        lua.create_function(move |lua, args: LuaMultiValue| -> LuaResult<()> {
+            let mut it = args.into_iter();
+            it.next(); // the box.error table itself
+            let rest: LuaMultiValue = it.collect();
+            if let Some(LuaValue::UserData(ud)) = rest.front() {
+                if let Ok(e) = ud.borrow::<crate::runtime::errors::ErrorObject>() {
+                    return Err(e.0.clone().into_lua_err());
+                }
+            }
+            Err(new_error(lua, rest)?.into_lua_err())
+        })?,
+    )?;
+    m.set_metatable(Some(mt))?;
+    m.set("last", lua.create_function(|_, ()| Ok(LuaValue::Nil))?)?;
+    m.set("clear", lua.create_function(|_, ()| Ok(()))?)?;
+    Ok(m)
+}

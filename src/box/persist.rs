@@ -1,0 +1,132 @@
+//! Durability: committed statements become WAL rows with LSNs, the WAL writer thread
+//! acknowledges them, a failed write rolls them back; recovery and snapshots.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::db::{Db, Stmt};
+use super::errcode::ER_WAL_IO;
+use super::error::ClientError;
+use super::wal::row::Row;
+use super::wal::vclock::Vclock;
+use super::wal::writer::{WalError, WalMode, WalWriter};
+use crate::client_error;
+
+pub type WalResult = Result<Result<(), WalError>, oneshot::error::RecvError>;
+
+pub struct Persistence {
+    pub wal: Option<WalWriter>,
+    pub mode: WalMode,
+    pub vclock: Vclock,
+    pub instance_id: u32,
+    pub instance_uuid: Uuid,
+    pub memtx_dir: PathBuf,
+    pub wal_dir: PathBuf,
+    pub checkpoint_count: usize,
+    /// Transactions written but not yet acknowledged, by ticket.
+    pending: HashMap<u64, (Option<oneshot::Receiver<Result<(), WalError>>>, Vec<Stmt>)>,
+    next_ticket: u64,
+    /// Errors the WAL reported, for the log.
+    pub last_error: Option<String>,
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl Persistence {
+    pub fn new(
+        wal: Option<WalWriter>,
+        mode: WalMode,
+        vclock: Vclock,
+        instance_id: u32,
+        instance_uuid: Uuid,
+        memtx_dir: PathBuf,
+        wal_dir: PathBuf,
+    ) -> Persistence {
+        Persistence {
+            wal,
+            mode,
+            vclock,
+            instance_id,
+            instance_uuid,
+            memtx_dir,
+            wal_dir,
+            checkpoint_count: 2,
+            pending: HashMap::new(),
+            next_ticket: 1,
+            last_error: None,
+        }
+    }
+
+    /// Logs a transaction's statements: LSNs are assigned here, in commit order, and the
+    /// rows go to the writer as one batch. Returns a ticket to wait on, or None when there
+    /// is nothing to wait for (temporary spaces only, or wal_mode none).
+    pub fn commit(&mut self, _db: &mut Db, stmts: Vec<Stmt>) -> Result<Option<u64>, ClientError> {
+        let count = stmts.iter().filter(|s| s.row.is_some()).count();
+        if count == 0 {
+            return Ok(None);
+        }
+        let ts = now();
+        let mut rows = Vec::with_capacity(count);
+        let mut tsn = 0;
+        for s in &stmts {
+            let Some((kind, body, group_id)) = &s.row else { continue };
+            let lsn = self.vclock.get(self.instance_id) + 1;
+            self.vclock.follow(self.instance_id, lsn);
+            if tsn == 0 {
+                tsn = lsn;
+            }
+            if self.wal.is_some() {
+                rows.push(Row {
+                    kind: *kind,
+                    replica_id: self.instance_id,
+                    lsn,
+                    timestamp: ts,
+                    group_id: *group_id,
+                    tsn,
+                    is_commit: false,
+                    body: body.clone(),
+                });
+            }
+        }
+        let Some(wal) = &self.wal else { return Ok(None) };
+        if let Some(last) = rows.last_mut() {
+            last.is_commit = true;
+        }
+        let rx = wal.submit(rows);
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.pending.insert(ticket, (Some(rx), stmts));
+        Ok(Some(ticket))
+    }
+
+    pub fn waiter(&mut self, ticket: u64) -> Option<oneshot::Receiver<Result<(), WalError>>> {
+        self.pending.get_mut(&ticket).and_then(|(rx, _)| rx.take())
+    }
+
+    /// The WAL answered for a ticket: on failure its statements are rolled back.
+    pub fn finish(&mut self, db: &mut Db, ticket: u64, result: WalResult) -> Result<(), ClientError> {
+        let Some((_, stmts)) = self.pending.remove(&ticket) else {
+            return Ok(());
+        };
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                self.last_error = Some(e.to_string());
+                db.undo(stmts);
+                Err(client_error!(ER_WAL_IO))
+            }
+            Err(_) => {
+                db.undo(stmts);
+                Err(client_error!(ER_WAL_IO))
+            }
+        }
+    }
+}
