@@ -4,4 +4,18 @@
 pub mod mp;
 pub mod row;
 pub mod vclock;
+pub mod xlog;
 pub mod zstd;
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    use std::path::PathBuf;
+
+    /// A fresh directory per test name and process.
+    pub fn tmpdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("node-wal-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+}
