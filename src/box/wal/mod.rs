@@ -4,6 +4,7 @@
 pub mod mp;
 pub mod row;
 pub mod vclock;
+pub mod writer;
 pub mod xlog;
 pub mod zstd;
 

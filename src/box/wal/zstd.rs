@@ -311,9 +311,7 @@ impl Fse {
             if p == 0 {
                 loop {
                     let repeat = r.read(2)?;
-                    for _ in 0..repeat {
-                        counts.push(0);
-                    }
+                    counts.resize(counts.len() + repeat as usize, 0);
                     if repeat != 3 {
                         break;
                     }
