@@ -3,6 +3,7 @@
 
 pub mod mp;
 pub mod row;
+pub mod snapshot;
 pub mod vclock;
 pub mod writer;
 pub mod xlog;

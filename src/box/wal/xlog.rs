@@ -572,6 +572,8 @@ pub struct XlogReader {
     meta: Meta,
     data_start: u64,
     offset: u64,
+    /// Read-ahead size: small while only the meta is wanted.
+    chunk: usize,
 }
 
 impl XlogReader {
@@ -591,6 +593,7 @@ impl XlogReader {
             meta: Meta::new(FileKind::Xlog, Uuid::nil(), Vclock::new(), None),
             data_start: 0,
             offset: 0,
+            chunk: META_LEN_MAX,
         };
         let head = r
             .bytes_at(0, META_LEN_MAX)
@@ -600,6 +603,7 @@ impl XlogReader {
                 r.meta = meta;
                 r.data_start = n as u64;
                 r.offset = n as u64;
+                r.chunk = READ_CHUNK;
                 Ok(r)
             }
             Ok(None) => Err(XlogError::new(path, Some(0), "unexpected end of file in meta")),
@@ -650,7 +654,7 @@ impl XlogReader {
                 self.buf.clear();
             }
             self.buf_start = off;
-            let want = ((end - off) as usize).max(READ_CHUNK).min((self.len - off) as usize);
+            let want = ((end - off) as usize).max(self.chunk).min((self.len - off) as usize);
             let mut have = self.buf.len();
             self.buf.resize(want, 0);
             while have < want {
