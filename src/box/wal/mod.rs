@@ -2,6 +2,7 @@
 //! with group commit, recovery and garbage collection. See docs/box.md.
 
 pub mod mp;
+pub mod recovery;
 pub mod row;
 pub mod snapshot;
 pub mod vclock;
