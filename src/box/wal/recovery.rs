@@ -299,7 +299,9 @@ mod tests {
     }
 
     /// (source, replica id, lsn) of everything recovered.
-    fn collect(o: &RecoveryOptions) -> Result<(Vec<(Source, u32, i64)>, Recovered), XlogError> {
+    type Got = Vec<(Source, u32, i64)>;
+
+    fn collect(o: &RecoveryOptions) -> Result<(Got, Recovered), XlogError> {
         let mut got = Vec::new();
         let rec = recover(o, |s, r| {
             got.push((s, r.replica_id, r.lsn));
