@@ -13,3 +13,4 @@ pub mod schema;
 pub mod space;
 pub mod tuple;
 pub mod update;
+pub mod wal;
