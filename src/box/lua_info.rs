@@ -1,0 +1,339 @@
+//! Starting box (`box.cfg{}`: recovery or bootstrap), reconfiguring it, snapshots, and what
+//! it reports: `box.info`, `box.stat`, `box.slab.info`.
+
+use std::path::{Path, PathBuf};
+
+use mlua::prelude::*;
+use uuid::Uuid;
+
+use super::db::Db;
+use super::errcode::*;
+use super::error::ClientError;
+use super::lua::{install_runtime, with_box, BoxRuntime};
+use super::persist::Persistence;
+use super::schema;
+use super::tuple::Tuple;
+use super::wal::recovery::{recover, RecoveryOptions};
+use super::wal::snapshot::{remove_inprogress, spawn_snapshot, write_snapshot};
+use super::wal::vclock::Vclock;
+use super::wal::writer::{WalConfig, WalMode, WalWriter};
+use crate::client_error;
+
+impl AsRef<[u8]> for Tuple {
+    fn as_ref(&self) -> &[u8] {
+        self.data()
+    }
+}
+
+fn cfg_str(cfg: &LuaTable, key: &str) -> LuaResult<Option<String>> {
+    cfg.get::<Option<String>>(key)
+}
+
+fn resolve(dir: Option<String>) -> PathBuf {
+    PathBuf::from(dir.unwrap_or_else(|| ".".into()))
+}
+
+fn cfg_error(option: &str, why: impl Into<String>) -> LuaError {
+    let why = why.into();
+    client_error!(ER_CFG, option, why).into_lua_err()
+}
+
+/// Every tuple of every persistent space, system spaces first, as a snapshot stores them.
+fn snapshot_tuples(db: &Db) -> Vec<(u32, u32, Tuple)> {
+    let mut out = Vec::new();
+    for space in db.schema.spaces.values() {
+        if space.def.temporary || space.def.engine == "sysview" {
+            continue;
+        }
+        if let Some(pk) = space.primary() {
+            out.extend(pk.tuples().map(|t| (space.def.id, space.def.group_id, t.clone())));
+        }
+    }
+    out
+}
+
+fn start(lua: &Lua, cfg: LuaTable) -> LuaResult<()> {
+    if super::lua::is_started() {
+        return Ok(());
+    }
+    if let Some(dir) = cfg_str(&cfg, "work_dir")? {
+        std::env::set_current_dir(&dir).map_err(|e| cfg_error("work_dir", format!("can't chdir to '{dir}': {e}")))?;
+    }
+    let memtx_dir = resolve(cfg_str(&cfg, "memtx_dir")?);
+    let wal_dir = resolve(cfg_str(&cfg, "wal_dir")?);
+    let mode: WalMode = cfg_str(&cfg, "wal_mode")?
+        .unwrap_or_else(|| "write".into())
+        .parse()
+        .map_err(|e: String| cfg_error("wal_mode", e))?;
+    let force_recovery: bool = cfg.get::<Option<bool>>("force_recovery")?.unwrap_or(false);
+    if let Some(pid_file) = cfg_str(&cfg, "pid_file")? {
+        std::fs::write(&pid_file, format!("{}\n", std::process::id()))
+            .map_err(|e| cfg_error("pid_file", format!("failed to write '{pid_file}': {e}")))?;
+    }
+    for (name, dir) in [("memtx_dir", &memtx_dir), ("wal_dir", &wal_dir)] {
+        if !dir.is_dir() {
+            return Err(cfg_error(name, format!("can't find directory '{}'", dir.display())));
+        }
+    }
+
+    let mut db = Db::new();
+    for p in remove_inprogress(&memtx_dir) {
+        crate::modules::log::write(
+            lua,
+            crate::modules::log::Level::Warn,
+            &format!("removed unfinished snapshot {}", p.display()),
+        );
+    }
+    let opts = RecoveryOptions {
+        memtx_dir: memtx_dir.clone(),
+        wal_dir: wal_dir.clone(),
+        force_recovery,
+    };
+    let recovered = recover(&opts, |_, row| db.apply_row(row.kind, row.body).map_err(|e| e.message))
+        .map_err(|e| LuaError::runtime(e.to_string()))?;
+    for w in &recovered.warnings {
+        crate::modules::log::write(lua, crate::modules::log::Level::Warn, w);
+    }
+    let cfg_uuid = cfg_str(&cfg, "instance_uuid")?
+        .map(|s| Uuid::parse_str(&s).map_err(|_| cfg_error("instance_uuid", s.clone())))
+        .transpose()?;
+    let fresh = recovered.snapshot.is_none() && recovered.wal_rows == 0;
+    let instance_uuid = match (recovered.instance_uuid, cfg_uuid) {
+        (Some(found), Some(given)) if found != given && !fresh => {
+            return Err(LuaError::runtime(format!(
+                "Instance UUID mismatch: expected {given}, got {found}"
+            )))
+        }
+        (_, Some(given)) => given,
+        (Some(found), None) if !fresh => found,
+        _ => Uuid::new_v4(),
+    };
+    let mut vclock = recovered.vclock.clone();
+    if fresh {
+        let cluster = cfg_str(&cfg, "replicaset_uuid")?.unwrap_or_else(|| Uuid::new_v4().to_string());
+        for (space_id, tuple) in schema::bootstrap_rows(&cluster, &instance_uuid.to_string()) {
+            let mut body = Vec::new();
+            super::mp::write_map_header(&mut body, 2);
+            body.push(super::db::KEY_SPACE_ID);
+            super::mp::write_uint(&mut body, space_id as u64);
+            body.push(super::db::KEY_TUPLE);
+            body.extend_from_slice(&tuple);
+            db.apply_row(super::db::IPROTO_INSERT, &body).map_err(ClientError::into_lua_err)?;
+        }
+        if mode != WalMode::None {
+            // The bootstrap lives in the first snapshot, as in Tarantool.
+            write_snapshot(&memtx_dir, instance_uuid, &Vclock::new(), snapshot_tuples(&db))
+                .map_err(|e| LuaError::runtime(e.to_string()))?;
+        }
+        vclock = Vclock::new();
+    }
+    let instance_id = db
+        .schema
+        .cluster
+        .iter()
+        .find(|(_, u)| **u == instance_uuid.to_string())
+        .map(|(id, _)| *id)
+        .unwrap_or(1);
+    let wal = if mode == WalMode::None {
+        None
+    } else {
+        let wal_cfg = WalConfig {
+            dir: wal_dir.clone(),
+            mode,
+            instance_uuid,
+            max_size: cfg.get::<Option<u64>>("wal_max_size")?.unwrap_or(WalConfig::DEFAULT_MAX_SIZE),
+        };
+        Some(WalWriter::start(wal_cfg, vclock.clone()).map_err(|e| LuaError::runtime(e.to_string()))?)
+    };
+    db.read_only = cfg.get::<Option<bool>>("read_only")?.unwrap_or(false);
+    db.schema.version += 1;
+    let mut persist = Persistence::new(wal, mode, vclock, instance_id, instance_uuid, memtx_dir, wal_dir);
+    persist.checkpoint_count = cfg.get::<Option<usize>>("checkpoint_count")?.unwrap_or(2);
+    install_runtime(BoxRuntime::new(db, Some(persist)));
+    crate::runtime::fiber::scheduler(lua).pin();
+    Ok(())
+}
+
+fn snapshot_path_vclock(rt: &mut BoxRuntime) -> Option<(PathBuf, Uuid, Vclock, Vec<(u32, u32, Tuple)>)> {
+    let p = rt.persist.as_ref()?;
+    Some((p.memtx_dir.clone(), p.instance_uuid, p.vclock.clone(), snapshot_tuples(&rt.db)))
+}
+
+async fn snapshot(lua: Lua) -> LuaResult<String> {
+    let fid = crate::runtime::fiber::current(&lua).id;
+    let (dir, uuid, vclock, tuples, rotate) = with_box(|rt| {
+        if rt.db.in_txn(fid) {
+            return Err(client_error!(ER_ACTIVE_TRANSACTION));
+        }
+        let rotate = rt.persist.as_ref().and_then(|p| p.wal.as_ref()).map(|w| w.rotate());
+        let (dir, uuid, vclock, tuples) =
+            snapshot_path_vclock(rt).ok_or_else(|| client_error!(ER_UNSUPPORTED, "box", "snapshot"))?;
+        Ok((dir, uuid, vclock, tuples, rotate))
+    })?;
+    if let Some(rx) = rotate {
+        match rx.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(LuaError::runtime(e.to_string())),
+            Err(_) => return Err(LuaError::runtime("WAL writer is shut down")),
+        }
+    }
+    let done = spawn_snapshot(dir.clone(), uuid, vclock, tuples);
+    match done.await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(LuaError::runtime(e.to_string())),
+        Err(_) => return Err(LuaError::runtime("snapshot thread failed")),
+    }
+    let count = with_box(|rt| Ok(rt.persist.as_ref().map(|p| p.checkpoint_count).unwrap_or(2)))?;
+    let gc = super::wal::gc::collect_snapshots(&dir, count);
+    if let Ok(report) = gc {
+        let oldest = report.oldest_kept.clone();
+        let rx = with_box(|rt| {
+            Ok(rt
+                .persist
+                .as_ref()
+                .and_then(|p| p.wal.as_ref())
+                .zip(oldest)
+                .map(|(w, v)| w.collect_garbage(v)))
+        })?;
+        if let Some(rx) = rx {
+            let _ = rx.await;
+        }
+    }
+    Ok("ok".into())
+}
+
+fn info(lua: &Lua) -> LuaResult<LuaTable> {
+    let t = lua.create_table()?;
+    with_box(|rt| {
+        let p = rt.persist.as_ref();
+        let id = p.map(|p| p.instance_id).unwrap_or(1);
+        let vclock = p.map(|p| p.vclock.clone()).unwrap_or_default();
+        let uuid = p.map(|p| p.instance_uuid.to_string()).unwrap_or_default();
+        let ro = rt.db.read_only;
+        let uptime = rt.started.elapsed().as_secs();
+        Ok((id, vclock, uuid, ro, uptime, rt.db.schema.clone_cluster()))
+    })
+    .and_then(|(id, vclock, uuid, ro, uptime, cluster)| {
+        t.set("id", id)?;
+        t.set("uuid", uuid.as_str())?;
+        t.set("version", crate::runtime::VERSION_STRING)?;
+        t.set("status", "running")?;
+        t.set("ro", ro)?;
+        t.set("lsn", vclock.get(id))?;
+        t.set("signature", vclock.signature())?;
+        let vt = lua.create_table()?;
+        for (rid, lsn) in vclock.iter() {
+            vt.raw_set(rid, lsn)?;
+        }
+        t.set("vclock", vt)?;
+        t.set("pid", std::process::id())?;
+        t.set("uptime", uptime)?;
+        t.set("package", "Tarantool")?;
+        let election = lua.create_table()?;
+        election.set("state", "follower")?;
+        election.set("term", 1)?;
+        election.set("vote", 0)?;
+        election.set("leader", 0)?;
+        t.set("election", election)?;
+        let replication = lua.create_table()?;
+        for (rid, ruuid) in cluster {
+            let r = lua.create_table()?;
+            r.set("id", rid)?;
+            r.set("uuid", ruuid)?;
+            r.set("lsn", vclock.get(rid))?;
+            replication.raw_set(rid, r)?;
+        }
+        t.set("replication", replication)?;
+        Ok(())
+    })?;
+    Ok(t)
+}
+
+fn stat(lua: &Lua) -> LuaResult<LuaTable> {
+    let s = with_box(|rt| Ok(rt.db.stats.clone()))?;
+    let t = lua.create_table()?;
+    for (name, total) in [
+        ("INSERT", s.insert),
+        ("DELETE", s.delete),
+        ("SELECT", s.select),
+        ("REPLACE", s.replace),
+        ("UPDATE", s.update),
+        ("UPSERT", s.upsert),
+        ("BEGIN", s.begin),
+        ("COMMIT", s.commit),
+        ("ROLLBACK", s.rollback),
+        ("ERROR", s.error),
+        ("CALL", 0),
+        ("EVAL", 0),
+        ("AUTH", 0),
+    ] {
+        let e = lua.create_table()?;
+        e.set("total", total)?;
+        e.set("rps", 0)?;
+        t.set(name, e)?;
+    }
+    Ok(t)
+}
+
+fn slab_info(lua: &Lua) -> LuaResult<LuaTable> {
+    let (items, index) = with_box(|rt| {
+        let mut items = 0usize;
+        let mut index = 0usize;
+        for space in rt.db.schema.spaces.values() {
+            items += space.bsize();
+            for (_, ix) in space.indexes.iter().flatten() {
+                index += ix.bsize();
+            }
+        }
+        Ok((items, index))
+    })?;
+    let quota: f64 = 268435456.0;
+    let t = lua.create_table()?;
+    let used = (items + index) as f64;
+    t.set("items_size", items)?;
+    t.set("items_used", items)?;
+    t.set("items_used_ratio", "100%")?;
+    t.set("quota_size", quota)?;
+    t.set("quota_used", used)?;
+    t.set("quota_used_ratio", format!("{:.2}%", used / quota * 100.0))?;
+    t.set("arena_size", used)?;
+    t.set("arena_used", used)?;
+    t.set("arena_used_ratio", "100%")?;
+    Ok(t)
+}
+
+fn cfg_set(_lua: &Lua, (key, value): (String, LuaValue)) -> LuaResult<()> {
+    match key.as_str() {
+        "read_only" => with_box(|rt| {
+            rt.db.read_only = value.as_boolean().unwrap_or(false);
+            Ok(())
+        }),
+        "checkpoint_count" => with_box(|rt| {
+            if let Some(p) = rt.persist.as_mut() {
+                p.checkpoint_count = value.as_usize().unwrap_or(2);
+            }
+            Ok(())
+        }),
+        _ => Ok(()),
+    }
+}
+
+pub fn install(lua: &Lua, m: &LuaTable) -> LuaResult<()> {
+    m.set("start", lua.create_function(start)?)?;
+    m.set("cfg_set", lua.create_function(cfg_set)?)?;
+    m.set("snapshot", lua.create_async_function(|lua, ()| snapshot(lua))?)?;
+    m.set("info", lua.create_function(|lua, ()| info(lua))?)?;
+    m.set("stat", lua.create_function(|lua, ()| stat(lua))?)?;
+    m.set(
+        "stat_reset",
+        lua.create_function(|_, ()| {
+            with_box(|rt| {
+                rt.db.stats = Default::default();
+                Ok(())
+            })
+        })?,
+    )?;
+    m.set("slab_info", lua.create_function(|lua, ()| slab_info(lua))?)?;
+    let _ = Path::new(".");
+    Ok(())
+}
