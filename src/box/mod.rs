@@ -2,3 +2,4 @@
 
 pub mod errcode;
 pub mod error;
+pub mod index;
