@@ -10,11 +10,12 @@
 //! - separators are clones of live elements: `keys[i]` of an inner node is exactly the smallest
 //!   element under `children[i + 1]`, and it is replaced when that element goes, so the tree
 //!   never keeps a removed element (a tuple) alive;
-//! - a full leaf splits at an edge for inserts in order: an element appended after the last
-//!   one starts a new leaf on its own, one prepended to the first leaf leaves the old elements
-//!   together, and a run of inserts in order inside a leaf (a non-unique index appending to
-//!   each key's group) moves the elements after the run out once; so ordered loads fill leaves
-//!   completely. Inner nodes split at the edge the same way;
+//! - runs of inserts in order fill leaves completely, wherever they land: each leaf remembers
+//!   where its last insert went, and a full leaf splits at the edge of a run (an ascending one
+//!   goes on at the end of the left part, a descending one at the front of the right part), so
+//!   the elements beside the run move out once; a descending run between two leaves goes on at
+//!   the front of the right one. That covers ascending and descending loads and non-unique
+//!   indexes appending to each key's group. Inner nodes split at the edge too;
 //! - otherwise a full leaf first moves elements to a sibling with room and only then splits in
 //!   half, so random loads fill leaves to about 80%;
 //! - a removal that leaves a node less than half full merges it with a sibling, or evens the
@@ -213,15 +214,27 @@ impl<T: Clone, const L: usize, const I: usize> BPlusTree<T, L, I> {
         for &(n, j) in path.steps() {
             self.inners[n as usize].counts[j as usize] += 1;
         }
-        let node = &mut self.leaves[leaf as usize];
-        if node.elems.len() < L {
-            let need = node.elems.len() + 1;
-            reserve(&mut node.elems, need, L);
-            node.elems.insert(pos, v);
-            node.hint = pos as u32;
-        } else {
+        let n = self.leaves[leaf as usize].elems.len();
+        if n == L {
             self.insert_full(&path, leaf, pos, v);
+            return None;
         }
+        if pos == n {
+            // A run of descending inserts at the front of the next leaf goes on there, or in a
+            // new leaf when that one is full, rather than mixing with this leaf's elements.
+            if let Some(next) = self.next_sibling(&path) {
+                if self.leaves[next as usize].hint == 0 {
+                    if let Err(v) = self.prepend_next(&path, v) {
+                        self.split_leaf(&path, leaf, pos, v, n);
+                    }
+                    return None;
+                }
+            }
+        }
+        let node = &mut self.leaves[leaf as usize];
+        reserve(&mut node.elems, n + 1, L);
+        node.elems.insert(pos, v);
+        node.hint = pos as u32;
         None
     }
 
@@ -474,15 +487,26 @@ impl<T: Clone, const L: usize, const I: usize> BPlusTree<T, L, I> {
     /// else by moving elements to a sibling with room, else by a split in the middle.
     fn insert_full(&mut self, path: &Path, leaf: u32, pos: usize, v: T) {
         let hint = self.leaves[leaf as usize].hint;
-        // How many of the L + 1 elements stay. Only the first leaf sees pos == 0. A run of
-        // inserts in order inside the leaf keeps going at the end of the left part, so the
-        // elements after it move out once instead of halving every leaf the run fills.
+        // How many of the L + 1 elements stay. Only the first leaf sees pos == 0. An append
+        // that does not continue an ascending run goes to the front of the next leaf if it has
+        // room: descending inserts between two leaves would otherwise get a leaf each. A run
+        // inside the leaf goes on at the end of the left part (ascending) or the front of the
+        // right part (descending), so the other elements move out once instead of halving
+        // every leaf the run fills.
         let s = if pos == L {
+            if hint != L as u32 - 1 && self.next_sibling(path).is_some() {
+                match self.prepend_next(path, v) {
+                    Ok(()) => return,
+                    Err(v) => return self.split_leaf(path, leaf, pos, v, L),
+                }
+            }
             L
         } else if pos == 0 {
             1
-        } else if pos as u32 == hint || pos as u32 == hint.wrapping_add(1) {
+        } else if pos as u32 == hint.wrapping_add(1) {
             pos + 1
+        } else if pos as u32 == hint {
+            pos
         } else {
             match self.spill(path, leaf, pos, v) {
                 Ok(()) => return,
@@ -490,6 +514,33 @@ impl<T: Clone, const L: usize, const I: usize> BPlusTree<T, L, I> {
             }
         };
         self.split_leaf(path, leaf, pos, v, s);
+    }
+
+    /// The leaf after the one at the end of `path` if they have the same parent.
+    fn next_sibling(&self, path: &Path) -> Option<u32> {
+        let &(p, j) = path.steps().last()?;
+        self.inners[p as usize].children.get(j as usize + 1).copied()
+    }
+
+    /// Puts `v` first in the leaf after the one at the end of `path` (they have the same
+    /// parent) if it has room; gives `v` back if not.
+    fn prepend_next(&mut self, path: &Path, v: T) -> Result<(), T> {
+        let &(p, j) = path.steps().last().expect("a sibling has a parent");
+        let (p, j) = (p as usize, j as usize);
+        let next = &mut self.leaves[self.inners[p].children[j + 1] as usize];
+        let n = next.elems.len();
+        if n == L {
+            return Err(v);
+        }
+        reserve(&mut next.elems, n + 1, L);
+        next.elems.insert(0, v);
+        next.hint = 0;
+        let sep = next.elems[0].clone();
+        let parent = &mut self.inners[p];
+        parent.keys[j] = sep;
+        parent.counts[j] -= 1;
+        parent.counts[j + 1] += 1;
+        Ok(())
     }
 
     /// Moves elements of the full `leaf` to the sibling with more room (if it has room for
@@ -565,9 +616,10 @@ impl<T: Clone, const L: usize, const I: usize> BPlusTree<T, L, I> {
         Ok(())
     }
 
-    /// Splits the full `leaf` while inserting `v` at `pos`, keeping `s` of the L + 1 elements.
+    /// Splits `leaf` while inserting `v` at `pos`, keeping `s` of its elements and `v`.
     fn split_leaf(&mut self, path: &Path, leaf: u32, pos: usize, v: T, s: usize) {
         let node = &mut self.leaves[leaf as usize];
+        let total = node.elems.len() + 1;
         let mut right = Vec::with_capacity(L);
         let mut right_hint = NIL;
         if pos < s {
@@ -592,7 +644,7 @@ impl<T: Clone, const L: usize, const I: usize> BPlusTree<T, L, I> {
         } else {
             self.leaves[next as usize].prev = r;
         }
-        self.add_child(path, sep, r, s, L + 1 - s);
+        self.add_child(path, sep, r, s, total - s);
     }
 
     /// Puts `right`, split off the node at the end of `path`, after it in its parent; `lc` and

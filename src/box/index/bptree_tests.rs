@@ -287,7 +287,6 @@ fn stale_cursor_does_not_panic() {
 #[test]
 fn ordered_loads_fill_leaves() {
     const N: u64 = 100_000;
-    let per_leaf = |t: &BPlusTree<u64>| N as f64 / t.live_leaves() as f64;
     let mut up = BPlusTree::<u64>::new();
     for k in 0..N {
         up.insert(k, u64_cmp);
@@ -296,8 +295,10 @@ fn ordered_loads_fill_leaves() {
     assert_eq!(
         up.live_leaves(),
         (N as usize).div_ceil(64),
-        "ascending: every leaf but the last is full"
+        "ascending: all leaves but the last full"
     );
+    let per = up.mem_bytes() as f64 / N as f64;
+    assert!(per <= 9.5, "ascending: {per} bytes per element");
     let mut down = BPlusTree::<u64>::new();
     for k in (0..N).rev() {
         down.insert(k, u64_cmp);
@@ -306,26 +307,63 @@ fn ordered_loads_fill_leaves() {
     assert_eq!(
         down.live_leaves(),
         (N as usize).div_ceil(64),
-        "descending: every leaf but the first is full"
+        "descending: all leaves but the first full"
     );
-    assert!(
-        up.mem_bytes() as f64 / N as f64 <= 10.0,
-        "{} bytes per element",
-        up.mem_bytes() as f64 / N as f64
-    );
-    assert!(down.mem_bytes() as f64 / N as f64 <= 10.0);
-    // A non-unique index appends to the end of each key's group: those are edge splits too.
-    let mut groups = BPlusTree::<(u64, u64)>::new();
+
+    // Runs in order that land inside the tree: a non-unique index appending to (or prepending
+    // to) each key's group, and runs between two existing leaves.
+    type Load = Box<dyn Iterator<Item = (u64, u64)>>;
+    let loads: [(&str, Load); 6] = [
+        (
+            "ascending groups",
+            Box::new((0..N / 16).flat_map(|i| (0..16).map(move |g| (g, i)))),
+        ),
+        (
+            "descending groups",
+            Box::new((0..N / 16).rev().flat_map(|i| (0..16).map(move |g| (g, i)))),
+        ),
+        (
+            "ascending between",
+            Box::new((0..64).map(|i| (0, i)).chain([(2, 0)]).chain((0..N).map(|i| (1, i)))),
+        ),
+        (
+            "descending between",
+            Box::new(
+                (0..64)
+                    .map(|i| (0, i))
+                    .chain([(2, 0)])
+                    .chain((0..N).rev().map(|i| (1, i))),
+            ),
+        ),
+        (
+            "descending between full",
+            Box::new(
+                (0..64)
+                    .map(|i| (0, i))
+                    .chain((0..64).map(|i| (2, i)))
+                    .chain((0..N).rev().map(|i| (1, i))),
+            ),
+        ),
+        (
+            "ascending between full",
+            Box::new(
+                (0..64)
+                    .map(|i| (0, i))
+                    .chain((0..64).map(|i| (2, i)))
+                    .chain((0..N).map(|i| (1, i))),
+            ),
+        ),
+    ];
     let pair_cmp = |a: &(u64, u64), b: &(u64, u64)| a.cmp(b);
-    for i in 0..N / 16 {
-        for g in 0..16 {
-            groups.insert((g, i), pair_cmp);
+    for (name, load) in loads {
+        let mut t = BPlusTree::<(u64, u64)>::new();
+        for e in load {
+            t.insert(e, pair_cmp);
         }
+        t.check(&pair_cmp);
+        let per_leaf = t.len() as f64 / t.live_leaves() as f64;
+        assert!(per_leaf > 60.0, "{name}: {per_leaf} elements per leaf");
     }
-    groups.check(&pair_cmp);
-    let fill = N as f64 / groups.live_leaves() as f64;
-    assert!(fill > 60.0, "group appends: {fill} elements per leaf");
-    assert!(per_leaf(&up) > 63.0);
 }
 
 #[test]
@@ -420,6 +458,8 @@ struct Model<const L: usize, const I: usize> {
     payload: u32,
     steps: usize,
     check_every: usize,
+    /// Inserts in order now and then, to reach the edge splits: next key, step, inserts left.
+    run: (u64, i64, usize),
 }
 
 impl<const L: usize, const I: usize> Model<L, I> {
@@ -432,6 +472,7 @@ impl<const L: usize, const I: usize> Model<L, I> {
             payload: 0,
             steps: 0,
             check_every,
+            run: (0, 1, 0),
         };
         for round in 0..rounds {
             let target = s.rng.random_range(max_len / 2..=max_len);
@@ -456,7 +497,21 @@ impl<const L: usize, const I: usize> Model<L, I> {
         let version = self.t.version();
         let stale = self.t.lower_bound(key(self.rng.random_range(0..self.space)));
         let changed = if self.rng.random_bool(insert_share) {
-            let k = self.rng.random_range(0..self.space);
+            if self.run.2 == 0 && self.rng.random_bool(0.02) {
+                let step = if self.rng.random_bool(0.5) { 1 } else { -1 };
+                self.run = (
+                    self.rng.random_range(0..self.space),
+                    step,
+                    self.rng.random_range(1..3 * L),
+                );
+            }
+            let k = match self.run {
+                (_, _, 0) => self.rng.random_range(0..self.space),
+                (k, step, left) => {
+                    self.run = ((k as i64 + step).rem_euclid(self.space as i64) as u64, step, left - 1);
+                    k
+                }
+            };
             self.payload += 1;
             let got = self.t.insert((k, self.payload), by_key);
             assert_eq!(got, self.m.insert(k, self.payload).map(|v| (k, v)), "insert {k}");
@@ -574,4 +629,31 @@ fn model_several_seeds() {
     for seed in 100..110 {
         Model::<3, 5>::run(seed, 6, 300, 7);
     }
+}
+
+#[test]
+fn churn_keeps_leaves_filled() {
+    let mut rng = StdRng::seed_from_u64(9);
+    let mut t = BPlusTree::<u64>::new();
+    let mut keys = Vec::new();
+    while t.len() < 50_000 {
+        let k: u64 = rng.random();
+        if t.insert(k, u64_cmp).is_none() {
+            keys.push(k);
+        }
+    }
+    for _ in 0..200_000 {
+        let i = rng.random_range(0..keys.len());
+        assert_eq!(t.remove(u64_key(keys[i])), Some(keys[i]));
+        keys[i] = rng.random();
+        assert_eq!(t.insert(keys[i], u64_cmp), None);
+    }
+    t.check(&u64_cmp);
+    let per_leaf = t.len() as f64 / t.live_leaves() as f64;
+    assert!(
+        per_leaf >= 44.0,
+        "{per_leaf} elements per leaf after random replacements"
+    );
+    let per = t.mem_bytes() as f64 / t.len() as f64;
+    assert!(per <= 13.0, "{per} bytes per element after random replacements");
 }
