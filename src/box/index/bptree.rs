@@ -40,7 +40,7 @@ struct Leaf<T> {
     prev: u32,
     next: u32,
     /// Where the last insert into this leaf went (NIL: unknown), to spot runs of inserts in
-    /// order that land inside a leaf: a non-unique index appending to each key's group.
+    /// order (ascending or descending) that land inside the leaf or just before it.
     hint: u32,
 }
 
