@@ -91,8 +91,7 @@ function index_mt.pairs(idx, key, opts)
     if type(opts) == 'table' then it = iterator_code(opts.iterator)
     elseif opts ~= nil then it = iterator_code(opts) end
     local state = internal.iterator(idx.space_id, idx.id, it, key)
-    local fun = require('fun')
-    return fun.wrap(internal.iterator_next, state, nil)
+    return internal.iterator_next, state, nil
 end
 index_mt.__pairs = index_mt.pairs
 index_mt.ipairs = index_mt.pairs
@@ -632,7 +631,9 @@ end
 
 local function txn_trigger(kind, new, old)
     local id = internal.txn_id()
-    if id == nil then raise(114) end
+    if id == nil then
+        error(('Usage inside a transaction: box.%s([function | nil, [function | nil]])'):format(kind), 3)
+    end
     local t = txn_triggers[id]
     if t == nil then
         t = {on_commit = {}, on_rollback = {}}

@@ -195,6 +195,7 @@ impl LuaUserData for LuaIterator {}
 
 fn select_impl(
     rt: &BoxRuntime,
+    view_id: u32,
     space_id: u32,
     index_id: u32,
     it: IterType,
@@ -220,7 +221,7 @@ fn select_impl(
             skipped += 1;
             continue;
         }
-        if !visible(rt, space_id, &t) {
+        if !visible(rt, view_id, &t) {
             continue;
         }
         out.push(t);
@@ -228,10 +229,50 @@ fn select_impl(
     Ok(out)
 }
 
-/// Views (`_vspace`...) show a non-admin only what it may see.
-fn visible(rt: &BoxRuntime, space_id: u32, t: &Tuple) -> bool {
-    let _ = (rt, space_id, t);
-    true
+/// Views (`_vspace`...) show a non-admin only the objects it has some access to.
+fn visible(rt: &BoxRuntime, view_id: u32, t: &Tuple) -> bool {
+    use access::ObjectType;
+    let uid = rt.euid;
+    if uid == schema::ADMIN || view_id == base_space(rt, view_id) {
+        return true;
+    }
+    let am = &rt.db.schema.access;
+    if am.universe_access(uid) & access::PRIV_READ != 0 {
+        return true;
+    }
+    let field = |i: u32| -> Option<u32> {
+        match t.field(i).map(|raw| super::mp::read(raw, 0)) {
+            Some(Ok((super::mp::Mp::UInt(v), _))) => u32::try_from(v).ok(),
+            _ => None,
+        }
+    };
+    match view_id {
+        schema::VSPACE_ID | schema::VINDEX_ID => {
+            let Some(id) = field(0) else { return false };
+            let owner = rt.db.schema.space(id).map(|s| s.def.owner);
+            owner == Some(uid) || am.object_access(uid, ObjectType::Space, id) != 0
+        }
+        schema::VUSER_ID => field(0) == Some(uid) || field(1) == Some(uid),
+        schema::VPRIV_ID => field(0) == Some(uid) || field(1) == Some(uid),
+        schema::VFUNC_ID => {
+            field(1) == Some(uid)
+                || field(0).is_some_and(|id| am.object_access(uid, ObjectType::Function, id) != 0)
+                || am.universe_access(uid) & access::PRIV_EXECUTE != 0
+        }
+        _ => true,
+    }
+}
+
+/// A read needs read access to the space (views: to the view itself).
+fn check_read(rt: &BoxRuntime, space_id: u32) -> Result<(), ClientError> {
+    if rt.euid == schema::ADMIN {
+        return Ok(());
+    }
+    let space = rt.db.space(space_id)?;
+    rt.db
+        .schema
+        .access
+        .check_space(rt.euid, space_id, space.name(), space.def.owner, access::PRIV_READ)
 }
 
 /// Reads from a view go to the space it shows.
@@ -438,9 +479,10 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
         lua.create_function(|lua, (space_id, index_id, key): (u32, u32, LuaValue)| {
             let key = key_bytes(lua, &key)?;
             let (sid, t) = with_box(|rt| {
+                check_read(rt, space_id)?;
                 let sid = base_space(rt, space_id);
                 let space = space_ref(rt, sid)?;
-                let t = super::db::find_exact(space, index_id, &key)?;
+                let t = super::db::find_exact(space, index_id, &key)?.filter(|t| visible(rt, space_id, t));
                 rt.db.stats.select += 1;
                 Ok((sid, t))
             })?;
@@ -460,7 +502,8 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
                     let sid = base_space(rt, space_id);
                     rt.db.stats.select += 1;
                     let limit = if limit < 0.0 { 0 } else { limit as u64 };
-                    Ok((sid, select_impl(rt, sid, index_id, it, offset.max(0.0) as u64, limit, &key)?))
+                    check_read(rt, space_id)?;
+                    Ok((sid, select_impl(rt, space_id, sid, index_id, it, offset.max(0.0) as u64, limit, &key)?))
                 })?;
                 let format = RUNTIME.with(|r| r.borrow_mut().as_mut().and_then(|rt| rt.format_of(sid)));
                 let out = lua.create_table_with_capacity(tuples.len(), 0)?;
@@ -480,6 +523,7 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
                     None => IterType::Eq,
                     Some(c) => iter_type(Some(c))?,
                 };
+                check_read(rt, space_id)?;
                 let sid = base_space(rt, space_id);
                 let space = space_ref(rt, sid)?;
                 let (def, index) = space
@@ -957,4 +1001,19 @@ pub fn error_module(lua: &Lua) -> LuaResult<LuaTable> {
     m.set("last", lua.create_function(|_, ()| Ok(LuaValue::Nil))?)?;
     m.set("clear", lua.create_function(|_, ()| Ok(()))?)?;
     Ok(m)
+}
+
+const BOX_LUA: &str = include_str!("../../lua/box.lua");
+const CFG_CHECK_LUA: &str = include_str!("../../lua/box/cfg_check.lua");
+
+/// Fills the `box` global: box.error, box.tuple, and the Lua API of lua/box.lua.
+pub fn install(lua: &Lua) -> LuaResult<()> {
+    let boxt: LuaTable = lua.globals().get("box")?;
+    boxt.set("error", error_module(lua)?)?;
+    boxt.set("tuple", lua_tuple::module(lua)?)?;
+    let cfg_check: LuaTable = lua.load(CFG_CHECK_LUA).set_name("=box/cfg_check").call(())?;
+    let internal = internal(lua)?;
+    boxt.set("internal", internal.clone())?;
+    lua.load(BOX_LUA).set_name("=box").call::<()>((internal, cfg_check))?;
+    Ok(())
 }

@@ -85,7 +85,8 @@ test:test('on_commit and on_rollback', function(t)
     s:insert{41}
     box.rollback()
     t:is_deeply(log, {'commit', 'rollback'}, 'triggers ran')
-    t:is(err(box.on_commit, function() end), 'No active transaction', 'trigger outside a transaction')
+    t:is(err(box.on_commit, function() end),
+        'Usage inside a transaction: box.on_commit([function | nil, [function | nil]])', 'trigger outside a transaction')
     t:is(s:get{41}, nil, 'rolled back')
 end)
 
