@@ -23,3 +23,6 @@ pub(crate) mod testutil {
         d
     }
 }
+
+#[cfg(test)]
+mod bench;
