@@ -273,7 +273,8 @@ impl WalWriter {
     }
 
     /// Queues one transaction's rows (LSNs assigned; a zero timestamp is set to the write
-    /// time). Never blocks; the receiver completes once the rows are written (and synced).
+    /// time). Never blocks; the receiver completes once the rows are written (and synced). A
+    /// `RecvError` from it means the thread died: treat it as `WalError::Closed`.
     pub fn submit(&self, rows: Vec<Row>) -> oneshot::Receiver<Result<(), WalError>> {
         let (done, rx) = oneshot::channel();
         if self.mode == WalMode::None {

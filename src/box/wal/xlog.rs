@@ -291,6 +291,11 @@ impl XlogWriter {
             std::fs::create_dir_all(dir).map_err(|e| XlogError::io(dir, "failed to create directory", &e))?;
         }
         let tmp = inprogress_name(path);
+        if !keep_inprogress {
+            // An xlog is renamed right after its meta is written: a leftover `.inprogress` one
+            // holds no rows (a crash in between) and must not block the name forever.
+            let _ = std::fs::remove_file(&tmp);
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -644,6 +649,9 @@ impl XlogReader {
 
     /// Up to `n` bytes at `off` (fewer at the end of the file), keeping one read-ahead buffer.
     fn bytes_at(&mut self, off: u64, n: usize) -> io::Result<&[u8]> {
+        if off >= self.len {
+            return Ok(&[]);
+        }
         let end = off.saturating_add(n as u64).min(self.len);
         let have_end = self.buf_start + self.buf.len() as u64;
         if off < self.buf_start || end > have_end {

@@ -782,7 +782,7 @@ mod tests {
         let mut out = Vec::new();
         for (p, _, _) in vectors() {
             let good = std::fs::read(&p).unwrap();
-            for _ in 0..200 {
+            for _ in 0..40 {
                 let mut b = good.clone();
                 seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
                 let i = (seed >> 8) as usize % b.len();
