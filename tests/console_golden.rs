@@ -57,15 +57,17 @@ fn run(input: &Path, dir: &Path) -> String {
 #[test]
 fn console_output_matches_tarantool() {
     let dir = std::env::temp_dir().join(format!("node-console-golden-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    std::fs::write(dir.join("con.lua"), "require('console').start() os.exit(0)\n").expect("script");
     let mut failures = Vec::new();
     let cases = cases();
     assert!(cases.len() >= 40, "the golden corpus has {} cases", cases.len());
     for input in &cases {
         let golden = input.with_extension("out");
         let want = expected(&std::fs::read_to_string(&golden).expect("golden output exists"));
-        let got = run(input, &dir);
+        // A directory per case: cases that call box.cfg{} leave files behind.
+        let case_dir = dir.join(input.file_stem().expect("case has a name"));
+        std::fs::create_dir_all(&case_dir).expect("temp dir");
+        std::fs::write(case_dir.join("con.lua"), "require('console').start() os.exit(0)\n").expect("script");
+        let got = run(input, &case_dir);
         if got != want {
             failures.push(format!("{}\n--- expected\n{want}\n--- got\n{got}", input.display()));
         }
