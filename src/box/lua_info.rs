@@ -170,9 +170,11 @@ async fn snapshot(lua: Lua) -> LuaResult<String> {
             snapshot_path_vclock(rt).ok_or_else(|| client_error!(ER_UNSUPPORTED, "box", "snapshot"))?;
         Ok((dir, uuid, vclock, tuples, rotate))
     })?;
+    let mut vclock = vclock;
     if let Some(rx) = rotate {
         match rx.await {
-            Ok(Ok(_)) => {}
+            // The point the WAL reached: every row submitted before the tuples were taken.
+            Ok(Ok(at)) => vclock = at,
             Ok(Err(e)) => return Err(LuaError::runtime(e.to_string())),
             Err(_) => return Err(LuaError::runtime("WAL writer is shut down")),
         }
@@ -192,7 +194,7 @@ async fn snapshot(lua: Lua) -> LuaResult<String> {
                 .persist
                 .as_ref()
                 .and_then(|p| p.wal.as_ref())
-                .zip(oldest)
+                .zip(oldest.map(|(_, v)| v))
                 .map(|(w, v)| w.collect_garbage(v)))
         })?;
         if let Some(rx) = rx {
