@@ -153,7 +153,9 @@ impl Db {
     }
 
     pub fn space(&self, id: u32) -> Result<&Space, ClientError> {
-        self.schema.space(id).ok_or_else(|| client_error!(ER_NO_SUCH_SPACE, id.to_string()))
+        self.schema
+            .space(id)
+            .ok_or_else(|| client_error!(ER_NO_SUCH_SPACE, id.to_string()))
     }
 
     // {{{ transactions
@@ -200,7 +202,10 @@ impl Db {
     }
 
     pub fn rollback_to(&mut self, fid: u64, txn_id: u64, pos: usize) -> Result<(), ClientError> {
-        let txn = self.txns.get_mut(&fid).ok_or_else(|| client_error!(ER_NO_TRANSACTION))?;
+        let txn = self
+            .txns
+            .get_mut(&fid)
+            .ok_or_else(|| client_error!(ER_NO_TRANSACTION))?;
         if txn.id != txn_id || pos > txn.stmts.len() {
             return Err(client_error!(ER_NO_SUCH_SAVEPOINT));
         }
@@ -267,7 +272,11 @@ impl Db {
                 return Err(e);
             }
         };
-        let shown = if stmt.new.is_some() { stmt.new.clone() } else { stmt.old.clone() };
+        let shown = if stmt.new.is_some() {
+            stmt.new.clone()
+        } else {
+            stmt.old.clone()
+        };
         match self.txns.get_mut(&fid) {
             Some(txn) => {
                 txn.stmts.push(stmt);
@@ -298,9 +307,13 @@ impl Db {
                 Request::Delete { .. } => super::access::PRIV_WRITE | super::access::PRIV_DELETE,
                 _ => super::access::PRIV_WRITE,
             };
-            self.schema
-                .access
-                .check_space(uid, space_id, space.name(), space.def.owner, access & super::access::PRIV_WRITE)?;
+            self.schema.access.check_space(
+                uid,
+                space_id,
+                space.name(),
+                space.def.owner,
+                access & super::access::PRIV_WRITE,
+            )?;
         }
         let temporary = space.def.temporary;
         let group_id = space.def.group_id;
@@ -357,8 +370,13 @@ impl Db {
                 tuple, ops, index_base, ..
             } => {
                 self.stats.upsert += 1;
-                let space = self.schema.space(space_id).ok_or_else(|| client_error!(ER_NO_SUCH_SPACE, space_id.to_string()))?;
-                let pk = space.primary().ok_or_else(|| client_error!(ER_NO_SUCH_INDEX_ID, 0u32, space.name()))?;
+                let space = self
+                    .schema
+                    .space(space_id)
+                    .ok_or_else(|| client_error!(ER_NO_SUCH_SPACE, space_id.to_string()))?;
+                let pk = space
+                    .primary()
+                    .ok_or_else(|| client_error!(ER_NO_SUCH_INDEX_ID, 0u32, space.name()))?;
                 let names = |name: &str| space.field_names.get(name).copied();
                 let old = pk.find_by_tuple(&tuple).cloned();
                 let mut self_errors = Vec::new();
@@ -381,7 +399,10 @@ impl Db {
                             self_errors.push(e.message);
                         }
                         let new = Tuple::new(&bytes)?;
-                        if let Err(e) = space.validate(&new).and_then(|_| check_same_primary_key(space, old, &new)) {
+                        if let Err(e) = space
+                            .validate(&new)
+                            .and_then(|_| check_same_primary_key(space, old, &new))
+                        {
                             // Upsert never fails on the tuple it finds: it logs and keeps it.
                             self_errors.push(e.message);
                             self.pending_errors.append(&mut self_errors);
@@ -454,10 +475,16 @@ impl Db {
     /// space changes applied as they were accepted.
     pub fn apply_row(&mut self, kind: u32, body: &[u8]) -> Result<(), ClientError> {
         let fields = parse_body(body)?;
-        let space_id = fields.space_id.ok_or_else(|| client_error!(ER_MISSING_REQUEST_FIELD, "space id"))?;
+        let space_id = fields
+            .space_id
+            .ok_or_else(|| client_error!(ER_MISSING_REQUEST_FIELD, "space id"))?;
         let req = match kind {
             IPROTO_INSERT | IPROTO_REPLACE => {
-                let tuple = Tuple::new(fields.tuple.ok_or_else(|| client_error!(ER_MISSING_REQUEST_FIELD, "tuple"))?)?;
+                let tuple = Tuple::new(
+                    fields
+                        .tuple
+                        .ok_or_else(|| client_error!(ER_MISSING_REQUEST_FIELD, "tuple"))?,
+                )?;
                 if kind == IPROTO_INSERT {
                     Request::Insert { space_id, tuple }
                 } else {
@@ -467,19 +494,31 @@ impl Db {
             IPROTO_DELETE => Request::Delete {
                 space_id,
                 index_id: fields.index_id,
-                key: fields.key.ok_or_else(|| client_error!(ER_MISSING_REQUEST_FIELD, "key"))?,
+                key: fields
+                    .key
+                    .ok_or_else(|| client_error!(ER_MISSING_REQUEST_FIELD, "key"))?,
             },
             IPROTO_UPDATE => Request::Update {
                 space_id,
                 index_id: fields.index_id,
-                key: fields.key.ok_or_else(|| client_error!(ER_MISSING_REQUEST_FIELD, "key"))?,
-                ops: fields.ops.ok_or_else(|| client_error!(ER_MISSING_REQUEST_FIELD, "ops"))?,
+                key: fields
+                    .key
+                    .ok_or_else(|| client_error!(ER_MISSING_REQUEST_FIELD, "key"))?,
+                ops: fields
+                    .ops
+                    .ok_or_else(|| client_error!(ER_MISSING_REQUEST_FIELD, "ops"))?,
                 index_base: fields.index_base,
             },
             IPROTO_UPSERT => Request::Upsert {
                 space_id,
-                tuple: Tuple::new(fields.tuple.ok_or_else(|| client_error!(ER_MISSING_REQUEST_FIELD, "tuple"))?)?,
-                ops: fields.ops.ok_or_else(|| client_error!(ER_MISSING_REQUEST_FIELD, "ops"))?,
+                tuple: Tuple::new(
+                    fields
+                        .tuple
+                        .ok_or_else(|| client_error!(ER_MISSING_REQUEST_FIELD, "tuple"))?,
+                )?,
+                ops: fields
+                    .ops
+                    .ok_or_else(|| client_error!(ER_MISSING_REQUEST_FIELD, "ops"))?,
                 index_base: fields.index_base,
             },
             _ => return Ok(()),

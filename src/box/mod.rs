@@ -14,3 +14,7 @@ pub mod space;
 pub mod tuple;
 pub mod update;
 pub mod wal;
+
+#[cfg(test)]
+#[path = "space_model_tests.rs"]
+mod space_model_tests;

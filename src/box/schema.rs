@@ -93,7 +93,12 @@ const FUNC_FIELDS: Fields = &[
     ("created", "string"),
     ("last_altered", "string"),
 ];
-const VFUNC_FIELDS: Fields = &[("id", "unsigned"), ("owner", "unsigned"), ("name", "string"), ("setuid", "unsigned")];
+const VFUNC_FIELDS: Fields = &[
+    ("id", "unsigned"),
+    ("owner", "unsigned"),
+    ("name", "string"),
+    ("setuid", "unsigned"),
+];
 const USER_FIELDS: Fields = &[
     ("id", "unsigned"),
     ("owner", "unsigned"),
@@ -126,7 +131,13 @@ const SYSTEM_SPACES: &[(u32, &str, &str, Fields, Indexes)] = &[
         &[("primary", true, &[(0, "string")])],
     ),
     (COLLATION_ID, "_collation", "memtx", COLLATION_FIELDS, ID_NAME_INDEXES),
-    (VCOLLATION_ID, "_vcollation", "sysview", COLLATION_FIELDS, ID_NAME_INDEXES),
+    (
+        VCOLLATION_ID,
+        "_vcollation",
+        "sysview",
+        COLLATION_FIELDS,
+        ID_NAME_INDEXES,
+    ),
     (SPACE_ID, "_space", "memtx", SPACE_FIELDS, SPACE_INDEXES),
     (VSPACE_ID, "_vspace", "sysview", SPACE_FIELDS, SPACE_INDEXES),
     (INDEX_ID, "_index", "memtx", INDEX_FIELDS, INDEX_INDEXES),
@@ -497,9 +508,15 @@ impl Schema {
                     self.names.remove(&space.def.name);
                     self.names.insert(def.name.clone(), def.id);
                 }
-                for t in space.primary().map(|p| p.tuples().cloned().collect::<Vec<_>>()).unwrap_or_default() {
+                for t in space
+                    .primary()
+                    .map(|p| p.tuples().cloned().collect::<Vec<_>>())
+                    .unwrap_or_default()
+                {
                     let probe = Space::new(def.clone());
-                    probe.validate(&t).map_err(|e| client_error!(ER_ALTER_SPACE, &def.name, e.message))?;
+                    probe
+                        .validate(&t)
+                        .map_err(|e| client_error!(ER_ALTER_SPACE, &def.name, e.message))?;
                 }
                 space.set_def(def);
             }
@@ -521,7 +538,10 @@ impl Schema {
     }
 
     fn on_index_replace(&mut self, old: Option<&Tuple>, new: Option<&Tuple>) -> Result<(), ClientError> {
-        let space_id = new.or(old).and_then(first_u32).ok_or_else(|| client_error!(ER_FIELD_TYPE, "1", "unsigned"))?;
+        let space_id = new
+            .or(old)
+            .and_then(first_u32)
+            .ok_or_else(|| client_error!(ER_FIELD_TYPE, "1", "unsigned"))?;
         let space = self
             .spaces
             .get_mut(&space_id)
@@ -594,9 +614,17 @@ fn first_u32(t: &Tuple) -> Option<u32> {
 fn func_from_tuple(t: &Tuple) -> Result<FuncDef, ClientError> {
     let id = first_u32(t).ok_or_else(|| client_error!(ER_FIELD_TYPE, "1", "unsigned"))?;
     let owner = t.field(1).and_then(mp_u32).unwrap_or(ADMIN);
-    let name = t.field(2).and_then(mp_str).ok_or_else(|| client_error!(ER_FIELD_TYPE, "3", "string"))?;
+    let name = t
+        .field(2)
+        .and_then(mp_str)
+        .ok_or_else(|| client_error!(ER_FIELD_TYPE, "3", "string"))?;
     let setuid = t.field(3).and_then(mp_u32).unwrap_or(0) != 0;
-    Ok(FuncDef { id, owner, name, setuid })
+    Ok(FuncDef {
+        id,
+        owner,
+        name,
+        setuid,
+    })
 }
 
 /// Names and owners of objects, for access checks and `user.info`.
@@ -621,7 +649,9 @@ impl Catalog for SchemaCatalog<'_> {
     }
 
     fn owns_objects(&self, uid: u32) -> bool {
-        self.spaces.values().any(|s| s.def.owner == uid && s.def.id > SYSTEM_ID_MAX)
+        self.spaces
+            .values()
+            .any(|s| s.def.owner == uid && s.def.id > SYSTEM_ID_MAX)
             || self.funcs.values().any(|f| f.owner == uid && f.id > 1)
     }
 }

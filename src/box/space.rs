@@ -54,7 +54,10 @@ fn decode(t: &Tuple) -> Result<Vec<Value>, ClientError> {
 }
 
 fn map_get<'a>(m: &'a Value, key: &str) -> Option<&'a Value> {
-    m.as_map()?.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
+    m.as_map()?
+        .iter()
+        .find(|(k, _)| k.as_str() == Some(key))
+        .map(|(_, v)| v)
 }
 
 fn field_u32(items: &[Value], i: usize, what: &str) -> Result<u32, ClientError> {
@@ -86,12 +89,17 @@ impl SpaceDef {
         let mut format = Vec::new();
         if let Some(Value::Array(fields)) = items.get(6) {
             for (i, f) in fields.iter().enumerate() {
-                let name = map_get(f, "name").and_then(|v| v.as_str()).map(str::to_string).ok_or_else(|| {
-                    client_error!(ER_WRONG_SPACE_FORMAT, (i + 1) as u32, "field name is missing")
-                })?;
+                let name = map_get(f, "name")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+                    .ok_or_else(|| client_error!(ER_WRONG_SPACE_FORMAT, (i + 1) as u32, "field name is missing"))?;
                 let ty = map_get(f, "type").and_then(|v| v.as_str()).unwrap_or("any");
                 let field_type = FieldType::parse(ty).ok_or_else(|| {
-                    client_error!(ER_WRONG_SPACE_FORMAT, (i + 1) as u32, format!("unknown field type '{ty}'"))
+                    client_error!(
+                        ER_WRONG_SPACE_FORMAT,
+                        (i + 1) as u32,
+                        format!("unknown field type '{ty}'")
+                    )
                 })?;
                 let is_nullable = map_get(f, "is_nullable").and_then(|v| v.as_bool()).unwrap_or(false);
                 format.push(FieldDef {
@@ -144,8 +152,12 @@ impl IndexDef {
                 ),
                 _ => (None, None, false),
             };
-            let fieldno = fieldno.and_then(|f| u32::try_from(f).ok()).ok_or_else(|| wrong("field was not found"))?;
-            let field_type = ty.and_then(FieldType::parse).ok_or_else(|| wrong("unknown field type"))?;
+            let fieldno = fieldno
+                .and_then(|f| u32::try_from(f).ok())
+                .ok_or_else(|| wrong("field was not found"))?;
+            let field_type = ty
+                .and_then(FieldType::parse)
+                .ok_or_else(|| wrong("unknown field type"))?;
             parts.push(KeyPart {
                 fieldno,
                 field_type,
@@ -207,7 +219,13 @@ impl Space {
     }
 
     fn refresh_checks(&mut self) {
-        self.field_names = self.def.format.iter().enumerate().map(|(i, f)| (f.name.clone(), i as u32)).collect();
+        self.field_names = self
+            .def
+            .format
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name.clone(), i as u32))
+            .collect();
         let mut checks: Vec<FieldCheck> = self
             .def
             .format
@@ -294,7 +312,10 @@ impl Space {
             return Err(modify("HASH index must be unique"));
         }
         if def.index_type == IndexType::Hash && def.parts.iter().any(|p| p.is_nullable) {
-            return Err(ClientError::with_message(ER_UNSUPPORTED, "HASH does not support nullable parts"));
+            return Err(ClientError::with_message(
+                ER_UNSUPPORTED,
+                "HASH does not support nullable parts",
+            ));
         }
         if def.id == 0 && def.parts.iter().any(|p| p.is_nullable) {
             return Err(client_error!(ER_NULLABLE_PRIMARY, &space));
@@ -304,11 +325,18 @@ impl Space {
         }
         for p in &def.parts {
             if !p.field_type.is_indexable() {
-                return Err(modify(&format!("field type '{}' is not supported", p.field_type.name())));
+                return Err(modify(&format!(
+                    "field type '{}' is not supported",
+                    p.field_type.name()
+                )));
             }
         }
         if def.id != 0 && self.primary().is_none() {
-            return Err(client_error!(ER_ALTER_SPACE, &space, "can not add a secondary key before primary"));
+            return Err(client_error!(
+                ER_ALTER_SPACE,
+                &space,
+                "can not add a secondary key before primary"
+            ));
         }
         let mut index = self.make_index(&def)?;
         if let Some(pk) = self.primary() {
@@ -345,7 +373,11 @@ impl Space {
                 None => return Err(client_error!(ER_FIELD_MISSING, (p.fieldno + 1).to_string())),
                 Some(raw) if p.is_nullable && field_type::is_nil(raw) => {}
                 Some(raw) if !p.field_type.accepts(raw) => {
-                    return Err(client_error!(ER_FIELD_TYPE, (p.fieldno + 1).to_string(), p.field_type.name()))
+                    return Err(client_error!(
+                        ER_FIELD_TYPE,
+                        (p.fieldno + 1).to_string(),
+                        p.field_type.name()
+                    ))
                 }
                 Some(_) => {}
             }
@@ -377,7 +409,11 @@ impl Space {
                 None => return Err(client_error!(ER_FIELD_MISSING, (c.fieldno + 1).to_string())),
                 Some(raw) if c.is_nullable && field_type::is_nil(raw) => {}
                 Some(raw) if !c.field_type.accepts(raw) => {
-                    return Err(client_error!(ER_FIELD_TYPE, (c.fieldno + 1).to_string(), c.field_type.name()))
+                    return Err(client_error!(
+                        ER_FIELD_TYPE,
+                        (c.fieldno + 1).to_string(),
+                        c.field_type.name()
+                    ))
                 }
                 Some(_) => {}
             }
@@ -389,10 +425,15 @@ impl Space {
     /// index, or fails without changing anything. Returns the tuple that left the space.
     pub fn replace(&mut self, new: Option<&Tuple>, mode: DupMode) -> Result<Option<Tuple>, ClientError> {
         let Some(new) = new else { return Ok(None) };
-        let pk = self.primary().ok_or_else(|| client_error!(ER_NO_SUCH_INDEX_ID, 0u32, &self.def.name))?;
+        let pk = self
+            .primary()
+            .ok_or_else(|| client_error!(ER_NO_SUCH_INDEX_ID, 0u32, &self.def.name))?;
         let old = pk.find_by_tuple(new).cloned();
         if old.is_some() && mode == DupMode::Insert {
-            let name = &self.indexes[0].as_ref().map(|(d, _)| d.name.clone()).unwrap_or_default();
+            let name = &self.indexes[0]
+                .as_ref()
+                .map(|(d, _)| d.name.clone())
+                .unwrap_or_default();
             return Err(client_error!(ER_TUPLE_FOUND, name, &self.def.name));
         }
         for (def, ix) in self.indexes.iter().flatten().skip(1) {
