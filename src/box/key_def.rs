@@ -49,7 +49,7 @@ impl KeyDef {
         KeyDef { parts }
     }
 
-    fn field<'t>(t: &'t Tuple, fieldno: u32) -> &'t [u8] {
+    fn field(t: &Tuple, fieldno: u32) -> &[u8] {
         t.field(fieldno).unwrap_or(NIL)
     }
 

@@ -275,11 +275,7 @@ impl Index {
         space_name: &str,
     ) -> Result<(), ClientError> {
         if self.index_type == IndexType::Hash {
-            let ok = match iter_type {
-                IterType::All => true,
-                IterType::Eq | IterType::Gt => true,
-                _ => false,
-            };
+            let ok = matches!(iter_type, IterType::All | IterType::Eq | IterType::Gt);
             if !ok {
                 return Err(client_error!(
                     ER_UNSUPPORTED_INDEX_FEATURE,
