@@ -1005,8 +1005,34 @@ end
 
 local function reconfigure(cfg, opts)
     local normalized, changed = cfg_check.check(opts, cfg)
+    apply_log(changed or {})
     apply_dynamic(changed or {})
     for k, v in pairs(normalized) do rawset(cfg, k, v) end
+end
+
+local function apply_log(values)
+    local l = {}
+    if values.log ~= nil then l.log = values.log end
+    if values.log_level ~= nil then l.level = values.log_level end
+    if values.log_format ~= nil then l.format = values.log_format end
+    if next(l) ~= nil then log.cfg(l) end
+end
+
+-- Tarantool's checkpoint daemon: a snapshot every checkpoint_interval seconds.
+local function start_checkpoint_daemon()
+    fiber.create(function()
+        fiber.self():name('checkpoint_daemon')
+        while true do
+            local interval = box.cfg.checkpoint_interval
+            if type(interval) ~= 'number' or interval <= 0 then
+                fiber.sleep(1)
+            else
+                fiber.sleep(interval)
+                local ok, e = pcall(box.snapshot)
+                if not ok then log.error('checkpoint failed: %s', tostring(e)) end
+            end
+        end
+    end)
 end
 
 local function configure(opts)
@@ -1016,9 +1042,15 @@ local function configure(opts)
     local effective = {}
     for k, v in pairs(cfg_check.defaults) do effective[k] = v end
     for k, v in pairs(normalized) do effective[k] = v end
+    if effective.work_dir ~= nil then
+        -- Relative paths (log, pid_file, dirs) are inside work_dir: change to it first.
+        internal.chdir(effective.work_dir)
+    end
+    apply_log(effective)
     internal.start(effective)
     started = true
     refresh_schema()
+    start_checkpoint_daemon()
     local cfg_table = {}
     for k, v in pairs(effective) do cfg_table[k] = v end
     box.cfg = setmetatable(cfg_table, {

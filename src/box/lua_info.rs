@@ -56,9 +56,6 @@ fn start(lua: &Lua, cfg: LuaTable) -> LuaResult<()> {
     if super::lua::is_started() {
         return Ok(());
     }
-    if let Some(dir) = cfg_str(&cfg, "work_dir")? {
-        std::env::set_current_dir(&dir).map_err(|e| cfg_error("work_dir", format!("can't chdir to '{dir}': {e}")))?;
-    }
     let memtx_dir = resolve(cfg_str(&cfg, "memtx_dir")?);
     let wal_dir = resolve(cfg_str(&cfg, "wal_dir")?);
     let mode: WalMode = cfg_str(&cfg, "wal_mode")?
@@ -322,6 +319,12 @@ fn cfg_set(_lua: &Lua, (key, value): (String, LuaValue)) -> LuaResult<()> {
 
 pub fn install(lua: &Lua, m: &LuaTable) -> LuaResult<()> {
     m.set("start", lua.create_function(start)?)?;
+    m.set(
+        "chdir",
+        lua.create_function(|_, dir: String| {
+            std::env::set_current_dir(&dir).map_err(|e| cfg_error("work_dir", format!("can't chdir to '{dir}': {e}")))
+        })?,
+    )?;
     m.set("cfg_set", lua.create_function(cfg_set)?)?;
     m.set("snapshot", lua.create_async_function(|lua, ()| snapshot(lua))?)?;
     m.set("info", lua.create_function(|lua, ()| info(lua))?)?;
