@@ -24,8 +24,8 @@
 -- reason = err.message}`) raises what Tarantool raises. `fatal` marks what Tarantool
 -- finds only while starting (net_msg_max, replication_anon, too many replicas,
 -- background): 2.6.3 does not return these from box.cfg but logs
--- `F> can't initialize storage: <message>` (`C> <message>` for background, code nil)
--- and exits with status 1.
+-- `F> can't initialize storage: <message>` (for background, whose error has no code,
+-- prints the bare message to stderr) and exits with status 1.
 --
 -- Order of the checks, as Tarantool: deprecated names are translated first; then each key
 -- is checked for being known, its type and (log_*) its value; on the first call the
