@@ -475,3 +475,34 @@ fn odd_arguments_and_long_values() {
     let r: String = eval(&lua, "return try({listen = '3301\\0junk'})");
     assert_eq!(r, "ok");
 }
+
+#[test]
+fn log_format_against_the_logger() {
+    let lua = lua();
+    // 2.6.3's log module parses cfg.log for log_format and re-raises the parser's error,
+    // an IllegalParams without a code (2.6.0 only looked for "syslog:").
+    let r: String = eval(
+        &lua,
+        "local _, err = cfg_check.check({log_format = 'json', log = 'a:b'}) return err.type .. ': ' .. err.message",
+    );
+    assert_eq!(
+        r,
+        "IllegalParams: expecting a file name or a prefix, such as '|', 'pipe:', 'syslog:'"
+    );
+    // A reconfiguration looks at the logger box.cfg.log opened.
+    let r: String = eval(
+        &lua,
+        "return try({log_format = 'json'}, cfg_check.check({log = 'syslog:identity=x'}))",
+    );
+    assert_eq!(
+        r,
+        "59 Incorrect value for option 'log_format': json can't be used with syslog logger"
+    );
+    let r: String = eval(
+        &lua,
+        "return try({log_format = 'json'}, cfg_check.check({log = 'pipe:cat'}))",
+    );
+    assert_eq!(r, "ok");
+    let r: String = eval(&lua, "return try({log_nonblock = true, log = '|cat'})");
+    assert_eq!(r, "ok");
+}

@@ -331,7 +331,12 @@ local reloads = {
     -- replication
     { { replication = 'bad' }, err = bad_uri:format('replication') },
     { { replication = many }, err = cfgerr('replication', 'too many replicas') },
+    -- (nobody listens there; quorum 0 and a short timeout let box.cfg return at once)
+    { { replication_connect_quorum = 0, replication_connect_timeout = 0.1, replication = { 'unix/:./nobody.sock', 1 } },
+        ok = { replication = { 'unix/:./nobody.sock', '1' } } },
+    { { replication = 1 }, ok = { replication = { '1' } } },
     { { replication = {} }, ok = { replication = {} } },
+    { { replication = 'unix/:./nobody.sock' }, ok = { replication = { 'unix/:./nobody.sock' } } },
     { { replication = '' }, ok = { replication = {} } },
     -- old names
     { { snapshot_count = 3 }, ok = { checkpoint_count = 3, snapshot_count = NIL } },
