@@ -13,8 +13,10 @@ local type, pairs, ipairs, setmetatable, tostring, tonumber, select, error, pcal
 local raise = internal.raise -- raise(code, args...): a box.error of that code
 local ticket_wait = internal.wal_wait
 
+-- Returns nothing for a missing tuple, as Tarantool does (select('#', s:get{42}) == 0).
 local function wait(result, ticket)
     if ticket ~= nil then ticket_wait(ticket) end
+    if result == nil then return end
     return result
 end
 
@@ -64,6 +66,9 @@ end
 -- }}}
 
 -- {{{ index and space objects
+
+-- Space formats, kept beside the space objects (not in them: a space prints its fields).
+local space_formats = setmetatable({}, {__mode = 'k'})
 
 local index_mt = {}
 index_mt.__index = index_mt
@@ -116,6 +121,7 @@ function index_mt.update(idx, key, ops)
     check_index(idx, 'update')
     local r = wait(internal.update(idx.space_id, idx.id, key, ops))
     flush_logs()
+    if r == nil then return end
     return r
 end
 
@@ -221,7 +227,7 @@ end
 function space_mt.frommap(space, map, opts)
     check_space(space, 'frommap')
     local t = {}
-    for i, f in ipairs(space._format or {}) do
+    for i, f in ipairs(space_formats[space] or {}) do
         local v = map[f.name]
         if v == nil then v = box.NULL end
         t[i] = v
@@ -288,23 +294,27 @@ local function refresh_schema()
         if space.name ~= nil and box.space[space.name] == space then
             box.space[space.name] = nil
         end
+        -- Fields in the order Tarantool's lbox_fillspace sets them, so that a space
+        -- prints as Tarantool's does.
+        space.field_count = info.field_count
         space.id = info.id
+        space.is_local = info.is_local
+        space.temporary = info.temporary
         space.name = info.name
         space.engine = info.engine
-        space.field_count = info.field_count
         space.is_sync = info.is_sync
-        space.temporary = info.temporary
-        space.is_local = info.is_local
         space.enabled = info.enabled
-        space._format = info.format
+        space_formats[space] = info.format
         local index = space.index or {}
         for k in pairs(index) do index[k] = nil end
         for _, ii in ipairs(info.indexes) do
-            local idx = setmetatable({
-                id = ii.id, name = ii.name, type = ii.type, unique = ii.unique,
-                space_id = info.id, parts = ii.parts,
-            }, index_mt)
-            if ii.type == 'TREE' then idx.hint = true end
+            local idx = setmetatable({}, index_mt)
+            idx.unique = ii.unique
+            idx.type = ii.type
+            idx.id = ii.id
+            idx.space_id = info.id
+            idx.name = ii.name
+            idx.parts = ii.parts
             index[ii.id] = idx
             index[ii.name] = idx
         end
@@ -467,7 +477,7 @@ function box.schema.space.alter(space_id, opts)
         temporary = 'boolean', user = 'string'})
     local t = sys('_space'):get{space_id}
     if t == nil then raise(36, tostring(space_id)) end
-    local flags = t[6]:totable and t[6] or t[6]
+    local flags = t[6]
     local f = {}
     for k, v in pairs(flags) do f[k] = v end
     if opts.is_sync ~= nil then f.is_sync = opts.is_sync or nil end
@@ -482,7 +492,7 @@ end
 local function normalize_parts(space, parts)
     if parts == nil then return {{0, 'unsigned'}} end
     if type(parts) ~= 'table' then raise(1, "options parameter 'parts' should be of type table") end
-    local format = space._format or {}
+    local format = space_formats[space] or {}
     local function resolve_field(f)
         if type(f) == 'number' then
             if f < 1 then raise(107, 'invalid field number') end
@@ -502,7 +512,7 @@ local function normalize_parts(space, parts)
         while parts[i] ~= nil do
             local fieldno, ftype = resolve_field(parts[i])
             local t = parts[i + 1]
-            if type(t) ~= 'string' or t == '' then
+            if type(t) ~= 'string' or not internal.field_type_ok(t) then
                 t = ftype or 'unsigned'
                 i = i + 1
             else
@@ -632,7 +642,7 @@ end
 local function txn_trigger(kind, new, old)
     local id = internal.txn_id()
     if id == nil then
-        error(('Usage inside a transaction: box.%s([function | nil, [function | nil]])'):format(kind), 3)
+        error(('Usage inside a transaction: box.%s([function | nil, [function | nil]])'):format(kind), 0)
     end
     local t = txn_triggers[id]
     if t == nil then
@@ -912,14 +922,8 @@ box.session = {}
 function box.session.uid() return internal.session_uid() end
 function box.session.euid() return internal.session_euid() end
 function box.session.id() return internal.session_id() end
-function box.session.user()
-    local u = sys('_user'):get{internal.session_uid()}
-    return u and u[3]
-end
-function box.session.effective_user()
-    local u = sys('_user'):get{internal.session_euid()}
-    return u and u[3]
-end
+function box.session.user() return internal.user_name(internal.session_uid()) end
+function box.session.effective_user() return internal.user_name(internal.session_euid()) end
 function box.session.type() return internal.session_type() end
 function box.session.exists(id) return id == internal.session_id() end
 function box.session.peer() return nil end
@@ -933,8 +937,8 @@ local function su_tail(prev, ok, ...)
 end
 
 function box.session.su(user, fn, ...)
-    local uid = type(user) == 'number' and user or resolve_uid(user)
-    if sys('_user'):get{uid} == nil then raise(45, tostring(user)) end
+    local uid = type(user) == 'number' and user or internal.user_id(user)
+    if uid == nil or internal.user_name(uid) == nil then raise(45, tostring(user)) end
     if fn == nil then
         internal.set_uid(uid)
         return
@@ -997,25 +1001,41 @@ box.backup = {}
 
 local started = false
 
-local function apply_dynamic(changed)
-    for k, v in pairs(changed) do
+local function apply_dynamic(values)
+    for k, v in pairs(values) do
         internal.cfg_set(k, v)
     end
-end
-
-local function reconfigure(cfg, opts)
-    local normalized, changed = cfg_check.check(opts, cfg)
-    apply_log(changed or {})
-    apply_dynamic(changed or {})
-    for k, v in pairs(normalized) do rawset(cfg, k, v) end
 end
 
 local function apply_log(values)
     local l = {}
     if values.log ~= nil then l.log = values.log end
-    if values.log_level ~= nil then l.level = values.log_level end
+    if values.log_level ~= nil then l.level = cfg_check.log_level_number(values.log_level) end
     if values.log_format ~= nil then l.format = values.log_format end
     if next(l) ~= nil then log.cfg(l) end
+end
+
+-- cfg_check.check returns the new effective table and the changed keys, or nil and a
+-- description of the error to raise.
+local function checked(opts, current)
+    local new, changed, warnings = cfg_check.check(opts, current,
+        {instance_uuid = current and current.instance_uuid, replicaset_uuid = current and current.replicaset_uuid})
+    if new == nil then
+        local e = changed
+        box.error(e.code, e.option, e.reason)
+    end
+    for _, w in ipairs(warnings or {}) do log.warn(w) end
+    return new, changed or {}
+end
+
+local function reconfigure(cfg, opts)
+    local new, changed = checked(opts, cfg)
+    local values = {}
+    for _, k in ipairs(changed) do values[k] = new[k] end
+    apply_log(values)
+    apply_dynamic(values)
+    for k in pairs(cfg) do rawset(cfg, k, nil) end
+    for k, v in pairs(new) do rawset(cfg, k, v) end
 end
 
 -- Tarantool's checkpoint daemon: a snapshot every checkpoint_interval seconds.
@@ -1038,10 +1058,7 @@ end
 local function configure(opts)
     if opts == nil then opts = {} end
     if type(opts) ~= 'table' then error("Usage: box.cfg{key = value, ...}", 2) end
-    local normalized = cfg_check.check(opts, nil)
-    local effective = {}
-    for k, v in pairs(cfg_check.defaults) do effective[k] = v end
-    for k, v in pairs(normalized) do effective[k] = v end
+    local effective = checked(opts, nil)
     if effective.work_dir ~= nil then
         -- Relative paths (log, pid_file, dirs) are inside work_dir: change to it first.
         internal.chdir(effective.work_dir)

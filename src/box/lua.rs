@@ -173,7 +173,7 @@ fn push(lua: &Lua, space_id: u32, t: Option<Tuple>) -> LuaResult<LuaValue> {
     }
 }
 
-fn space_ref<'a>(rt: &'a BoxRuntime, id: u32) -> Result<&'a Space, ClientError> {
+fn space_ref(rt: &BoxRuntime, id: u32) -> Result<&Space, ClientError> {
     rt.db.space(id)
 }
 
@@ -193,6 +193,7 @@ struct LuaIterator {
 
 impl LuaUserData for LuaIterator {}
 
+#[allow(clippy::too_many_arguments)] // the fields of a select request
 fn select_impl(
     rt: &BoxRuntime,
     view_id: u32,
@@ -422,7 +423,11 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
             let fid = fid(lua);
             let ticket = with_box(|rt| {
                 if rt.db.in_txn(fid) {
-                    return Err(client_error!(ER_UNSUPPORTED, "Truncate", "multi-statement transactions"));
+                    return Err(client_error!(
+                        ER_UNSUPPORTED,
+                        "Truncate",
+                        "multi-statement transactions"
+                    ));
                 }
                 let space = rt.db.space(space_id)?;
                 if rt.db.read_only && !space.def.temporary {
@@ -503,7 +508,10 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
                     rt.db.stats.select += 1;
                     let limit = if limit < 0.0 { 0 } else { limit as u64 };
                     check_read(rt, space_id)?;
-                    Ok((sid, select_impl(rt, space_id, sid, index_id, it, offset.max(0.0) as u64, limit, &key)?))
+                    Ok((
+                        sid,
+                        select_impl(rt, space_id, sid, index_id, it, offset.max(0.0) as u64, limit, &key)?,
+                    ))
                 })?;
                 let format = RUNTIME.with(|r| r.borrow_mut().as_mut().and_then(|rt| rt.format_of(sid)));
                 let out = lua.create_table_with_capacity(tuples.len(), 0)?;
@@ -516,32 +524,38 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
     )?;
     m.set(
         "iterator",
-        lua.create_function(|lua, (space_id, index_id, it, key): (u32, u32, Option<i64>, LuaValue)| {
-            let key = key_bytes(lua, &key)?;
-            let st = with_box(|rt| {
-                let it = match it {
-                    None => IterType::Eq,
-                    Some(c) => iter_type(Some(c))?,
-                };
-                check_read(rt, space_id)?;
-                let sid = base_space(rt, space_id);
-                let space = space_ref(rt, sid)?;
-                let (def, index) = space
-                    .index(index_id)
-                    .ok_or_else(|| client_error!(ER_NO_SUCH_INDEX_ID, index_id, space.name()))?;
-                let parts = index.key_def.validate_key(&key, false)?;
-                index.check_iterator(it, parts.len(), &def.name, space.name())?;
-                let it = if parts.is_empty() && it == IterType::Eq { IterType::All } else { it };
-                let state = index.start(it, &parts).ok_or_else(|| client_error!(ER_UNKNOWN))?;
-                rt.db.stats.select += 1;
-                Ok(LuaIterator {
-                    space_id: sid,
-                    index_id,
-                    state,
-                })
-            })?;
-            lua.create_userdata(st)
-        })?,
+        lua.create_function(
+            |lua, (space_id, index_id, it, key): (u32, u32, Option<i64>, LuaValue)| {
+                let key = key_bytes(lua, &key)?;
+                let st = with_box(|rt| {
+                    let it = match it {
+                        None => IterType::Eq,
+                        Some(c) => iter_type(Some(c))?,
+                    };
+                    check_read(rt, space_id)?;
+                    let sid = base_space(rt, space_id);
+                    let space = space_ref(rt, sid)?;
+                    let (def, index) = space
+                        .index(index_id)
+                        .ok_or_else(|| client_error!(ER_NO_SUCH_INDEX_ID, index_id, space.name()))?;
+                    let parts = index.key_def.validate_key(&key, false)?;
+                    index.check_iterator(it, parts.len(), &def.name, space.name())?;
+                    let it = if parts.is_empty() && it == IterType::Eq {
+                        IterType::All
+                    } else {
+                        it
+                    };
+                    let state = index.start(it, &parts).ok_or_else(|| client_error!(ER_UNKNOWN))?;
+                    rt.db.stats.select += 1;
+                    Ok(LuaIterator {
+                        space_id: sid,
+                        index_id,
+                        state,
+                    })
+                })?;
+                lua.create_userdata(st)
+            },
+        )?,
     )?;
     m.set(
         "iterator_next",
@@ -550,10 +564,17 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
                 let mut it = ud.borrow_mut::<LuaIterator>()?;
                 let it = &mut *it;
                 let t = with_box(|rt| {
-                    let Some(space) = rt.db.schema.space(it.space_id) else { return Ok(None) };
-                    let Some((_, index)) = space.index(it.index_id) else { return Ok(None) };
-                    let key = split_key(&it.state.key, it.state.key_parts);
-                    Ok(index.next(&mut it.state, &key))
+                    let Some(space) = rt.db.schema.space(it.space_id) else {
+                        return Ok(None);
+                    };
+                    let Some((_, index)) = space.index(it.index_id) else {
+                        return Ok(None);
+                    };
+                    let key_bytes = std::mem::take(&mut it.state.key);
+                    let key = split_key(&key_bytes, it.state.key_parts);
+                    let next = index.next(&mut it.state, &key);
+                    it.state.key = key_bytes;
+                    Ok(next)
                 })?;
                 (it.space_id, t)
             };
@@ -568,30 +589,34 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
     )?;
     m.set(
         "count",
-        lua.create_function(|lua, (space_id, index_id, it, key): (u32, u32, Option<i64>, LuaValue)| {
-            let key = key_bytes(lua, &key)?;
-            with_box(|rt| {
-                let it = match it {
-                    None => IterType::Eq,
-                    Some(c) => iter_type(Some(c))?,
-                };
-                let sid = base_space(rt, space_id);
-                let space = space_ref(rt, sid)?;
-                let (_, index) = space
-                    .index(index_id)
-                    .ok_or_else(|| client_error!(ER_NO_SUCH_INDEX_ID, index_id, space.name()))?;
-                let parts = index.key_def.validate_key(&key, false)?;
-                if parts.is_empty() && matches!(it, IterType::Eq | IterType::All | IterType::Ge | IterType::Le) {
-                    return Ok(index.len() as u64);
-                }
-                let Some(mut st) = index.start(it, &parts) else { return Ok(0) };
-                let mut n = 0u64;
-                while index.next(&mut st, &parts).is_some() {
-                    n += 1;
-                }
-                Ok(n)
-            })
-        })?,
+        lua.create_function(
+            |lua, (space_id, index_id, it, key): (u32, u32, Option<i64>, LuaValue)| {
+                let key = key_bytes(lua, &key)?;
+                with_box(|rt| {
+                    let it = match it {
+                        None => IterType::Eq,
+                        Some(c) => iter_type(Some(c))?,
+                    };
+                    let sid = base_space(rt, space_id);
+                    let space = space_ref(rt, sid)?;
+                    let (_, index) = space
+                        .index(index_id)
+                        .ok_or_else(|| client_error!(ER_NO_SUCH_INDEX_ID, index_id, space.name()))?;
+                    let parts = index.key_def.validate_key(&key, false)?;
+                    if parts.is_empty() && matches!(it, IterType::Eq | IterType::All | IterType::Ge | IterType::Le) {
+                        return Ok(index.len() as u64);
+                    }
+                    let Some(mut st) = index.start(it, &parts) else {
+                        return Ok(0);
+                    };
+                    let mut n = 0u64;
+                    while index.next(&mut st, &parts).is_some() {
+                        n += 1;
+                    }
+                    Ok(n)
+                })
+            },
+        )?,
     )?;
     m.set(
         "len",
@@ -783,7 +808,7 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
     // {{{ users and sessions
     m.set(
         "password_hash",
-        lua.create_function(|_, pw: LuaString| Ok(chap_sha1::hash2_base64(&pw.as_bytes())))?,
+        lua.create_function(|_, pw: LuaString| Ok(chap_sha1::hash2_base64(pw.as_bytes())))?,
     )?;
     m.set(
         "privilege_bits",
@@ -876,6 +901,16 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
         })?,
     )?;
     m.set("session_id", lua.create_function(|_, ()| Ok(1))?)?;
+    m.set(
+        "user_name",
+        lua.create_function(|_, uid: u32| with_box(|rt| Ok(rt.db.schema.access.user(uid).map(|u| u.name.clone()))))?,
+    )?;
+    m.set(
+        "user_id",
+        lua.create_function(|_, name: String| {
+            with_box(|rt| Ok(rt.db.schema.access.user_by_name(&name).map(|u| u.id)))
+        })?,
+    )?;
     m.set("session_type", lua.create_function(|_, ()| Ok("console"))?)?;
     // }}}
 
@@ -917,10 +952,11 @@ fn space_info(lua: &Lua, space: &Space) -> LuaResult<LuaTable> {
         it.set("unique", def.unique)?;
         let parts = lua.create_table()?;
         for (j, p) in index.key_def.parts.iter().enumerate() {
+            // In the order Tarantool's luaT_push_key_def sets them (console output).
             let pt = lua.create_table()?;
             pt.set("type", p.field_type.name())?;
-            pt.set("is_nullable", p.is_nullable)?;
             pt.set("fieldno", p.fieldno + 1)?;
+            pt.set("is_nullable", p.is_nullable)?;
             parts.raw_set(j + 1, pt)?;
         }
         it.set("parts", parts)?;
@@ -967,10 +1003,14 @@ pub fn error_module(lua: &Lua) -> LuaResult<LuaTable> {
             }
             Some(LuaValue::Number(c)) => {
                 let _ = lua;
-                Ok(BoxError::new("ClientError", c as u32, format_template(
-                    ERRCODES.get(c as usize).map(|e| e.template).unwrap_or("Unknown error"),
-                    &[],
-                )))
+                Ok(BoxError::new(
+                    "ClientError",
+                    c as u32,
+                    format_template(
+                        ERRCODES.get(c as usize).map(|e| e.template).unwrap_or("Unknown error"),
+                        &[],
+                    ),
+                ))
             }
             _ => Err(LuaError::runtime("box.error(): bad arguments")),
         }

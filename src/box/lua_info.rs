@@ -105,7 +105,7 @@ fn start(lua: &Lua, cfg: LuaTable) -> LuaResult<()> {
         (Some(found), None) if !fresh => found,
         _ => Uuid::new_v4(),
     };
-    let mut vclock = recovered.vclock.clone();
+    let mut vclock = recovered.vclock;
     if fresh {
         let cluster = cfg_str(&cfg, "replicaset_uuid")?.unwrap_or_else(|| Uuid::new_v4().to_string());
         for (space_id, tuple) in schema::bootstrap_rows(&cluster, &instance_uuid.to_string()) {
@@ -115,7 +115,8 @@ fn start(lua: &Lua, cfg: LuaTable) -> LuaResult<()> {
             super::mp::write_uint(&mut body, space_id as u64);
             body.push(super::db::KEY_TUPLE);
             body.extend_from_slice(&tuple);
-            db.apply_row(super::db::IPROTO_INSERT, &body).map_err(ClientError::into_lua_err)?;
+            db.apply_row(super::db::IPROTO_INSERT, &body)
+                .map_err(ClientError::into_lua_err)?;
         }
         if mode != WalMode::None {
             // The bootstrap lives in the first snapshot, as in Tarantool.
@@ -138,9 +139,11 @@ fn start(lua: &Lua, cfg: LuaTable) -> LuaResult<()> {
             dir: wal_dir.clone(),
             mode,
             instance_uuid,
-            max_size: cfg.get::<Option<u64>>("wal_max_size")?.unwrap_or(WalConfig::DEFAULT_MAX_SIZE),
+            max_size: cfg
+                .get::<Option<u64>>("wal_max_size")?
+                .unwrap_or(WalConfig::DEFAULT_MAX_SIZE),
         };
-        Some(WalWriter::start(wal_cfg, vclock.clone()).map_err(|e| LuaError::runtime(e.to_string()))?)
+        Some(WalWriter::start(wal_cfg, vclock).map_err(|e| LuaError::runtime(e.to_string()))?)
     };
     db.read_only = cfg.get::<Option<bool>>("read_only")?.unwrap_or(false);
     db.schema.version += 1;
@@ -151,9 +154,12 @@ fn start(lua: &Lua, cfg: LuaTable) -> LuaResult<()> {
     Ok(())
 }
 
-fn snapshot_path_vclock(rt: &mut BoxRuntime) -> Option<(PathBuf, Uuid, Vclock, Vec<(u32, u32, Tuple)>)> {
+/// What a snapshot needs: where, whose, at which point, and the tuples.
+type SnapshotJob = (PathBuf, Uuid, Vclock, Vec<(u32, u32, Tuple)>);
+
+fn snapshot_path_vclock(rt: &mut BoxRuntime) -> Option<SnapshotJob> {
     let p = rt.persist.as_ref()?;
-    Some((p.memtx_dir.clone(), p.instance_uuid, p.vclock.clone(), snapshot_tuples(&rt.db)))
+    Some((p.memtx_dir.clone(), p.instance_uuid, p.vclock, snapshot_tuples(&rt.db)))
 }
 
 async fn snapshot(lua: Lua) -> LuaResult<String> {
@@ -206,16 +212,16 @@ fn info(lua: &Lua) -> LuaResult<LuaTable> {
     with_box(|rt| {
         let p = rt.persist.as_ref();
         let id = p.map(|p| p.instance_id).unwrap_or(1);
-        let vclock = p.map(|p| p.vclock.clone()).unwrap_or_default();
+        let vclock = p.map(|p| p.vclock).unwrap_or_default();
         let uuid = p.map(|p| p.instance_uuid.to_string()).unwrap_or_default();
         let ro = rt.db.read_only;
         let uptime = rt.started.elapsed().as_secs();
-        Ok((id, vclock, uuid, ro, uptime, rt.db.schema.clone_cluster()))
+        Ok((id, vclock, uuid, ro, uptime, rt.db.schema.cluster.clone()))
     })
     .and_then(|(id, vclock, uuid, ro, uptime, cluster)| {
         t.set("id", id)?;
         t.set("uuid", uuid.as_str())?;
-        t.set("version", crate::runtime::VERSION_STRING)?;
+        t.set("version", super::VERSION)?;
         t.set("status", "running")?;
         t.set("ro", ro)?;
         t.set("lsn", vclock.get(id))?;

@@ -1,5 +1,8 @@
 //! box: Tarantool's database (spaces, indexes, transactions, users, WAL). See docs/box.md.
 
+/// The Tarantool version box reports (`box.info.version`, the IPROTO greeting).
+pub const VERSION: &str = "2.6.0-0-gnode";
+
 pub mod access;
 pub mod chap_sha1;
 pub mod db;
@@ -8,7 +11,11 @@ pub mod error;
 pub mod field_type;
 pub mod index;
 pub mod key_def;
+pub mod lua;
+pub mod lua_info;
+pub mod lua_tuple;
 pub mod mp;
+pub mod persist;
 pub mod schema;
 pub mod space;
 pub mod tuple;

@@ -15,6 +15,9 @@ use super::wal::vclock::Vclock;
 use super::wal::writer::{WalError, WalMode, WalWriter};
 use crate::client_error;
 
+/// The WAL's answer for one transaction.
+type Ack = oneshot::Receiver<Result<(), WalError>>;
+
 pub type WalResult = Result<Result<(), WalError>, oneshot::error::RecvError>;
 
 pub struct Persistence {
@@ -27,7 +30,7 @@ pub struct Persistence {
     pub wal_dir: PathBuf,
     pub checkpoint_count: usize,
     /// Transactions written but not yet acknowledged, by ticket.
-    pending: HashMap<u64, (Option<oneshot::Receiver<Result<(), WalError>>>, Vec<Stmt>)>,
+    pending: HashMap<u64, (Option<Ack>, Vec<Stmt>)>,
     next_ticket: u64,
     /// Errors the WAL reported, for the log.
     pub last_error: Option<String>,
@@ -107,7 +110,7 @@ impl Persistence {
         Ok(Some(ticket))
     }
 
-    pub fn waiter(&mut self, ticket: u64) -> Option<oneshot::Receiver<Result<(), WalError>>> {
+    pub fn waiter(&mut self, ticket: u64) -> Option<Ack> {
         self.pending.get_mut(&ticket).and_then(|(rx, _)| rx.take())
     }
 

@@ -67,5 +67,6 @@ pub fn new_lua(args: &ScriptArgs) -> LuaResult<Lua> {
     lua.globals().set("box", boxt)?;
 
     crate::modules::install(&lua)?;
+    crate::box_::lua::install(&lua)?;
     Ok(lua)
 }

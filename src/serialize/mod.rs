@@ -341,7 +341,18 @@ impl<'a> Walker<'a> {
             LuaValue::Table(t) => self.table(t, level, hops),
             LuaValue::UserData(ud) => match ud.borrow::<errors::ErrorObject>() {
                 Ok(e) => Ok(Node::str(&e.0.message)),
-                Err(_) => self.invalid(value, "userdata"),
+                Err(_) => {
+                    // Userdata that know how to show themselves (box tuples) say so with a
+                    // `__serialize` metamethod, as cdata tuples do in Tarantool.
+                    let serialize = ud.metatable().and_then(|mt| mt.get::<LuaValue>("__serialize"));
+                    match serialize {
+                        Ok(LuaValue::Function(f)) if hops < MAX_SERIALIZE_HOPS => {
+                            let result: LuaValue = f.call(value.clone()).map_err(without_traceback)?;
+                            self.value(&result, level, hops + 1)
+                        }
+                        _ => self.invalid(value, "userdata"),
+                    }
+                }
             },
             LuaValue::LightUserData(p) if p.0.is_null() => Ok(Node::Null),
             LuaValue::LightUserData(_) => self.invalid(value, "userdata"),
