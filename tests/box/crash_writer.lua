@@ -4,9 +4,9 @@
 -- (unique over rounds too): fiber f's v-th write replaces key base + v % K with
 -- {key, f, v, 'payload-<key>-<v>'}, so the first K writes of a fiber insert new keys (the
 -- data grows by 50 * K keys a round) and the rest update them with rising versions. After
--- each commit returns, the line `<key> <v>` goes to stdout, flushed at once (io.stdout is
--- buffered when it is a pipe, in both runtimes; one write() per line keeps a line whole
--- even under SIGKILL). A side fiber calls box.snapshot() every 0.1-0.2 s so snapshots and
+-- each commit returns, the line `<key> <v>` goes to stdout, flushed at once (Tarantool
+-- buffers io.stdout and print when stdout is a pipe, node writes at once; either way one
+-- write() per line keeps a line whole even under SIGKILL). A side fiber calls box.snapshot() every 0.1-0.2 s so snapshots and
 -- xlog rotation happen under load. The line `started` follows box.cfg. The test kills the
 -- process with SIGKILL; nothing here is expected to finish.
 local fiber = require('fiber')
