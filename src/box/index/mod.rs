@@ -194,18 +194,25 @@ impl Index {
         }
     }
 
-    /// Adds a tuple; the caller has checked uniqueness.
-    pub fn insert(&mut self, t: Tuple) {
+    /// Adds a tuple, replacing (and returning) one that compares Equal in this index's
+    /// order; the caller has checked uniqueness.
+    pub fn insert(&mut self, t: Tuple) -> Option<Tuple> {
         self.version += 1;
         match &mut self.store {
             Store::Tree(tree) => {
                 let cmp = &self.cmp_def;
-                tree.insert(t, |a, b| cmp.compare(a, b));
+                tree.insert(t, |a, b| cmp.compare(a, b))
             }
             Store::Hash(h) => {
                 let kd = &self.key_def;
                 let hash = kd.hash_tuple(&t);
-                h.insert_unique(hash, t, |e| kd.hash_tuple(e));
+                match h.find_entry(hash, |e| kd.compare(e, &t) == Ordering::Equal) {
+                    Ok(mut entry) => Some(std::mem::replace(entry.get_mut(), t)),
+                    Err(_) => {
+                        h.insert_unique(hash, t, |e| kd.hash_tuple(e));
+                        None
+                    }
+                }
             }
         }
     }
