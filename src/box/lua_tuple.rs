@@ -168,8 +168,100 @@ fn encode(lua: &Lua, v: &LuaValue, out: &mut Vec<u8>, depth: usize) -> LuaResult
     Ok(())
 }
 
+/// Encodes the plain value at `idx` straight from the Lua stack (no handles for keys,
+/// values or strings); false if it meets anything that needs the general serializer
+/// (metatables, cdata such as box.NULL or uint64, userdata, deep nesting).
+///
+/// Safety: `state` is a live Lua state with the value at `idx`.
+unsafe fn encode_raw(state: *mut mlua::ffi::lua_State, idx: i32, out: &mut Vec<u8>, depth: usize) -> bool {
+    use mlua::ffi;
+    match ffi::lua_type(state, idx) {
+        ffi::LUA_TNIL => mp::write_nil(out),
+        ffi::LUA_TBOOLEAN => mp::write_bool(out, ffi::lua_toboolean(state, idx) != 0),
+        ffi::LUA_TNUMBER => write_number(out, ffi::lua_tonumber(state, idx)),
+        ffi::LUA_TSTRING => {
+            let mut len = 0usize;
+            let ptr = ffi::lua_tolstring(state, idx, &mut len);
+            if ptr.is_null() {
+                return false;
+            }
+            mp::write_str(out, std::slice::from_raw_parts(ptr as *const u8, len));
+        }
+        ffi::LUA_TTABLE => {
+            if depth > 16 || ffi::lua_checkstack(state, 4) == 0 {
+                return false;
+            }
+            let idx = ffi::lua_absindex(state, idx);
+            if ffi::lua_getmetatable(state, idx) != 0 {
+                ffi::lua_pop(state, 1);
+                return false;
+            }
+            let n = ffi::lua_objlen(state, idx);
+            let mut count = 0usize;
+            let (mut int_keys, mut str_keys) = (true, true);
+            ffi::lua_pushnil(state);
+            while ffi::lua_next(state, idx) != 0 {
+                count += 1;
+                match ffi::lua_type(state, -2) {
+                    ffi::LUA_TNUMBER => {
+                        let k = ffi::lua_tonumber(state, -2);
+                        str_keys = false;
+                        if !(k >= 1.0 && k.fract() == 0.0 && k <= n as f64) {
+                            int_keys = false;
+                        }
+                    }
+                    ffi::LUA_TSTRING => int_keys = false,
+                    _ => {
+                        int_keys = false;
+                        str_keys = false;
+                    }
+                }
+                ffi::lua_pop(state, 1);
+            }
+            if int_keys && count == n {
+                mp::write_array_header(out, n as u32);
+                for i in 1..=n {
+                    ffi::lua_rawgeti(state, idx, i as ffi::lua_Integer);
+                    let ok = encode_raw(state, -1, out, depth + 1);
+                    ffi::lua_pop(state, 1);
+                    if !ok {
+                        return false;
+                    }
+                }
+            } else if str_keys && n == 0 {
+                mp::write_map_header(out, count as u32);
+                ffi::lua_pushnil(state);
+                while ffi::lua_next(state, idx) != 0 {
+                    if !encode_raw(state, -2, out, depth + 1) || !encode_raw(state, -1, out, depth + 1) {
+                        ffi::lua_pop(state, 2);
+                        return false;
+                    }
+                    ffi::lua_pop(state, 1);
+                }
+            } else {
+                return false;
+            }
+        }
+        _ => return false,
+    }
+    true
+}
+
 pub fn value_to_msgpack(lua: &Lua, v: &LuaValue) -> LuaResult<Vec<u8>> {
     let mut out = Vec::with_capacity(32);
+    if let LuaValue::Table(_) = v {
+        let mut fast = true;
+        // Safety: exec_raw hands us the state with the table on top of the stack.
+        unsafe {
+            lua.exec_raw::<()>(v, |state| {
+                fast = encode_raw(state, -1, &mut out, 0);
+            })?;
+        }
+        if fast {
+            return Ok(out);
+        }
+        out.clear();
+    }
     encode(lua, v, &mut out, 0)?;
     Ok(out)
 }
