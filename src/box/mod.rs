@@ -7,6 +7,7 @@ pub mod error;
 pub mod field_type;
 pub mod index;
 pub mod key_def;
+pub mod lua_tuple;
 pub mod mp;
 pub mod space;
 pub mod tuple;
