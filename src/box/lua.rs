@@ -1050,7 +1050,6 @@ const CFG_CHECK_LUA: &str = include_str!("../../lua/box/cfg_check.lua");
 pub fn install(lua: &Lua) -> LuaResult<()> {
     let boxt: LuaTable = lua.globals().get("box")?;
     boxt.set("error", error_module(lua)?)?;
-    boxt.set("tuple", lua_tuple::module(lua)?)?;
     let cfg_check: LuaTable = lua.load(CFG_CHECK_LUA).set_name("=box/cfg_check").call(())?;
     let internal = internal(lua)?;
     boxt.set("internal", internal.clone())?;
