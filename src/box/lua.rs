@@ -336,6 +336,16 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
         })?,
     )?;
     m.set(
+        "last_change",
+        lua.create_function(|lua, ()| {
+            let change = with_box(|rt| Ok(rt.db.last_change.clone()))?;
+            match change {
+                Some((space_id, old, new)) => Ok((true, push(lua, space_id, old)?, push(lua, space_id, new)?)),
+                None => Ok((false, LuaValue::Nil, LuaValue::Nil)),
+            }
+        })?,
+    )?;
+    m.set(
         "take_logs",
         lua.create_function(|lua, ()| {
             let msgs = RUNTIME.with(|r| {
