@@ -36,6 +36,10 @@ pub struct BoxRuntime {
     pub euid: u32,
     pub started: Instant,
     schema_version_seen: u64,
+    /// `box.stat` counters sampled once a second (newest last), for its `rps`.
+    pub stat_samples: std::collections::VecDeque<super::db::Stats>,
+    /// `memtx_memory`, for box.slab.info's quota.
+    pub memtx_memory: f64,
 }
 
 thread_local! {
@@ -88,6 +92,8 @@ impl BoxRuntime {
             euid: schema::ADMIN,
             started: Instant::now(),
             schema_version_seen: 0,
+            stat_samples: std::collections::VecDeque::new(),
+            memtx_memory: 268435456.0,
         }
     }
 
