@@ -20,6 +20,33 @@ local function wait(result, ticket)
     return result
 end
 
+-- A write on a space with on_replace triggers runs in a transaction (its own, or a
+-- savepoint in the caller's), so that a failing trigger undoes the statement, as in
+-- Tarantool; the triggers see (old, new, space name, request type).
+local function write_with_triggers(list, space, request, fn, ...)
+    local own = not box.is_in_txn()
+    if own then box.begin() end
+    local sp = not own and box.savepoint() or nil
+    local ok, result = pcall(fn, ...)
+    local changed, old, new = internal.last_change()
+    if ok and changed then
+        for _, f in ipairs(list) do
+            ok, result = pcall(f, old, new, space.name, request)
+            if not ok then break end
+        end
+        if ok then result = new or old end
+    elseif ok then
+        result = nil
+    end
+    if not ok then
+        if own then box.rollback() else box.rollback_to_savepoint(sp) end
+        error(result, 0)
+    end
+    if own then box.commit() end
+    if result == nil then return end
+    return result
+end
+
 local function flush_logs()
     local msgs = internal.take_logs()
     if msgs ~= nil then
@@ -69,6 +96,8 @@ end
 
 -- Space formats, kept beside the space objects (not in them: a space prints its fields).
 local space_formats = setmetatable({}, {__mode = 'k'})
+-- space id -> on_replace trigger functions; absent when a space has none (the fast path).
+local on_replace_triggers = {}
 
 local index_mt = {}
 index_mt.__index = index_mt
@@ -119,6 +148,11 @@ end
 
 function index_mt.update(idx, key, ops)
     check_index(idx, 'update')
+    local triggers = on_replace_triggers[idx.space_id]
+    if triggers then
+        return write_with_triggers(triggers, box.space[idx.space_id], 'UPDATE', internal.update, idx.space_id, idx.id,
+            key, ops)
+    end
     local r = wait(internal.update(idx.space_id, idx.id, key, ops))
     flush_logs()
     if r == nil then return end
@@ -127,6 +161,12 @@ end
 
 function index_mt.delete(idx, key)
     check_index(idx, 'delete')
+    local triggers = on_replace_triggers[idx.space_id]
+    if triggers then
+        local r = write_with_triggers(triggers, box.space[idx.space_id], 'DELETE', internal.delete, idx.space_id,
+            idx.id, key)
+        return r
+    end
     return wait(internal.delete(idx.space_id, idx.id, key))
 end
 
@@ -162,11 +202,19 @@ end
 
 function space_mt.insert(space, tuple)
     check_space(space, 'insert')
+    local triggers = on_replace_triggers[space.id]
+    if triggers then
+        return write_with_triggers(triggers, space, 'INSERT', internal.insert, space.id, tuple)
+    end
     return wait(internal.insert(space.id, tuple))
 end
 
 function space_mt.replace(space, tuple)
     check_space(space, 'replace')
+    local triggers = on_replace_triggers[space.id]
+    if triggers then
+        return write_with_triggers(triggers, space, 'REPLACE', internal.replace, space.id, tuple)
+    end
     return wait(internal.replace(space.id, tuple))
 end
 space_mt.put = space_mt.replace
@@ -178,6 +226,12 @@ end
 
 function space_mt.upsert(space, tuple, ops)
     check_space(space, 'upsert')
+    local triggers = on_replace_triggers[space.id]
+    if triggers then
+        write_with_triggers(triggers, space, 'UPSERT', internal.upsert, space.id, tuple, ops)
+        flush_logs()
+        return
+    end
     wait(internal.upsert(space.id, tuple, ops))
     flush_logs()
 end
@@ -264,16 +318,41 @@ function space_mt.alter(space, opts)
     box.schema.space.alter(space.id, opts)
 end
 
-function space_mt.run_triggers() end
+-- Tarantool's trigger-list API: f adds, (f, old) replaces old, (nil, old) deletes,
+-- () lists.
+local function trigger_api(list, new, old, name)
+    if new ~= nil and type(new) ~= 'function' or old ~= nil and type(old) ~= 'function' then
+        error(('trigger reset: incorrect arguments'), 3)
+    end
+    if new == nil and old == nil then
+        local copy = {}
+        for i, f in ipairs(list) do copy[i] = f end
+        return copy
+    end
+    if old ~= nil then
+        for i, f in ipairs(list) do
+            if f == old then
+                if new == nil then table.remove(list, i) else list[i] = new end
+                return new
+            end
+        end
+        error('trigger reset: Trigger is not found', 3)
+    end
+    table.insert(list, 1, new)
+    local _ = name
+    return new
+end
 
 function space_mt.on_replace(space, new, old)
     check_space(space, 'on_replace')
-    return internal.space_trigger(space.id, 'on_replace', new, old)
-end
-
-function space_mt.before_replace(space, new, old)
-    check_space(space, 'before_replace')
-    return internal.space_trigger(space.id, 'before_replace', new, old)
+    local list = on_replace_triggers[space.id]
+    if list == nil then
+        list = {}
+        on_replace_triggers[space.id] = list
+    end
+    local r = trigger_api(list, new, old, 'on_replace')
+    if #list == 0 then on_replace_triggers[space.id] = nil end
+    return r
 end
 
 -- box.space: name -> space and id -> space, rebuilt in place when the schema changes, so

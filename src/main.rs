@@ -4,6 +4,11 @@ use std::io::IsTerminal;
 
 use clap::Parser;
 
+// mimalloc keeps small size classes in separate pages, so box tuples do not end up
+// interleaved with short-lived Lua garbage (which left holes and a larger RSS with glibc).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Runs Tarantool Lua scripts on node's Rust runtime.
 #[derive(Parser, Debug)]
 #[command(name = "node", disable_version_flag = true)]

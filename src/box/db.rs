@@ -110,6 +110,9 @@ pub struct Db {
     pub stats: Stats,
     /// Errors to log (upsert's skipped operations); the Lua layer writes them out.
     pub pending_errors: Vec<String>,
+    /// (space id, old, new) of the last request that changed something: what on_replace
+    /// triggers see.
+    pub last_change: Option<(u32, Option<Tuple>, Option<Tuple>)>,
 }
 
 impl Default for Db {
@@ -149,6 +152,7 @@ impl Db {
             read_only: false,
             stats: Stats::default(),
             pending_errors: Vec::new(),
+            last_change: None,
         }
     }
 
@@ -263,6 +267,7 @@ impl Db {
                 return Err(client_error!(ER_TRANSACTION_YIELD));
             }
         }
+        self.last_change = None;
         let result = self.execute_stmt(uid, req, checked);
         let stmt = match result {
             Ok(Some(stmt)) => stmt,
@@ -277,6 +282,7 @@ impl Db {
         } else {
             stmt.old.clone()
         };
+        self.last_change = Some((stmt.space_id, stmt.old.clone(), stmt.new.clone()));
         match self.txns.get_mut(&fid) {
             Some(txn) => {
                 txn.stmts.push(stmt);

@@ -169,9 +169,44 @@ fn compare_nums(a: Num, b: Num) -> Ordering {
     }
 }
 
+/// An unsigned integer or a string read without the general decoder: the keys of most
+/// indexes, compared millions of times a second.
+#[inline]
+fn fast_scalar(v: &[u8]) -> Option<Fast<'_>> {
+    let b = *v.first()?;
+    let be = |n: usize| -> Option<u64> { Some(v.get(1..1 + n)?.iter().fold(0u64, |acc, x| (acc << 8) | *x as u64)) };
+    let str_at = |hdr: usize, len: u64| -> Option<Fast<'_>> {
+        let len = usize::try_from(len).ok()?;
+        Some(Fast::Str(v.get(hdr..hdr + len)?))
+    };
+    match b {
+        0x00..=0x7f => Some(Fast::UInt(b as u64)),
+        0xcc => be(1).map(Fast::UInt),
+        0xcd => be(2).map(Fast::UInt),
+        0xce => be(4).map(Fast::UInt),
+        0xcf => be(8).map(Fast::UInt),
+        0xa0..=0xbf => str_at(1, (b & 0x1f) as u64),
+        0xd9 => str_at(2, be(1)?),
+        0xda => str_at(3, be(2)?),
+        0xdb => str_at(5, be(4)?),
+        _ => None,
+    }
+}
+
+enum Fast<'a> {
+    UInt(u64),
+    Str(&'a [u8]),
+}
+
 /// Compares two encoded scalar values in Tarantool's order. Containers compare by class
 /// only: they cannot be index keys.
+#[inline]
 pub fn compare_values(a: &[u8], b: &[u8]) -> Ordering {
+    match (fast_scalar(a), fast_scalar(b)) {
+        (Some(Fast::UInt(x)), Some(Fast::UInt(y))) => return x.cmp(&y),
+        (Some(Fast::Str(x)), Some(Fast::Str(y))) => return x.cmp(y),
+        _ => {}
+    }
     let (va, vb) = match (mp::read(a, 0), mp::read(b, 0)) {
         (Ok((va, _)), Ok((vb, _))) => (va, vb),
         (Err(_), Err(_)) => return Ordering::Equal,

@@ -49,8 +49,9 @@ impl KeyDef {
         KeyDef { parts }
     }
 
+    #[inline]
     fn field(t: &Tuple, fieldno: u32) -> &[u8] {
-        t.field(fieldno).unwrap_or(NIL)
+        t.field_from(fieldno).unwrap_or(NIL)
     }
 
     pub fn compare(&self, a: &Tuple, b: &Tuple) -> Ordering {
@@ -105,7 +106,7 @@ impl KeyDef {
         let mut out = Vec::with_capacity(16);
         mp::write_array_header(&mut out, self.part_count());
         for p in &self.parts {
-            out.extend_from_slice(Self::field(t, p.fieldno));
+            out.extend_from_slice(t.field(p.fieldno).unwrap_or(NIL));
         }
         out
     }

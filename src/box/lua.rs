@@ -36,6 +36,10 @@ pub struct BoxRuntime {
     pub euid: u32,
     pub started: Instant,
     schema_version_seen: u64,
+    /// `box.stat` counters sampled once a second (newest last), for its `rps`.
+    pub stat_samples: std::collections::VecDeque<super::db::Stats>,
+    /// `memtx_memory`, for box.slab.info's quota.
+    pub memtx_memory: f64,
 }
 
 thread_local! {
@@ -88,6 +92,8 @@ impl BoxRuntime {
             euid: schema::ADMIN,
             started: Instant::now(),
             schema_version_seen: 0,
+            stat_samples: std::collections::VecDeque::new(),
+            memtx_memory: 268435456.0,
         }
     }
 
@@ -333,6 +339,16 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
         lua.create_function(|_, f: LuaFunction| {
             SCHEMA_HOOK.with(|h| *h.borrow_mut() = Some(f));
             Ok(())
+        })?,
+    )?;
+    m.set(
+        "last_change",
+        lua.create_function(|lua, ()| {
+            let change = with_box(|rt| Ok(rt.db.last_change.clone()))?;
+            match change {
+                Some((space_id, old, new)) => Ok((true, push(lua, space_id, old)?, push(lua, space_id, new)?)),
+                None => Ok((false, LuaValue::Nil, LuaValue::Nil)),
+            }
         })?,
     )?;
     m.set(
@@ -1050,7 +1066,6 @@ const CFG_CHECK_LUA: &str = include_str!("../../lua/box/cfg_check.lua");
 pub fn install(lua: &Lua) -> LuaResult<()> {
     let boxt: LuaTable = lua.globals().get("box")?;
     boxt.set("error", error_module(lua)?)?;
-    boxt.set("tuple", lua_tuple::module(lua)?)?;
     let cfg_check: LuaTable = lua.load(CFG_CHECK_LUA).set_name("=box/cfg_check").call(())?;
     let internal = internal(lua)?;
     boxt.set("internal", internal.clone())?;

@@ -149,8 +149,25 @@ fn start(lua: &Lua, cfg: LuaTable) -> LuaResult<()> {
     db.schema.version += 1;
     let mut persist = Persistence::new(wal, mode, vclock, instance_id, instance_uuid, memtx_dir, wal_dir);
     persist.checkpoint_count = cfg.get::<Option<usize>>("checkpoint_count")?.unwrap_or(2);
-    install_runtime(BoxRuntime::new(db, Some(persist)));
+    let mut rt = BoxRuntime::new(db, Some(persist));
+    rt.memtx_memory = cfg.get::<Option<f64>>("memtx_memory")?.unwrap_or(268435456.0);
+    install_runtime(rt);
     crate::runtime::fiber::scheduler(lua).pin();
+    // box.stat's rps: the counters once a second, the last 5 seconds kept.
+    tokio::task::spawn_local(async {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let _ = with_box(|rt| {
+                let now = rt.db.stats.clone();
+                rt.stat_samples.push_back(now);
+                if rt.stat_samples.len() > STAT_WINDOW + 1 {
+                    rt.stat_samples.pop_front();
+                }
+                Ok(())
+            });
+        }
+    });
     Ok(())
 }
 
@@ -254,10 +271,11 @@ fn info(lua: &Lua) -> LuaResult<LuaTable> {
     Ok(t)
 }
 
-fn stat(lua: &Lua) -> LuaResult<LuaTable> {
-    let s = with_box(|rt| Ok(rt.db.stats.clone()))?;
-    let t = lua.create_table()?;
-    for (name, total) in [
+/// Seconds over which box.stat averages `rps`, as Tarantool does.
+const STAT_WINDOW: usize = 5;
+
+fn counters(s: &super::db::Stats) -> [(&'static str, u64); 10] {
+    [
         ("INSERT", s.insert),
         ("DELETE", s.delete),
         ("SELECT", s.select),
@@ -268,12 +286,30 @@ fn stat(lua: &Lua) -> LuaResult<LuaTable> {
         ("COMMIT", s.commit),
         ("ROLLBACK", s.rollback),
         ("ERROR", s.error),
-        ("CALL", 0),
-        ("EVAL", 0),
-        ("AUTH", 0),
-    ] {
+    ]
+}
+
+fn stat(lua: &Lua) -> LuaResult<LuaTable> {
+    let (now, oldest, seconds) = with_box(|rt| {
+        let oldest = rt.stat_samples.front().cloned().unwrap_or_default();
+        let newest = rt.stat_samples.back().cloned().unwrap_or_default();
+        Ok((newest, oldest, rt.stat_samples.len().saturating_sub(1)))
+    })?;
+    let totals = with_box(|rt| Ok(rt.db.stats.clone()))?;
+    let t = lua.create_table()?;
+    for ((name, total), ((_, a), (_, b))) in counters(&totals)
+        .into_iter()
+        .zip(counters(&oldest).into_iter().zip(counters(&now)))
+    {
         let e = lua.create_table()?;
         e.set("total", total)?;
+        e.set("rps", if seconds == 0 { 0 } else { (b - a) / seconds as u64 })?;
+        t.set(name, e)?;
+    }
+    // Requests of the binary protocol, which is not served yet.
+    for name in ["CALL", "EVAL", "AUTH", "EXECUTE", "PREPARE"] {
+        let e = lua.create_table()?;
+        e.set("total", 0)?;
         e.set("rps", 0)?;
         t.set(name, e)?;
     }
@@ -292,7 +328,7 @@ fn slab_info(lua: &Lua) -> LuaResult<LuaTable> {
         }
         Ok((items, index))
     })?;
-    let quota: f64 = 268435456.0;
+    let quota = with_box(|rt| Ok(rt.memtx_memory))?;
     let t = lua.create_table()?;
     let used = (items + index) as f64;
     t.set("items_size", items)?;

@@ -34,6 +34,7 @@ fn be(data: &[u8], pos: usize, n: usize) -> Result<u64> {
 
 /// Reads the value header at `pos`; returns it and the position after the header (for
 /// strings, binaries and extensions: after the payload).
+#[inline]
 pub fn read(data: &[u8], pos: usize) -> Result<(Mp<'_>, usize)> {
     let b = *data.get(pos).ok_or(Malformed)?;
     let p = pos + 1;
@@ -102,6 +103,7 @@ pub fn read(data: &[u8], pos: usize) -> Result<(Mp<'_>, usize)> {
 }
 
 /// The position after the whole value at `pos` (containers included).
+#[inline]
 pub fn skip(data: &[u8], pos: usize) -> Result<usize> {
     let mut pos = pos;
     // Items still to skip; containers add theirs. Iterative so hostile nesting cannot

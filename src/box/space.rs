@@ -425,6 +425,19 @@ impl Space {
     /// index, or fails without changing anything. Returns the tuple that left the space.
     pub fn replace(&mut self, new: Option<&Tuple>, mode: DupMode) -> Result<Option<Tuple>, ClientError> {
         let Some(new) = new else { return Ok(None) };
+        if self.indexes.len() == 1 {
+            // Only a primary key: one descent replaces and tells what was there.
+            let space = self.def.name.clone();
+            let Some((def, pk)) = self.indexes[0].as_mut() else {
+                return Err(client_error!(ER_NO_SUCH_INDEX_ID, 0u32, &space));
+            };
+            let old = pk.insert(new.clone());
+            if let (Some(o), DupMode::Insert) = (&old, mode) {
+                pk.insert(o.clone());
+                return Err(client_error!(ER_TUPLE_FOUND, &def.name, &space));
+            }
+            return Ok(old);
+        }
         let pk = self
             .primary()
             .ok_or_else(|| client_error!(ER_NO_SUCH_INDEX_ID, 0u32, &self.def.name))?;
@@ -446,8 +459,9 @@ impl Space {
                 }
             }
         }
-        for (_, ix) in self.indexes.iter_mut().flatten() {
-            if let Some(o) = &old {
+        for (i, (_, ix)) in self.indexes.iter_mut().flatten().enumerate() {
+            // The primary key replaces the old tuple in place; others may file it elsewhere.
+            if let (Some(o), true) = (&old, i > 0) {
                 ix.remove(o);
             }
             ix.insert(new.clone());

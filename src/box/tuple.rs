@@ -1,20 +1,67 @@
 //! `Tuple`: an immutable MessagePack array in one reference-counted allocation.
 //!
-//! Indexes hold tuples by pointer, so the handle is one machine word (a thin `Arc`: count,
-//! length and bytes in one block). It is `Send + Sync` so that a snapshot can take a
-//! consistent set of tuples on the Lua thread and write them from another thread.
+//! Indexes hold tuples by pointer, so the handle is one machine word, and the block is
+//! an 8-byte header (a 32-bit atomic count and a 32-bit length) then the bytes: a small tuple
+//! fits a 32-byte malloc chunk, where a `ThinArc` header (16 bytes) needed 48. It is
+//! `Send + Sync` so that a snapshot can take a consistent set of tuples on the Lua thread
+//! and write them from another thread.
 
 use crate::client_error;
+use std::alloc::{self, Layout};
 use std::fmt;
-
-use triomphe::ThinArc;
+use std::ptr::NonNull;
+use std::sync::atomic::{fence, AtomicU32, Ordering};
 
 use super::errcode::{ER_INVALID_MSGPACK, ER_TUPLE_NOT_ARRAY};
 use super::error::ClientError;
 use super::mp::{self, Mp};
 
-#[derive(Clone)]
-pub struct Tuple(ThinArc<(), u8>);
+#[repr(C)]
+struct Header {
+    refs: AtomicU32,
+    len: u32,
+}
+
+const HEADER: usize = std::mem::size_of::<Header>();
+
+pub struct Tuple(NonNull<Header>);
+
+// Safety: the bytes never change after creation and the count is atomic, as in Arc.
+unsafe impl Send for Tuple {}
+unsafe impl Sync for Tuple {}
+
+fn layout(len: usize) -> Layout {
+    // Tuples are at most 4 GB (the length is a u32); the alignment is the header's.
+    Layout::from_size_align(HEADER + len, std::mem::align_of::<Header>()).unwrap_or(Layout::new::<Header>())
+}
+
+impl Clone for Tuple {
+    #[inline]
+    fn clone(&self) -> Tuple {
+        // Safety: the header lives while any handle does.
+        let refs = unsafe { &self.0.as_ref().refs };
+        if refs.fetch_add(1, Ordering::Relaxed) == u32::MAX {
+            std::process::abort();
+        }
+        Tuple(self.0)
+    }
+}
+
+impl Drop for Tuple {
+    #[inline]
+    fn drop(&mut self) {
+        // Safety: as in Arc: the last handle frees the block, after every other handle's
+        // use of it (the Release/Acquire pair).
+        unsafe {
+            if self.0.as_ref().refs.fetch_sub(1, Ordering::Release) != 1 {
+                return;
+            }
+            fence(Ordering::Acquire);
+            let len = self.0.as_ref().len as usize;
+            alloc::dealloc(self.0.as_ptr() as *mut u8, layout(len));
+        }
+    }
+}
 
 impl Tuple {
     /// A tuple from encoded MessagePack, checked to be exactly one array.
@@ -32,12 +79,31 @@ impl Tuple {
 
     /// A tuple from bytes already known to be one valid MessagePack array.
     pub fn from_trusted(data: &[u8]) -> Tuple {
-        Tuple(ThinArc::from_header_and_slice((), data))
+        let len = u32::try_from(data.len()).unwrap_or(u32::MAX) as usize;
+        let layout = layout(len);
+        // Safety: the layout is non-zero sized; the block is initialised before use.
+        unsafe {
+            let ptr = alloc::alloc(layout) as *mut Header;
+            let Some(ptr) = NonNull::new(ptr) else {
+                alloc::handle_alloc_error(layout)
+            };
+            ptr.as_ptr().write(Header {
+                refs: AtomicU32::new(1),
+                len: len as u32,
+            });
+            std::ptr::copy_nonoverlapping(data.as_ptr(), (ptr.as_ptr() as *mut u8).add(HEADER), len);
+            Tuple(ptr)
+        }
     }
 
     /// The whole tuple as MessagePack.
+    #[inline]
     pub fn data(&self) -> &[u8] {
-        &self.0.slice
+        // Safety: the block holds `len` initialised bytes after the header.
+        unsafe {
+            let len = self.0.as_ref().len as usize;
+            std::slice::from_raw_parts((self.0.as_ptr() as *const u8).add(HEADER), len)
+        }
     }
 
     pub fn len(&self) -> u32 {
@@ -49,9 +115,14 @@ impl Tuple {
     }
 
     /// The raw MessagePack of field `fieldno` (0-based), or None past the end.
+    #[inline]
     pub fn field(&self, fieldno: u32) -> Option<&[u8]> {
         let data = self.data();
-        let (n, mut pos) = mp::read_array(data, 0)?;
+        // The array header, read inline: field access is on every comparison.
+        let (n, mut pos) = match *data.first()? {
+            b @ 0x90..=0x9f => ((b & 0x0f) as u32, 1),
+            _ => mp::read_array(data, 0)?,
+        };
         if fieldno >= n {
             return None;
         }
@@ -60,6 +131,24 @@ impl Tuple {
         }
         let end = mp::skip(data, pos).ok()?;
         Some(&data[pos..end])
+    }
+
+    /// The bytes from the start of field `fieldno` to the end of the tuple: enough for
+    /// comparisons, which read only the value's own prefix, and cheaper than `field`.
+    #[inline]
+    pub fn field_from(&self, fieldno: u32) -> Option<&[u8]> {
+        let data = self.data();
+        let (n, mut pos) = match *data.first()? {
+            b @ 0x90..=0x9f => ((b & 0x0f) as u32, 1),
+            _ => mp::read_array(data, 0)?,
+        };
+        if fieldno >= n {
+            return None;
+        }
+        for _ in 0..fieldno {
+            pos = mp::skip(data, pos).ok()?;
+        }
+        data.get(pos..)
     }
 
     /// The raw MessagePack of every field, in order.
@@ -71,7 +160,7 @@ impl Tuple {
 
     /// True if both handles point at the same allocation (the same stored tuple).
     pub fn ptr_eq(&self, other: &Tuple) -> bool {
-        std::ptr::eq(self.data().as_ptr(), other.data().as_ptr())
+        self.0 == other.0
     }
 
     /// Bytes of memory the tuple takes, as box.slab.info would count it.
@@ -127,6 +216,28 @@ mod tests {
         assert_eq!(t.field(3), None);
         assert_eq!(t.fields().count(), 3);
         assert_eq!(std::mem::size_of::<Tuple>(), 8);
+    }
+
+    #[test]
+    fn handles_share_one_block_across_threads() {
+        let t = Tuple::new(&[0x92, 0x01, 0xa1, b'x']).unwrap();
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let t = t.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..10_000 {
+                        let c = t.clone();
+                        assert_eq!(c.data(), &[0x92, 0x01, 0xa1, b'x']);
+                    }
+                })
+            })
+            .collect();
+        for th in threads {
+            th.join().unwrap();
+        }
+        // Safety (test): only this handle is left.
+        assert_eq!(unsafe { t.0.as_ref().refs.load(Ordering::Relaxed) }, 1);
+        assert_eq!(Tuple::from_trusted(&[0x90]).data(), &[0x90]);
     }
 
     #[test]

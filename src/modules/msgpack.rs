@@ -56,6 +56,13 @@ fn write_node(out: &mut Vec<u8>, node: &Node) -> Result<(), rmp::encode::ValueWr
 
 /// Encodes a Lua value as MsgPack with the given options.
 pub fn encode_value(lua: &Lua, value: &LuaValue, cfg: &Cfg) -> LuaResult<Vec<u8>> {
+    // A tuple is its own MessagePack, as Tarantool writes it (nested ones go through
+    // their `__serialize`).
+    if let LuaValue::UserData(ud) = value {
+        if let Ok(t) = ud.borrow::<crate::box_::lua_tuple::LuaTuple>() {
+            return Ok(t.tuple.data().to_vec());
+        }
+    }
     let node = Walker::new(lua, cfg, Format::MsgPack).walk(value)?;
     let mut out = Vec::new();
     write_node(&mut out, &node).map_err(|e| LuaError::runtime(format!("msgpack.encode: {e}")))?;

@@ -64,6 +64,7 @@ pub fn new_lua(args: &ScriptArgs) -> LuaResult<Lua> {
 
     let boxt = lua.create_table()?;
     boxt.set("NULL", cdata::null(&lua)?)?;
+    boxt.set("tuple", crate::box_::lua_tuple::module(&lua)?)?;
     lua.globals().set("box", boxt)?;
 
     crate::modules::install(&lua)?;

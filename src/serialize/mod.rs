@@ -341,18 +341,7 @@ impl<'a> Walker<'a> {
             LuaValue::Table(t) => self.table(t, level, hops),
             LuaValue::UserData(ud) => match ud.borrow::<errors::ErrorObject>() {
                 Ok(e) => Ok(Node::str(&e.0.message)),
-                Err(_) => {
-                    // Userdata that know how to show themselves (box tuples) say so with a
-                    // `__serialize` metamethod, as cdata tuples do in Tarantool.
-                    let serialize = ud.metatable().and_then(|mt| mt.get::<LuaValue>("__serialize"));
-                    match serialize {
-                        Ok(LuaValue::Function(f)) if hops < MAX_SERIALIZE_HOPS => {
-                            let result: LuaValue = f.call(value.clone()).map_err(without_traceback)?;
-                            self.value(&result, level, hops + 1)
-                        }
-                        _ => self.invalid(value, "userdata"),
-                    }
-                }
+                Err(_) => self.userdata(value, ud, level, hops),
             },
             LuaValue::LightUserData(p) if p.0.is_null() => Ok(Node::Null),
             LuaValue::LightUserData(_) => self.invalid(value, "userdata"),
@@ -371,6 +360,21 @@ impl<'a> Walker<'a> {
                 _ => self.invalid(value, "cdata"),
             },
         }
+    }
+
+    /// A userdata whose metatable has a `__serialize` function (a box tuple) is what that
+    /// function returns, as Tarantool does for its objects.
+    fn userdata(&mut self, value: &LuaValue, ud: &LuaAnyUserData, level: i64, hops: usize) -> LuaResult<Node> {
+        if self.cfg.encode_load_metatables {
+            if let Ok(LuaValue::Function(f)) = ud.metatable().and_then(|mt| mt.get::<LuaValue>("__serialize")) {
+                if hops >= MAX_SERIALIZE_HOPS {
+                    return Err(self.depth_error(level + 1));
+                }
+                let result: LuaValue = f.call(ud.clone()).map_err(without_traceback)?;
+                return self.value(&result, level, hops + 1);
+            }
+        }
+        self.invalid(value, "userdata")
     }
 
     fn table(&mut self, t: &LuaTable, level: i64, hops: usize) -> LuaResult<Node> {

@@ -10,6 +10,7 @@ use hashbrown::HashTable;
 use self::bptree::{BPlusTree, Cursor};
 use super::errcode::ER_UNSUPPORTED_INDEX_FEATURE;
 use super::error::ClientError;
+use super::field_type::FieldType;
 use super::key_def::KeyDef;
 use super::tuple::Tuple;
 
@@ -101,8 +102,63 @@ impl IterType {
     }
 }
 
+/// A TREE entry: the tuple and an order-preserving summary of its first key part, so
+/// that most comparisons during a descent never touch tuple memory (Tarantool's "hints").
+#[derive(Clone)]
+struct Entry {
+    hint: u64,
+    tuple: Tuple,
+}
+
+/// How the first key part maps to a hint; `None` for types without a cheap mapping
+/// (all hints equal: every comparison is a full one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HintKind {
+    None,
+    Unsigned,
+    Integer,
+    String,
+}
+
+impl HintKind {
+    fn of(kd: &KeyDef) -> HintKind {
+        match kd.parts.first().map(|p| p.field_type) {
+            Some(FieldType::Unsigned) => HintKind::Unsigned,
+            Some(FieldType::Integer) => HintKind::Integer,
+            Some(FieldType::String) => HintKind::String,
+            _ => HintKind::None,
+        }
+    }
+
+    /// Nil (nullable parts) is 0, below every value; equal hints only mean "compare fully".
+    #[inline]
+    fn hint(self, raw: Option<&[u8]>) -> u64 {
+        let Some(raw) = raw else { return 0 };
+        match (self, super::mp::read(raw, 0)) {
+            (HintKind::None, _) => 0,
+            (HintKind::Unsigned | HintKind::Integer, Ok((super::mp::Mp::UInt(v), _))) => {
+                let biased = if self == HintKind::Integer {
+                    v.saturating_add(1 << 63)
+                } else {
+                    v
+                };
+                biased.saturating_add(1)
+            }
+            (HintKind::Integer, Ok((super::mp::Mp::Int(v), _))) => ((v as u64) ^ (1 << 63)).saturating_add(1),
+            (HintKind::String, Ok((super::mp::Mp::Str(s), _))) => {
+                let mut h = 0u64;
+                for i in 0..7 {
+                    h = (h << 8) | *s.get(i).unwrap_or(&0) as u64;
+                }
+                (h << 8) | 1
+            }
+            _ => 0,
+        }
+    }
+}
+
 enum Store {
-    Tree(BPlusTree<Tuple>),
+    Tree(BPlusTree<Entry>, HintKind),
     Hash(HashTable<Tuple>),
 }
 
@@ -134,7 +190,7 @@ pub struct IterState {
 impl Index {
     pub fn new(index_type: IndexType, key_def: KeyDef, cmp_def: KeyDef, unique: bool) -> Index {
         let store = match index_type {
-            IndexType::Tree => Store::Tree(BPlusTree::new()),
+            IndexType::Tree => Store::Tree(BPlusTree::new(), HintKind::of(&cmp_def)),
             IndexType::Hash => Store::Hash(HashTable::new()),
         };
         Index {
@@ -149,7 +205,7 @@ impl Index {
 
     pub fn len(&self) -> usize {
         match &self.store {
-            Store::Tree(t) => t.len(),
+            Store::Tree(t, _) => t.len(),
             Store::Hash(h) => h.len(),
         }
     }
@@ -160,7 +216,7 @@ impl Index {
 
     pub fn bsize(&self) -> usize {
         match &self.store {
-            Store::Tree(t) => t.mem_bytes(),
+            Store::Tree(t, _) => t.mem_bytes(),
             Store::Hash(h) => h.capacity() * (std::mem::size_of::<Tuple>() + 1),
         }
     }
@@ -168,10 +224,10 @@ impl Index {
     /// The tuple whose full key equals `key` (all key parts given).
     pub fn find(&self, key: &[&[u8]]) -> Option<&Tuple> {
         match &self.store {
-            Store::Tree(t) => {
-                let c = t.lower_bound(|e| self.key_def.compare_with_key(e, key));
-                t.at(c)
-                    .filter(|e| self.key_def.compare_with_key(e, key) == Ordering::Equal)
+            Store::Tree(t, kind) => {
+                let probe = key_probe(&self.key_def, *kind, key);
+                let c = t.lower_bound(&probe);
+                t.at(c).filter(|e| probe(e) == Ordering::Equal).map(|e| &e.tuple)
             }
             Store::Hash(h) => {
                 let hash = self.key_def.hash_key(key);
@@ -183,9 +239,11 @@ impl Index {
     /// The tuple with the same key as `t` (for uniqueness checks).
     pub fn find_by_tuple(&self, t: &Tuple) -> Option<&Tuple> {
         match &self.store {
-            Store::Tree(tree) => {
-                let c = tree.lower_bound(|e| self.key_def.compare(e, t));
-                tree.at(c).filter(|e| self.key_def.compare(e, t) == Ordering::Equal)
+            Store::Tree(tree, kind) => {
+                let hint = kind.hint(self.key_def.parts.first().and_then(|p| t.field(p.fieldno)));
+                let probe = |e: &Entry| e.hint.cmp(&hint).then_with(|| self.key_def.compare(&e.tuple, t));
+                let c = tree.lower_bound(probe);
+                tree.at(c).filter(|e| probe(e) == Ordering::Equal).map(|e| &e.tuple)
             }
             Store::Hash(h) => {
                 let hash = self.key_def.hash_tuple(t);
@@ -194,18 +252,29 @@ impl Index {
         }
     }
 
-    /// Adds a tuple; the caller has checked uniqueness.
-    pub fn insert(&mut self, t: Tuple) {
+    /// Adds a tuple, replacing (and returning) one that compares Equal in this index's
+    /// order; the caller has checked uniqueness.
+    pub fn insert(&mut self, t: Tuple) -> Option<Tuple> {
         self.version += 1;
         match &mut self.store {
-            Store::Tree(tree) => {
+            Store::Tree(tree, kind) => {
                 let cmp = &self.cmp_def;
-                tree.insert(t, |a, b| cmp.compare(a, b));
+                let hint = kind.hint(cmp.parts.first().and_then(|p| t.field(p.fieldno)));
+                tree.insert(Entry { hint, tuple: t }, |a, b| {
+                    a.hint.cmp(&b.hint).then_with(|| cmp.compare(&a.tuple, &b.tuple))
+                })
+                .map(|e| e.tuple)
             }
             Store::Hash(h) => {
                 let kd = &self.key_def;
                 let hash = kd.hash_tuple(&t);
-                h.insert_unique(hash, t, |e| kd.hash_tuple(e));
+                match h.find_entry(hash, |e| kd.compare(e, &t) == Ordering::Equal) {
+                    Ok(mut entry) => Some(std::mem::replace(entry.get_mut(), t)),
+                    Err(_) => {
+                        h.insert_unique(hash, t, |e| kd.hash_tuple(e));
+                        None
+                    }
+                }
             }
         }
     }
@@ -214,9 +283,9 @@ impl Index {
     pub fn remove(&mut self, t: &Tuple) -> Option<Tuple> {
         self.version += 1;
         match &mut self.store {
-            Store::Tree(tree) => {
-                let cmp = &self.cmp_def;
-                tree.remove(|e| cmp.compare(e, t))
+            Store::Tree(tree, kind) => {
+                let probe = tuple_probe(&self.cmp_def, *kind, t);
+                tree.remove(probe).map(|e| e.tuple)
             }
             Store::Hash(h) => {
                 let kd = &self.key_def;
@@ -231,7 +300,7 @@ impl Index {
     pub fn clear(&mut self) {
         self.version += 1;
         match &mut self.store {
-            Store::Tree(t) => t.clear(),
+            Store::Tree(t, _) => t.clear(),
             Store::Hash(h) => h.clear(),
         }
     }
@@ -239,7 +308,7 @@ impl Index {
     /// Every tuple in index order (hash order for HASH).
     pub fn tuples(&self) -> Box<dyn Iterator<Item = &Tuple> + '_> {
         match &self.store {
-            Store::Tree(t) => Box::new(t.iter()),
+            Store::Tree(t, _) => Box::new(t.iter().map(|e| &e.tuple)),
             Store::Hash(h) => Box::new(h.iter()),
         }
     }
@@ -261,7 +330,7 @@ impl Index {
         }
         let i = (rnd % n as u64) as usize;
         match &self.store {
-            Store::Tree(t) => t.nth(i).cloned(),
+            Store::Tree(t, _) => t.nth(i).map(|e| e.tuple.clone()),
             Store::Hash(h) => h.iter().nth(i).cloned(),
         }
     }
@@ -316,8 +385,8 @@ impl Index {
             done: false,
         };
         match &self.store {
-            Store::Tree(t) => {
-                let c = self.seek_tree(t, iter_type, key);
+            Store::Tree(t, kind) => {
+                let c = self.seek_tree(t, *kind, iter_type, key);
                 st.cursor = Some((self.version, c));
             }
             Store::Hash(h) => {
@@ -342,12 +411,12 @@ impl Index {
         Some(st)
     }
 
-    fn seek_tree(&self, t: &BPlusTree<Tuple>, iter_type: IterType, key: &[&[u8]]) -> Cursor {
-        let kd = &self.cmp_def;
+    fn seek_tree(&self, t: &BPlusTree<Entry>, kind: HintKind, iter_type: IterType, key: &[&[u8]]) -> Cursor {
         if key.is_empty() {
             return if iter_type.is_reverse() { t.last() } else { t.first() };
         }
-        let by_key = |e: &Tuple| kd.compare_with_key(e, key);
+        let by_key = key_probe(&self.cmp_def, kind, key);
+        let by_key = &by_key;
         match iter_type {
             IterType::Eq | IterType::Ge | IterType::All => t.lower_bound(by_key),
             IterType::Gt => t.upper_bound(by_key),
@@ -362,22 +431,22 @@ impl Index {
             return None;
         }
         let found = match &self.store {
-            Store::Tree(t) => {
+            Store::Tree(t, kind) => {
                 let reverse = st.iter_type.is_reverse();
                 let cursor = match (st.cursor, &st.last) {
                     (Some((v, c)), _) if v == self.version => c,
                     (_, Some(last)) => {
                         // The tree changed: continue after the last tuple returned.
-                        let kd = &self.cmp_def;
+                        let probe = tuple_probe(&self.cmp_def, *kind, last);
                         if reverse {
-                            t.prev(t.lower_bound(|e| kd.compare(e, last)))
+                            t.prev(t.lower_bound(probe))
                         } else {
-                            t.upper_bound(|e| kd.compare(e, last))
+                            t.upper_bound(probe)
                         }
                     }
-                    (_, None) => self.seek_tree(t, st.iter_type, key),
+                    (_, None) => self.seek_tree(t, *kind, st.iter_type, key),
                 };
-                let item = t.at(cursor).cloned();
+                let item = t.at(cursor).map(|e| e.tuple.clone());
                 if let Some(item) = &item {
                     let next = if reverse { t.prev(cursor) } else { t.next(cursor) };
                     st.cursor = Some((self.version, next));
@@ -399,6 +468,21 @@ impl Index {
         }
         found
     }
+}
+
+/// Orders entries against a (partial) search key: hints first, then the full comparison.
+fn key_probe<'k>(kd: &'k KeyDef, kind: HintKind, key: &'k [&'k [u8]]) -> impl Fn(&Entry) -> Ordering + 'k {
+    let hint = key.first().map(|k| kind.hint(Some(k)));
+    move |e: &Entry| match hint {
+        Some(h) if e.hint != h => e.hint.cmp(&h),
+        _ => kd.compare_with_key(&e.tuple, key),
+    }
+}
+
+/// Orders entries against a tuple in the index's full order.
+fn tuple_probe<'t>(kd: &'t KeyDef, kind: HintKind, t: &'t Tuple) -> impl Fn(&Entry) -> Ordering + 't {
+    let hint = kind.hint(kd.parts.first().and_then(|p| t.field(p.fieldno)));
+    move |e: &Entry| e.hint.cmp(&hint).then_with(|| kd.compare(&e.tuple, t))
 }
 
 /// A key given as stored bytes (the parts back to back), split again for comparisons.

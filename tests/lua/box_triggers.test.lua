@@ -1,0 +1,73 @@
+#!/usr/bin/env tarantool
+-- space:on_replace triggers. Runs unchanged on tarantool 2.6.
+local tap = require('tap')
+local fio = require('fio')
+
+box.cfg{work_dir = fio.tempdir(), log_level = 1}
+local s = box.schema.space.create('t')
+s:create_index('pk')
+
+local test = tap.test('box_triggers')
+test:plan(4)
+
+test:test('on_replace sees old and new', function(t)
+    t:plan(6)
+    local seen = {}
+    local function trig(old, new, space, request)
+        table.insert(seen, {old and old[2] or 'nil', new and new[2] or 'nil', space, request})
+    end
+    s:on_replace(trig)
+    s:insert{1, 'a'}
+    s:replace{1, 'b'}
+    s:update({1}, {{'=', 2, 'c'}})
+    s:delete{1}
+    s:update({99}, {{'=', 2, 'x'}})
+    t:is(#seen, 4, 'one call per change, none for a missing key')
+    t:is_deeply(seen[1], {'nil', 'a', 't', 'INSERT'}, 'insert')
+    t:is_deeply(seen[2], {'a', 'b', 't', 'REPLACE'}, 'replace')
+    t:is_deeply(seen[3], {'b', 'c', 't', 'UPDATE'}, 'update')
+    t:is_deeply(seen[4], {'c', 'nil', 't', 'DELETE'}, 'delete')
+    s:on_replace(nil, trig)
+    s:insert{2, 'z'}
+    t:is(#seen, 4, 'trigger removed')
+end)
+
+test:test('a failing trigger undoes the statement', function(t)
+    t:plan(3)
+    local function boom() error('no way') end
+    s:on_replace(boom)
+    local ok, e = pcall(s.insert, s, {3, 'x'})
+    t:is(ok, false, 'the write fails')
+    t:ok(tostring(e):find('no way') ~= nil, 'with the trigger error')
+    s:on_replace(nil, boom)
+    t:is(s:get{3}, nil, 'nothing was written')
+end)
+
+test:test('trigger list', function(t)
+    t:plan(3)
+    local function a() end
+    local function b() end
+    s:on_replace(a)
+    s:on_replace(b)
+    t:is(#s:on_replace(), 2, 'two triggers')
+    s:on_replace(nil, a)
+    t:is(#s:on_replace(), 1, 'one left')
+    s:on_replace(nil, b)
+    t:is(#s:on_replace(), 0, 'none left')
+end)
+
+test:test('triggers inside a transaction', function(t)
+    t:plan(2)
+    local n = 0
+    local function count() n = n + 1 end
+    s:on_replace(count)
+    box.begin()
+    s:insert{10, 'a'}
+    s:insert{11, 'b'}
+    box.rollback()
+    t:is(n, 2, 'triggers ran for both')
+    t:is(s:get{10}, nil, 'rolled back with the transaction')
+    s:on_replace(nil, count)
+end)
+
+os.exit(test:check() and 0 or 1)
