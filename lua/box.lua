@@ -1146,7 +1146,6 @@ local function configure(opts)
     internal.start(effective)
     started = true
     refresh_schema()
-    start_checkpoint_daemon()
     local cfg_table = {}
     for k, v in pairs(effective) do cfg_table[k] = v end
     box.cfg = setmetatable(cfg_table, {
@@ -1156,6 +1155,7 @@ local function configure(opts)
             reconfigure(self, o)
         end,
     })
+    start_checkpoint_daemon()
 end
 
 box.cfg = configure

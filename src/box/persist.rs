@@ -71,7 +71,7 @@ impl Persistence {
     /// Logs a transaction's statements: LSNs are assigned here, in commit order, and the
     /// rows go to the writer as one batch. Returns a ticket to wait on, or None when there
     /// is nothing to wait for (temporary spaces only, or wal_mode none).
-    pub fn commit(&mut self, _db: &mut Db, stmts: Vec<Stmt>) -> Result<Option<u64>, ClientError> {
+    pub fn commit(&mut self, _db: &mut Db, mut stmts: Vec<Stmt>) -> Result<Option<u64>, ClientError> {
         let count = stmts.iter().filter(|s| s.row.is_some()).count();
         if count == 0 {
             return Ok(None);
@@ -79,8 +79,9 @@ impl Persistence {
         let ts = now();
         let mut rows = Vec::with_capacity(count);
         let mut tsn = 0;
-        for s in &stmts {
-            let Some((kind, body, group_id)) = &s.row else { continue };
+        for s in &mut stmts {
+            // The body moves into the row: undo needs only the tuples.
+            let Some((kind, body, group_id)) = &mut s.row else { continue };
             let lsn = self.vclock.get(self.instance_id) + 1;
             self.vclock.follow(self.instance_id, lsn);
             if tsn == 0 {
@@ -95,7 +96,7 @@ impl Persistence {
                     group_id: *group_id,
                     tsn,
                     is_commit: false,
-                    body: body.clone(),
+                    body: std::mem::take(body),
                 });
             }
         }

@@ -82,29 +82,11 @@ pub fn base64_decode(data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// CRC-32C lookup table (reflected polynomial 0x82F63B78).
-const CRC32C_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 { (c >> 1) ^ 0x82F6_3B78 } else { c >> 1 };
-            k += 1;
-        }
-        table[i] = c;
-        i += 1;
-    }
-    table
-};
-
 /// Tarantool's `crc32_update`: raw CRC-32C steps, no inversion on either side.
-pub fn crc32c_update(mut crc: u32, data: &[u8]) -> u32 {
-    for &b in data {
-        crc = CRC32C_TABLE[((crc ^ b as u32) & 0xff) as usize] ^ (crc >> 8);
-    }
-    crc
+pub fn crc32c_update(crc: u32, data: &[u8]) -> u32 {
+    // The crc32c crate uses the CPU's CRC32 instruction (the WAL checksums every block);
+    // it inverts before and after, which Tarantool's raw update does not.
+    !crc32c::crc32c_append(!crc, data)
 }
 
 /// Incremental MurmurHash3 x86_32, as Tarantool's PMurHash32.
