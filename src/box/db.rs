@@ -486,11 +486,17 @@ impl Db {
             .ok_or_else(|| client_error!(ER_MISSING_REQUEST_FIELD, "space id"))?;
         if matches!(kind, IPROTO_INSERT | IPROTO_REPLACE) && !Schema::is_system(space_id) {
             // Recovery's bulk of rows: straight into the indexes, no statement or undo.
-            let raw = fields.tuple.ok_or_else(|| client_error!(ER_MISSING_REQUEST_FIELD, "tuple"))?;
+            let raw = fields
+                .tuple
+                .ok_or_else(|| client_error!(ER_MISSING_REQUEST_FIELD, "tuple"))?;
             let tuple = Tuple::new(raw)?;
             let space = self.space_mut(space_id)?;
             space.validate(&tuple)?;
-            let mode = if kind == IPROTO_INSERT { DupMode::Insert } else { DupMode::Replace };
+            let mode = if kind == IPROTO_INSERT {
+                DupMode::Insert
+            } else {
+                DupMode::Replace
+            };
             space.replace(Some(&tuple), mode)?;
             return Ok(());
         }

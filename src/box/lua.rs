@@ -72,6 +72,17 @@ fn fid(lua: &Lua) -> u64 {
     fiber::current(lua).id
 }
 
+/// The scheduler's end-of-round hook: the round's commits go to the WAL thread together.
+pub fn flush_wal() {
+    RUNTIME.with(|r| {
+        if let Ok(mut r) = r.try_borrow_mut() {
+            if let Some(p) = r.as_mut().and_then(|rt| rt.persist.as_mut()) {
+                p.flush();
+            }
+        }
+    });
+}
+
 fn on_yield(fid: u64) {
     RUNTIME.with(|r| {
         if let Ok(mut r) = r.try_borrow_mut() {

@@ -152,6 +152,7 @@ fn start(lua: &Lua, cfg: LuaTable) -> LuaResult<()> {
     let mut rt = BoxRuntime::new(db, Some(persist));
     rt.memtx_memory = cfg.get::<Option<f64>>("memtx_memory")?.unwrap_or(268435456.0);
     install_runtime(rt);
+    crate::runtime::fiber::on_round_end(super::lua::flush_wal);
     crate::runtime::fiber::scheduler(lua).pin();
     // box.stat's rps: the counters once a second, the last 5 seconds kept.
     tokio::task::spawn_local(async {

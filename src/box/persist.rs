@@ -34,6 +34,8 @@ pub struct Persistence {
     next_ticket: u64,
     /// Errors the WAL reported, for the log.
     pub last_error: Option<String>,
+    /// Transactions committed in this scheduler round, not yet handed to the WAL thread.
+    outbox: Vec<(Vec<Row>, super::wal::writer::Done<()>)>,
 }
 
 fn now() -> f64 {
@@ -65,6 +67,7 @@ impl Persistence {
             pending: HashMap::new(),
             next_ticket: 1,
             last_error: None,
+            outbox: Vec::new(),
         }
     }
 
@@ -81,7 +84,9 @@ impl Persistence {
         let mut tsn = 0;
         for s in &mut stmts {
             // The body moves into the row: undo needs only the tuples.
-            let Some((kind, body, group_id)) = &mut s.row else { continue };
+            let Some((kind, body, group_id)) = &mut s.row else {
+                continue;
+            };
             let lsn = self.vclock.get(self.instance_id) + 1;
             self.vclock.follow(self.instance_id, lsn);
             if tsn == 0 {
@@ -100,15 +105,27 @@ impl Persistence {
                 });
             }
         }
-        let Some(wal) = &self.wal else { return Ok(None) };
+        if self.wal.is_none() {
+            return Ok(None);
+        }
         if let Some(last) = rows.last_mut() {
             last.is_commit = true;
         }
-        let rx = wal.submit(rows);
+        // Sent at the end of the scheduler round with every other commit of the round
+        // (`flush`): one wakeup of the WAL thread for all of them.
+        let (done, rx) = oneshot::channel();
+        self.outbox.push((rows, done));
         let ticket = self.next_ticket;
         self.next_ticket += 1;
         self.pending.insert(ticket, (Some(rx), stmts));
         Ok(Some(ticket))
+    }
+
+    /// Hands the round's commits to the WAL thread.
+    pub fn flush(&mut self) {
+        if let Some(wal) = &self.wal {
+            wal.submit_many(std::mem::take(&mut self.outbox));
+        }
     }
 
     pub fn waiter(&mut self, ticket: u64) -> Option<Ack> {

@@ -478,6 +478,13 @@ thread_local! {
     /// The fiber whose next yield must be reported (box: a yield aborts its transaction).
     static YIELD_WATCH: Cell<u64> = const { Cell::new(0) };
     static YIELD_HOOK: Cell<Option<fn(u64)>> = const { Cell::new(None) };
+    static ROUND_HOOK: Cell<Option<fn()>> = const { Cell::new(None) };
+}
+
+/// Calls `hook` after every round of the scheduler (box: hand the round's commits to the
+/// WAL thread at once).
+pub fn on_round_end(hook: fn()) {
+    ROUND_HOOK.with(|h| h.set(Some(hook)));
 }
 
 /// Calls `hook(fiber id)` when fiber `fid` next gives up control (yields or ends); one
@@ -849,6 +856,9 @@ fn run_ready(lua: &Lua) {
         f.queued.set(false);
         resume(lua, &sched, &f, false);
         sched.drain_remote();
+    }
+    if let Some(hook) = ROUND_HOOK.with(|h| h.get()) {
+        hook();
     }
     sched.running.set(false);
 }

@@ -156,7 +156,7 @@ impl Counters {
     }
 }
 
-type Done<T> = oneshot::Sender<Result<T, WalError>>;
+pub type Done<T> = oneshot::Sender<Result<T, WalError>>;
 
 /// Batches taken into one group at most, so a flood of submits cannot delay completions or
 /// grow a group without bound.
@@ -164,6 +164,8 @@ const MAX_GROUP: usize = 4096;
 
 enum Msg {
     Write(Vec<Row>, Done<()>),
+    /// Several transactions sent with one wakeup of the thread.
+    WriteMany(Vec<(Vec<Row>, Done<()>)>),
     Rotate(Done<Vclock>),
     Sync(Done<Vclock>),
     Resume,
@@ -275,6 +277,27 @@ impl WalWriter {
     /// Queues one transaction's rows (LSNs assigned; a zero timestamp is set to the write
     /// time). Never blocks; the receiver completes once the rows are written (and synced). A
     /// `RecvError` from it means the thread died: treat it as `WalError::Closed`.
+    /// Queues several transactions at once, each completing its own sender: one message
+    /// and one wakeup of the thread for every commit of a scheduler round.
+    pub fn submit_many(&self, batches: Vec<(Vec<Row>, Done<()>)>) {
+        if batches.is_empty() {
+            return;
+        }
+        if self.mode == WalMode::None {
+            for (rows, done) in batches {
+                let rx = self.submit(rows);
+                drop(rx);
+                let _ = done.send(Ok(()));
+            }
+            return;
+        }
+        if let Err(Msg::WriteMany(batches)) = self.send(Msg::WriteMany(batches)) {
+            for (_, done) in batches {
+                let _ = done.send(Err(WalError::Closed));
+            }
+        }
+    }
+
     pub fn submit(&self, rows: Vec<Row>) -> oneshot::Receiver<Result<(), WalError>> {
         let (done, rx) = oneshot::channel();
         if self.mode == WalMode::None {
@@ -414,6 +437,14 @@ impl Thread {
                             self.write_group(std::mem::take(&mut group));
                         }
                     }
+                    Msg::WriteMany(batches) => {
+                        for batch in batches {
+                            group.push(batch);
+                            if group.len() >= MAX_GROUP {
+                                self.write_group(std::mem::take(&mut group));
+                            }
+                        }
+                    }
                     other => {
                         self.write_group(std::mem::take(&mut group));
                         if !self.control(other) {
@@ -431,7 +462,7 @@ impl Thread {
     /// Handles a message other than a write; false on shutdown.
     fn control(&mut self, m: Msg) -> bool {
         match m {
-            Msg::Write(..) => {}
+            Msg::Write(..) | Msg::WriteMany(..) => {}
             Msg::Rotate(done) => {
                 if self.in_rollback {
                     let _ = done.send(Err(WalError::InRollback));
