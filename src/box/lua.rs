@@ -154,7 +154,8 @@ fn after_write(lua: &Lua) -> LuaResult<()> {
     Ok(())
 }
 
-fn write(lua: &Lua, req: Request<'_>) -> LuaResult<LuaMultiValue> {
+/// The tuple Lua sees and the commit ticket to wait on (nil when nothing to wait for).
+fn write(lua: &Lua, req: Request<'_>) -> LuaResult<(LuaValue, Option<i64>)> {
     let fid = fid(lua);
     let (tuple, ticket, space_id, in_txn) = with_box(|rt| {
         let space_id = req.space_id();
@@ -172,12 +173,7 @@ fn write(lua: &Lua, req: Request<'_>) -> LuaResult<LuaMultiValue> {
     if Schema::is_system(space_id) || space_id == schema::SCHEMA_ID {
         after_write(lua)?;
     }
-    let mut out = LuaMultiValue::new();
-    out.push_back(push(lua, space_id, tuple)?);
-    if let Some(t) = ticket {
-        out.push_back(LuaValue::Integer(t as i64));
-    }
-    Ok(out)
+    Ok((push(lua, space_id, tuple)?, ticket.map(|t| t as i64)))
 }
 
 fn push(lua: &Lua, space_id: u32, t: Option<Tuple>) -> LuaResult<LuaValue> {
@@ -415,7 +411,7 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
         lua.create_function(|lua, (space_id, tuple, ops): (u32, LuaValue, LuaValue)| {
             let tuple = lua_tuple::tuple_from_lua(lua, &tuple)?;
             let ops = lua_tuple::value_to_msgpack(lua, &ops)?;
-            let mut v = write(
+            let (_, ticket) = write(
                 lua,
                 Request::Upsert {
                     space_id,
@@ -424,10 +420,8 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
                     index_base: 1,
                 },
             )?;
-            // upsert returns nothing; keep only the ticket.
-            v.pop_front();
-            v.push_front(LuaValue::Nil);
-            Ok(v)
+            // upsert returns nothing; only the ticket.
+            Ok((LuaValue::Nil, ticket))
         })?,
     )?;
     m.set(
