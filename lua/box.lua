@@ -1065,20 +1065,31 @@ box.slab = {
     stats = function() return {} end,
 }
 
-box.ctl = {
-    wait_ro = function(timeout) return internal.wait_mode(true, timeout) end,
-    wait_rw = function(timeout) return internal.wait_mode(false, timeout) end,
-    promote = function() return internal.promote() end,
-    on_schema_init = function() end,
-}
+local started = false
+local function not_configured() error('Please call box.cfg{} first', 3) end
 
-box.backup = {}
+-- Waits until the instance is read-only (or writable), as box.ctl.wait_ro/wait_rw.
+local function wait_mode(ro, timeout)
+    if not started then not_configured() end
+    if timeout ~= nil and type(timeout) ~= 'number' then
+        error(('Usage: box.ctl.wait_%s([timeout])'):format(ro and 'ro' or 'rw'), 3)
+    end
+    local deadline = timeout and fiber.clock() + timeout
+    while internal.info().ro ~= ro do
+        if deadline and fiber.clock() >= deadline then box.error(box.error.TIMEOUT) end
+        fiber.sleep(0.01)
+    end
+end
+
+box.ctl = {
+    wait_ro = function(timeout) return wait_mode(true, timeout) end,
+    wait_rw = function(timeout) return wait_mode(false, timeout) end,
+}
 
 -- }}}
 
 -- {{{ box.cfg
 
-local started = false
 
 local function apply_dynamic(values)
     for k, v in pairs(values) do
@@ -1161,7 +1172,6 @@ end
 box.cfg = configure
 
 -- Before box.cfg{} the database is not there: Tarantool's message for anything that needs it.
-local function not_configured() error('Please call box.cfg{} first', 3) end
 for _, name in ipairs({'begin', 'commit', 'rollback', 'snapshot', 'once', 'savepoint', 'atomic'}) do
     local real = box[name]
     box[name] = function(...)
