@@ -1112,6 +1112,13 @@ local function checked(opts, current)
         {instance_uuid = current and current.instance_uuid, replicaset_uuid = current and current.replicaset_uuid})
     if new == nil then
         local e = changed
+        if e.fatal then
+            -- What Tarantool finds only while starting: it logs and exits.
+            log.error("can't initialize storage: %s", e.message)
+            os.exit(1)
+        end
+        if e.code == nil then error(e.message, 0) end
+        if e.reason == nil then box.error(e.code, e.option) end
         box.error(e.code, e.option, e.reason)
     end
     for _, w in ipairs(warnings or {}) do log.warn(w) end
@@ -1156,6 +1163,9 @@ local function configure(opts)
     apply_log(effective)
     internal.start(effective)
     started = true
+    -- The effective identity, generated or recovered, is what box.cfg reads back.
+    effective.instance_uuid = internal.info().uuid
+    effective.replicaset_uuid = internal.info().cluster.uuid
     refresh_schema()
     local cfg_table = {}
     for k, v in pairs(effective) do cfg_table[k] = v end

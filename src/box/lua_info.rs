@@ -52,6 +52,32 @@ fn snapshot_tuples(db: &Db) -> Vec<(u32, u32, Tuple)> {
     out
 }
 
+/// `background = true`: the parent exits, the child carries on in a new session with
+/// stdio on /dev/null (the log goes to its file). Done before any box thread starts, so
+/// the fork copies only the Lua thread.
+fn daemonize() -> LuaResult<()> {
+    // Safety: fork/setsid/dup2 on a process whose only running thread is this one (the
+    // console's reader thread, if any, is not needed by a background instance).
+    unsafe {
+        match libc::fork() {
+            -1 => return Err(LuaError::runtime(format!("fork: {}", std::io::Error::last_os_error()))),
+            0 => {}
+            _ => libc::_exit(0),
+        }
+        libc::setsid();
+        let devnull = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if devnull >= 0 {
+            for fd in 0..3 {
+                libc::dup2(devnull, fd);
+            }
+            if devnull > 2 {
+                libc::close(devnull);
+            }
+        }
+    }
+    Ok(())
+}
+
 fn start(lua: &Lua, cfg: LuaTable) -> LuaResult<()> {
     if super::lua::is_started() {
         return Ok(());
@@ -63,6 +89,9 @@ fn start(lua: &Lua, cfg: LuaTable) -> LuaResult<()> {
         .parse()
         .map_err(|e: String| cfg_error("wal_mode", e))?;
     let force_recovery: bool = cfg.get::<Option<bool>>("force_recovery")?.unwrap_or(false);
+    if cfg.get::<Option<bool>>("background")?.unwrap_or(false) {
+        daemonize()?;
+    }
     if let Some(pid_file) = cfg_str(&cfg, "pid_file")? {
         std::fs::write(&pid_file, format!("{}\n", std::process::id()))
             .map_err(|e| cfg_error("pid_file", format!("failed to write '{pid_file}': {e}")))?;
@@ -234,9 +263,27 @@ fn info(lua: &Lua) -> LuaResult<LuaTable> {
         let uuid = p.map(|p| p.instance_uuid.to_string()).unwrap_or_default();
         let ro = rt.db.read_only;
         let uptime = rt.started.elapsed().as_secs();
-        Ok((id, vclock, uuid, ro, uptime, rt.db.schema.cluster.clone()))
+        let replicaset = rt
+            .db
+            .schema
+            .space(schema::SCHEMA_ID)
+            .and_then(|s| s.primary())
+            .and_then(|pk| {
+                pk.tuples().find_map(|t| {
+                    let mut f = t.fields();
+                    match (f.next(), f.next()) {
+                        (Some(k), Some(v)) if k == b"\xa7cluster" => match super::mp::read(v, 0) {
+                            Ok((super::mp::Mp::Str(s), _)) => Some(String::from_utf8_lossy(s).into_owned()),
+                            _ => None,
+                        },
+                        _ => None,
+                    }
+                })
+            })
+            .unwrap_or_default();
+        Ok((id, vclock, uuid, ro, uptime, rt.db.schema.cluster.clone(), replicaset))
     })
-    .and_then(|(id, vclock, uuid, ro, uptime, cluster)| {
+    .and_then(|(id, vclock, uuid, ro, uptime, cluster, replicaset)| {
         t.set("id", id)?;
         t.set("uuid", uuid.as_str())?;
         t.set("version", super::VERSION)?;
@@ -267,6 +314,9 @@ fn info(lua: &Lua) -> LuaResult<LuaTable> {
             replication.raw_set(rid, r)?;
         }
         t.set("replication", replication)?;
+        let cluster = lua.create_table()?;
+        cluster.set("uuid", replicaset.as_str())?;
+        t.set("cluster", cluster)?;
         Ok(())
     })?;
     Ok(t)

@@ -1,0 +1,84 @@
+//! box as a process: `background = true` with a pid file, and data surviving a SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("node-box-process-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn node(dir: &Path, code: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_node"))
+        .args(["-e", code])
+        .current_dir(dir)
+        .output()
+        .expect("node runs")
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    // Safety: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+#[test]
+fn background_instance_detaches_writes_its_pid_and_keeps_data_after_sigterm() {
+    let dir = temp_dir("bg");
+    let out = node(
+        &dir,
+        "box.cfg{log = 'node.log', pid_file = 'node.pid', background = true} \
+         local s = box.schema.space.create('t') s:create_index('pk') s:insert{1, 'kept'}",
+    );
+    assert!(out.status.success(), "the parent exits 0: {out:?}");
+    let pid_file = dir.join("node.pid");
+    wait_for("the pid file", || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|s| s.ends_with('\n'))
+    });
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+    assert!(alive(pid), "the daemon runs");
+    wait_for("the log", || {
+        std::fs::read_to_string(dir.join("node.log")).is_ok_and(|l| l.contains("entering the event loop"))
+    });
+    // Safety: the daemon is our child's child; SIGTERM asks it to exit.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    wait_for("the daemon to exit", || !alive(pid));
+    let out = node(&dir, "box.cfg{log_level = 1} print(box.space.t:get{1}[2]) os.exit()");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "kept", "{out:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_box_cfg_gets_tarantools_error() {
+    let dir = temp_dir("cfg");
+    let out = node(
+        &dir,
+        "print(pcall(box.cfg, {foo = 1})) print(pcall(box.cfg, {wal_mode = 'x'})) \
+         box.cfg{log_level = 1} print(pcall(box.cfg, {wal_mode = 'none'})) os.exit()",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Incorrect value for option 'foo': unexpected option"),
+        "{text}"
+    );
+    assert!(text.contains("Incorrect value for option 'wal_mode'"), "{text}");
+    assert!(text.contains("Can't set option 'wal_mode' dynamically"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
