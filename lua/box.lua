@@ -1108,8 +1108,13 @@ end
 -- cfg_check.check returns the new effective table and the changed keys, or nil and a
 -- description of the error to raise.
 local function checked(opts, current)
-    local new, changed, warnings = cfg_check.check(opts, current,
-        {instance_uuid = current and current.instance_uuid, replicaset_uuid = current and current.replicaset_uuid})
+    -- Re-setting the instance's own uuids is allowed, as in Tarantool.
+    local ctx = {}
+    if current ~= nil then
+        local info = internal.info()
+        ctx = {instance_uuid = info.uuid, replicaset_uuid = info.cluster.uuid}
+    end
+    local new, changed, warnings = cfg_check.check(opts, current, ctx)
     if new == nil then
         local e = changed
         if e.fatal then
@@ -1163,9 +1168,6 @@ local function configure(opts)
     apply_log(effective)
     internal.start(effective)
     started = true
-    -- The effective identity, generated or recovered, is what box.cfg reads back.
-    effective.instance_uuid = internal.info().uuid
-    effective.replicaset_uuid = internal.info().cluster.uuid
     refresh_schema()
     local cfg_table = {}
     for k, v in pairs(effective) do cfg_table[k] = v end
