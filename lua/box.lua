@@ -11,11 +11,14 @@ local type, pairs, ipairs, setmetatable, tostring, tonumber, select, error, pcal
     type, pairs, ipairs, setmetatable, tostring, tonumber, select, error, pcall
 
 local raise = internal.raise -- raise(code, args...): a box.error of that code
-local ticket_wait = internal.wal_wait
+local wal_done, park = internal.wal_done, internal.park_function()
 
--- Returns nothing for a missing tuple, as Tarantool does (select('#', s:get{42}) == 0).
+-- Parks until the commit's WAL write is done (raising if it failed); returns nothing for a
+-- missing tuple, as Tarantool does (select('#', s:get{42}) == 0).
 local function wait(result, ticket)
-    if ticket ~= nil then ticket_wait(ticket) end
+    if ticket ~= nil then
+        while not wal_done(ticket) do park() end
+    end
     if result == nil then return end
     return result
 end

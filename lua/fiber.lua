@@ -391,4 +391,8 @@ function Cond.broadcast(cond)
     end
 end
 
+-- For box: a park that only a wakeup ends (a commit waiting for its WAL write); the
+-- caller loops on its own condition. Returns the park outcome.
+P.park_until_woken = function() return park(nil) end
+
 return make_object

@@ -72,6 +72,36 @@ fn fid(lua: &Lua) -> u64 {
     fiber::current(lua).id
 }
 
+/// Awaits the WAL's answers in commit order and wakes each waiting fiber: one task wakeup
+/// per group the WAL thread completes, where a future per commit cost a wakeup each.
+pub async fn collect_wal_answers(notify: Rc<tokio::sync::Notify>) {
+    loop {
+        let next = RUNTIME.with(|r| {
+            r.try_borrow_mut().ok().and_then(|mut r| {
+                r.as_mut()
+                    .and_then(|rt| rt.persist.as_mut())
+                    .and_then(|p| p.next_to_collect())
+            })
+        });
+        match next {
+            Some((ticket, ack)) => {
+                let result = ack.await;
+                let waiter = RUNTIME.with(|r| {
+                    r.try_borrow_mut().ok().and_then(|mut r| {
+                        r.as_mut()
+                            .and_then(|rt| rt.persist.as_mut())
+                            .and_then(|p| p.collected(ticket, result))
+                    })
+                });
+                if let Some(fid) = waiter {
+                    fiber::wakeup_by_id(fid);
+                }
+            }
+            None => notify.notified().await,
+        }
+    }
+}
+
 /// The scheduler's end-of-round hook: the round's commits go to the WAL thread together.
 pub fn flush_wal() {
     RUNTIME.with(|r| {
@@ -768,20 +798,24 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
         })?,
     )?;
     m.set(
-        "wal_wait",
-        lua.create_async_function(|lua, ticket: u64| async move {
-            let waiter = with_box(|rt| Ok(rt.persist.as_mut().and_then(|p| p.waiter(ticket))))?;
-            if let Some(waiter) = waiter {
-                let result = waiter.await;
-                let outcome = with_box(|rt| match rt.persist.as_mut() {
-                    Some(p) => p.finish(&mut rt.db, ticket, result),
-                    None => Ok(()),
-                });
-                after_write(&lua)?;
-                outcome?;
+        "wal_done",
+        lua.create_function(|lua, ticket: u64| {
+            let fid = fid(lua);
+            let outcome = with_box(|rt| match rt.persist.as_mut() {
+                Some(p) => p.poll_done(&mut rt.db, ticket, fid),
+                None => Ok(true),
+            });
+            if !matches!(outcome, Ok(false)) {
+                // A failed write rolled statements back: DDL among them changes box.space.
+                after_write(lua)?;
             }
-            Ok(())
+            outcome
         })?,
+    )?;
+    // A function: the fiber module (which registers the park) loads after this table.
+    m.set(
+        "park_function",
+        lua.create_function(|lua, ()| lua.named_registry_value::<LuaFunction>(fiber::PARK_UNTIL_WOKEN))?,
     )?;
     // }}}
 

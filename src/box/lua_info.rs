@@ -180,7 +180,11 @@ fn start(lua: &Lua, cfg: LuaTable) -> LuaResult<()> {
     persist.checkpoint_count = cfg.get::<Option<usize>>("checkpoint_count")?.unwrap_or(2);
     let mut rt = BoxRuntime::new(db, Some(persist));
     rt.memtx_memory = cfg.get::<Option<f64>>("memtx_memory")?.unwrap_or(268435456.0);
+    let notify = rt.persist.as_ref().map(|p| p.notify.clone());
     install_runtime(rt);
+    if let Some(notify) = notify {
+        tokio::task::spawn_local(super::lua::collect_wal_answers(notify));
+    }
     crate::runtime::fiber::on_round_end(super::lua::flush_wal);
     crate::runtime::fiber::scheduler(lua).pin();
     // box.stat's rps: the counters once a second, the last 5 seconds kept.

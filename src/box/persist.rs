@@ -1,7 +1,7 @@
 //! Durability: committed statements become WAL rows with LSNs, the WAL writer thread
 //! acknowledges them, a failed write rolls them back; recovery and snapshots.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use tokio::sync::oneshot;
@@ -30,7 +30,9 @@ pub struct Persistence {
     pub wal_dir: PathBuf,
     pub checkpoint_count: usize,
     /// Transactions written but not yet acknowledged, by ticket.
-    pending: HashMap<u64, (Option<Ack>, Vec<Stmt>)>,
+    pending: BTreeMap<u64, Pending>,
+    /// Tells the collector (see `collect`) that a commit is waiting for the WAL.
+    pub notify: std::rc::Rc<tokio::sync::Notify>,
     next_ticket: u64,
     /// Errors the WAL reported, for the log.
     pub last_error: Option<String>,
@@ -64,7 +66,8 @@ impl Persistence {
             memtx_dir,
             wal_dir,
             checkpoint_count: 2,
-            pending: HashMap::new(),
+            pending: BTreeMap::new(),
+            notify: std::rc::Rc::new(tokio::sync::Notify::new()),
             next_ticket: 1,
             last_error: None,
             outbox: Vec::new(),
@@ -117,7 +120,16 @@ impl Persistence {
         self.outbox.push((rows, done));
         let ticket = self.next_ticket;
         self.next_ticket += 1;
-        self.pending.insert(ticket, (Some(rx), stmts));
+        self.pending.insert(
+            ticket,
+            Pending {
+                ack: Some(rx),
+                stmts,
+                result: None,
+                waiter: None,
+            },
+        );
+        self.notify.notify_one();
         Ok(Some(ticket))
     }
 
@@ -128,26 +140,53 @@ impl Persistence {
         }
     }
 
-    pub fn waiter(&mut self, ticket: u64) -> Option<Ack> {
-        self.pending.get_mut(&ticket).and_then(|(rx, _)| rx.take())
+    /// The oldest commit whose WAL answer nobody awaits yet (the collector takes them in
+    /// order: the WAL thread answers in order).
+    pub fn next_to_collect(&mut self) -> Option<(u64, Ack)> {
+        self.pending
+            .iter_mut()
+            .find_map(|(ticket, p)| p.ack.take().map(|ack| (*ticket, ack)))
     }
 
-    /// The WAL answered for a ticket: on failure its statements are rolled back.
-    pub fn finish(&mut self, db: &mut Db, ticket: u64, result: WalResult) -> Result<(), ClientError> {
-        let Some((_, stmts)) = self.pending.remove(&ticket) else {
-            return Ok(());
+    /// The WAL answered for `ticket`; returns the fiber to wake, if one waits.
+    pub fn collected(&mut self, ticket: u64, result: WalResult) -> Option<u64> {
+        let p = self.pending.get_mut(&ticket)?;
+        p.result = Some(result);
+        p.waiter
+    }
+
+    /// For fiber `fid` waiting on `ticket`: Ok(true) once the write is done (its statements
+    /// rolled back and an error returned if it failed), Ok(false) to park until woken.
+    pub fn poll_done(&mut self, db: &mut Db, ticket: u64, fid: u64) -> Result<bool, ClientError> {
+        let Some(p) = self.pending.get_mut(&ticket) else {
+            return Ok(true);
         };
-        match result {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
+        if p.result.is_none() {
+            p.waiter = Some(fid);
+            return Ok(false);
+        }
+        let Some(p) = self.pending.remove(&ticket) else {
+            return Ok(true);
+        };
+        match p.result {
+            Some(Ok(Ok(()))) | None => Ok(true),
+            Some(Ok(Err(e))) => {
                 self.last_error = Some(e.to_string());
-                db.undo(stmts);
+                db.undo(p.stmts);
                 Err(client_error!(ER_WAL_IO))
             }
-            Err(_) => {
-                db.undo(stmts);
+            Some(Err(_)) => {
+                db.undo(p.stmts);
                 Err(client_error!(ER_WAL_IO))
             }
         }
     }
+}
+
+/// A commit between its hand-over to the WAL and the waiting fiber learning the outcome.
+struct Pending {
+    ack: Option<Ack>,
+    stmts: Vec<Stmt>,
+    result: Option<WalResult>,
+    waiter: Option<u64>,
 }

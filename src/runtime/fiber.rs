@@ -487,6 +487,18 @@ pub fn on_round_end(hook: fn()) {
     ROUND_HOOK.with(|h| h.set(Some(hook)));
 }
 
+/// Registry key of the Lua-level park without deadline (lua/fiber.lua), for Rust modules
+/// whose fibers wait for a wakeup (box commits).
+pub const PARK_UNTIL_WOKEN: &str = "node.fiber_park_until_woken";
+
+/// Wakes fiber `id` from a Lua-level park, if it still exists.
+pub fn wakeup_by_id(id: u64) {
+    let fiber = SCHEDULER.with(|s| s.fibers.borrow().get(&id).cloned());
+    if let Some(f) = fiber {
+        f.wakeup();
+    }
+}
+
 /// Calls `hook(fiber id)` when fiber `fid` next gives up control (yields or ends); one
 /// fiber is watched at a time, the last one asked for.
 pub fn watch_next_yield(fid: u64, hook: fn(u64)) {
@@ -1426,15 +1438,17 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
         lua.create_function(|lua, ()| super::cdata::push_u64(lua, monotonic_micros()))?,
     )?;
     let fiber_lua: LuaFunction = lua.load(FIBER_LUA).set_name("@builtin/fiber.lua").into_function()?;
+    let prims = primitives(lua)?;
     let make_object: LuaFunction = fiber_lua.call((
         m.clone(),
-        primitives(lua)?,
+        prims.clone(),
         LuaValue::LightUserData(Lua::poll_pending()),
         yield_marker(lua)?,
         LuaLightUserData(park_marker_ptr()),
         lua.named_registry_value::<LuaFunction>(RAW_RESUME)?,
     ))?;
     lua.set_named_registry_value("node.fiber_object", make_object)?;
+    lua.set_named_registry_value(PARK_UNTIL_WOKEN, prims.get::<LuaFunction>("park_until_woken")?)?;
     Ok(m)
 }
 
