@@ -755,7 +755,7 @@ end
 
 function box.rollback_to_savepoint(sp)
     if type(sp) ~= 'table' or sp.csavepoint == nil then
-        raise(1, 'savepoint is expected')
+        error('Usage: box.rollback_to_savepoint(savepoint)', 0)
     end
     internal.rollback_to(sp.txn_id, sp.csavepoint)
 end

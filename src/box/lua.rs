@@ -1084,6 +1084,13 @@ pub fn error_module(lua: &Lua) -> LuaResult<LuaTable> {
             let mut it = args.into_iter();
             it.next(); // the box.error table itself
             let rest: LuaMultiValue = it.collect();
+            if rest.is_empty() {
+                // box.error(): raise the last error again, if there is one.
+                return match crate::runtime::errors::last_error() {
+                    Some(e) => Err(e.into_lua_err()),
+                    None => Ok(()),
+                };
+            }
             if let Some(LuaValue::UserData(ud)) = rest.front() {
                 if let Ok(e) = ud.borrow::<crate::runtime::errors::ErrorObject>() {
                     return Err(e.0.clone().into_lua_err());
@@ -1093,8 +1100,22 @@ pub fn error_module(lua: &Lua) -> LuaResult<LuaTable> {
         })?,
     )?;
     m.set_metatable(Some(mt))?;
-    m.set("last", lua.create_function(|_, ()| Ok(LuaValue::Nil))?)?;
-    m.set("clear", lua.create_function(|_, ()| Ok(()))?)?;
+    m.set(
+        "last",
+        lua.create_function(|lua, ()| match crate::runtime::errors::last_error() {
+            Some(e) => lua
+                .create_userdata(crate::runtime::errors::ErrorObject(e))
+                .map(LuaValue::UserData),
+            None => Ok(LuaValue::Nil),
+        })?,
+    )?;
+    m.set(
+        "clear",
+        lua.create_function(|_, ()| {
+            crate::runtime::errors::set_last_error(None);
+            Ok(())
+        })?,
+    )?;
     Ok(m)
 }
 

@@ -82,6 +82,7 @@ impl SpaceDef {
         let id = field_u32(&items, 0, "unsigned")?;
         let owner = field_u32(&items, 1, "unsigned")?;
         let name = field_str(&items, 2)?;
+        let space_name = name.clone();
         let engine = field_str(&items, 3)?;
         let field_count = field_u32(&items, 4, "unsigned")?;
         let flags = items.get(5).cloned().unwrap_or(Value::Map(vec![]));
@@ -96,9 +97,9 @@ impl SpaceDef {
                 let ty = map_get(f, "type").and_then(|v| v.as_str()).unwrap_or("any");
                 let field_type = FieldType::parse(ty).ok_or_else(|| {
                     client_error!(
-                        ER_WRONG_SPACE_FORMAT,
-                        (i + 1) as u32,
-                        format!("unknown field type '{ty}'")
+                        ER_CREATE_SPACE,
+                        &space_name,
+                        format!("field {} has unknown field type", i + 1)
                     )
                 })?;
                 let is_nullable = map_get(f, "is_nullable").and_then(|v| v.as_bool()).unwrap_or(false);

@@ -122,11 +122,26 @@ pub fn message(e: &LuaError) -> String {
     }
 }
 
+thread_local! {
+    /// The last box error caught by Lua (Tarantool's diagnostics area): `box.error.last()`,
+    /// and what `box.error()` with no arguments raises again.
+    static LAST_ERROR: std::cell::RefCell<Option<BoxError>> = const { std::cell::RefCell::new(None) };
+}
+
+pub fn last_error() -> Option<BoxError> {
+    LAST_ERROR.with(|l| l.borrow().clone())
+}
+
+pub fn set_last_error(e: Option<BoxError>) {
+    LAST_ERROR.with(|l| *l.borrow_mut() = e);
+}
+
 /// Converts an mlua error into the value that Lua code should catch.
 pub fn to_lua_value(lua: &Lua, e: &LuaError) -> LuaResult<LuaValue> {
     let cause = root_cause(e);
     if let LuaError::ExternalError(ext) = cause {
         if let Some(be) = ext.downcast_ref::<BoxError>() {
+            set_last_error(Some(be.clone()));
             return lua.create_userdata(ErrorObject(be.clone())).map(LuaValue::UserData);
         }
     }
