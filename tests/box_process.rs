@@ -82,3 +82,21 @@ fn bad_box_cfg_gets_tarantools_error() {
     assert!(text.contains("Can't set option 'wal_mode' dynamically"), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn requests_and_misuse_print_what_tarantool_prints() {
+    let dir = temp_dir("differential");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/box");
+    let out = Command::new(env!("CARGO_BIN_EXE_node"))
+        .arg(root.join("differential.lua"))
+        .current_dir(&dir)
+        .output()
+        .expect("node runs");
+    let want = std::fs::read_to_string(root.join("differential.out")).expect("golden output");
+    let got = String::from_utf8_lossy(&out.stdout);
+    for (i, (w, g)) in want.lines().zip(got.lines()).enumerate() {
+        assert_eq!(g, w, "line {} of tests/box/differential.out", i + 1);
+    }
+    assert_eq!(got.lines().count(), want.lines().count(), "{got}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
