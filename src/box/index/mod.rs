@@ -344,18 +344,11 @@ impl Index {
         space_name: &str,
     ) -> Result<(), ClientError> {
         if self.index_type == IndexType::Hash {
-            let ok = matches!(iter_type, IterType::All | IterType::Eq | IterType::Gt);
-            if !ok {
-                return Err(client_error!(
-                    ER_UNSUPPORTED_INDEX_FEATURE,
-                    index_name,
-                    "HASH",
-                    space_name,
-                    "memtx",
-                    "requested iterator type"
-                ));
-            }
-            if key_parts != 0 && key_parts < self.key_def.parts.len() {
+            // Tarantool checks the key before the iterator type: only an empty key may be
+            // partial, and only for the iterators that then mean "everything".
+            let whole = key_parts == self.key_def.parts.len()
+                || (key_parts == 0 && matches!(iter_type, IterType::All | IterType::Eq | IterType::Gt));
+            if !whole {
                 return Err(ClientError::with_message(
                     super::errcode::ER_UNSUPPORTED,
                     format!(
@@ -363,6 +356,16 @@ impl Index {
                         self.key_def.parts.len(),
                         key_parts
                     ),
+                ));
+            }
+            if !matches!(iter_type, IterType::All | IterType::Eq | IterType::Gt) {
+                return Err(client_error!(
+                    ER_UNSUPPORTED_INDEX_FEATURE,
+                    index_name,
+                    "HASH",
+                    space_name,
+                    "memtx",
+                    "requested iterator type"
                 ));
             }
         }
