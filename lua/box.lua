@@ -517,7 +517,7 @@ function box.schema.space.create(name, opts)
         sys('_space'):insert{id, uid, name, 'memtx', opts.field_count or 0, flags, format}
     end
     if box.is_in_txn() then ddl() else box.atomic(ddl) end
-    return box.space[id]
+    return box.space[id], 'created'
 end
 box.schema.create_space = box.schema.space.create
 

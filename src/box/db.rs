@@ -308,18 +308,13 @@ impl Db {
         if checked && self.read_only && !space.def.temporary {
             return Err(client_error!(ER_READONLY));
         }
-        if checked && uid != schema::ADMIN {
-            let access = match req {
-                Request::Delete { .. } => super::access::PRIV_WRITE | super::access::PRIV_DELETE,
-                _ => super::access::PRIV_WRITE,
-            };
-            self.schema.access.check_space(
-                uid,
-                space_id,
-                space.name(),
-                space.def.owner,
-                access & super::access::PRIV_WRITE,
-            )?;
+        // DDL (rows of _space, _index, _func, _user, _priv) is checked as create, alter and
+        // drop of the object, as Tarantool does, not as writes to the system space.
+        let ddl = Schema::is_system(space_id) && space_id != schema::CLUSTER_ID;
+        if checked && uid != schema::ADMIN && !ddl {
+            self.schema
+                .access
+                .check_space(uid, space_id, space.name(), space.def.owner, super::access::PRIV_WRITE)?;
         }
         let temporary = space.def.temporary;
         let group_id = space.def.group_id;
@@ -433,6 +428,12 @@ impl Db {
                 (Some(old), None, IPROTO_DELETE)
             }
         };
+        if checked && uid != schema::ADMIN && ddl {
+            if let Err(e) = self.check_ddl(uid, space_id, old.as_ref(), new.as_ref()) {
+                self.revert(space_id, old.as_ref(), new.as_ref());
+                return Err(e);
+            }
+        }
         if Schema::is_system(space_id) {
             if let Err(e) = self
                 .schema
@@ -469,6 +470,68 @@ impl Db {
             new,
             row,
         }))
+    }
+
+    /// Undoes a statement's change to the indexes (before it is recorded anywhere).
+    fn revert(&mut self, space_id: u32, old: Option<&Tuple>, new: Option<&Tuple>) {
+        if let Some(space) = self.schema.space_mut(space_id) {
+            if let Some(n) = new {
+                space.remove(n);
+            }
+            if let Some(o) = old {
+                space.restore(o);
+            }
+        }
+    }
+
+    /// Create, alter or drop access for a change of `_space`, `_index` or `_func` by a
+    /// non-admin user (`_user` and `_priv` are checked by the access model itself).
+    fn check_ddl(&self, uid: u32, space_id: u32, old: Option<&Tuple>, new: Option<&Tuple>) -> Result<(), ClientError> {
+        use super::access::{ObjectType, PRIV_ALTER, PRIV_CREATE, PRIV_DROP};
+        let privilege = match (old, new) {
+            (None, Some(_)) => PRIV_CREATE,
+            (Some(_), None) => PRIV_DROP,
+            _ => PRIV_ALTER,
+        };
+        let field_u32 = |t: &Tuple, i: u32| match t.field(i).map(|raw| super::mp::read(raw, 0)) {
+            Some(Ok((super::mp::Mp::UInt(v), _))) => v as u32,
+            _ => 0,
+        };
+        let field_str = |t: &Tuple, i: u32| match t.field(i).map(|raw| super::mp::read(raw, 0)) {
+            Some(Ok((super::mp::Mp::Str(s), _))) => String::from_utf8_lossy(s).into_owned(),
+            _ => String::new(),
+        };
+        let Some(row) = new.or(old) else { return Ok(()) };
+        let access = &self.schema.access;
+        match space_id {
+            schema::SPACE_ID => access.check_ddl(
+                uid,
+                &field_str(row, 2),
+                field_u32(row, 0),
+                field_u32(row, 1),
+                ObjectType::Space,
+                privilege,
+            ),
+            schema::INDEX_ID => {
+                // An index is part of its space: creating or dropping one alters the space.
+                let sid = field_u32(row, 0);
+                let (name, owner) = self
+                    .schema
+                    .space(sid)
+                    .map(|s| (s.def.name.clone(), s.def.owner))
+                    .unwrap_or_default();
+                access.check_ddl(uid, &name, sid, owner, ObjectType::Space, PRIV_ALTER)
+            }
+            schema::FUNC_ID => access.check_ddl(
+                uid,
+                &field_str(row, 2),
+                field_u32(row, 0),
+                field_u32(row, 1),
+                ObjectType::Function,
+                privilege,
+            ),
+            _ => Ok(()),
+        }
     }
 
     fn space_mut(&mut self, id: u32) -> Result<&mut Space, ClientError> {
