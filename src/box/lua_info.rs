@@ -219,6 +219,11 @@ async fn snapshot(lua: Lua) -> LuaResult<String> {
         if rt.db.in_txn(fid) {
             return Err(client_error!(ER_ACTIVE_TRANSACTION));
         }
+        // Commits of this round still in the outbox go first: the snapshot's tuples include
+        // them, so its vclock must too (else recovery would apply them twice).
+        if let Some(p) = rt.persist.as_mut() {
+            p.flush();
+        }
         let rotate = rt.persist.as_ref().and_then(|p| p.wal.as_ref()).map(|w| w.rotate());
         let (dir, uuid, vclock, tuples) =
             snapshot_path_vclock(rt).ok_or_else(|| client_error!(ER_UNSUPPORTED, "box", "snapshot"))?;
