@@ -113,7 +113,9 @@ end
 
 function index_mt.get(idx, key)
     check_index(idx, 'get')
-    return internal.get(idx.space_id, idx.id, key)
+    local t = internal.get(idx.space_id, idx.id, key)
+    if t == nil then return end
+    return t
 end
 
 function index_mt.select(idx, key, opts)

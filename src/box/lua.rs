@@ -542,10 +542,8 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
                 rt.db.stats.select += 1;
                 Ok((sid, t))
             })?;
-            match t {
-                Some(t) => Ok(LuaMultiValue::from_iter([push(lua, sid, Some(t))?])),
-                None => Ok(LuaMultiValue::new()),
-            }
+            // nil for none: lua/box.lua turns it into no value, as Tarantool returns.
+            push(lua, sid, t)
         })?,
     )?;
     m.set(

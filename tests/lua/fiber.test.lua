@@ -4,7 +4,7 @@ local test = tap.test('fiber')
 test:plan(12)
 
 local order = {}
-local f = fiber.create(function() table.insert(order, 'child') fiber.sleep(0.01) end)
+local f = fiber.create(function() table.insert(order, 'child') fiber.sleep(10) end)
 table.insert(order, 'parent')
 test:is(table.concat(order, ','), 'child,parent', 'fiber.create runs the child at once')
 test:is(f:status(), 'suspended', 'a sleeping child is suspended')
