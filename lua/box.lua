@@ -23,17 +23,47 @@ local function wait(result, ticket)
     return result
 end
 
--- A write on a space with on_replace triggers runs in a transaction (its own, or a
--- savepoint in the caller's), so that a failing trigger undoes the statement, as in
--- Tarantool; the triggers see (old, new, space name, request type).
-local function write_with_triggers(list, space, request, fn, ...)
+-- A write on a space with triggers runs in a transaction (its own, or a savepoint in the
+-- caller's), so that a failing trigger undoes the statement, as in Tarantool.
+-- before_replace triggers see (old, new, space name, request type) before the change and
+-- return the tuple to write instead: `old` skips the change, nil deletes `old`. `plan`
+-- says what the request would do (old, new) without doing it; `fn(...)` does it.
+-- on_replace triggers see the change that was made.
+local function write_with_triggers(trig, space, request, plan, fn, ...)
     local own = not box.is_in_txn()
     if own then box.begin() end
     local sp = not own and box.savepoint() or nil
-    local ok, result = pcall(fn, ...)
+    local args = {n = select('#', ...), ...}
+    local ok, result = pcall(function()
+        if trig.before_replace ~= nil then
+            local old, new = plan()
+            if old == nil and new == nil then return end
+            local original = new
+            for _, f in ipairs(trig.before_replace) do
+                new = f(old, new, space.name, request)
+            end
+            if new == original then
+                fn(unpack(args, 1, args.n))
+            elseif old ~= nil and new == old then
+                internal.last_change_reset()
+            elseif new == nil then
+                if old ~= nil then
+                    internal.delete(space.id, 0, internal.primary_key(space.id, old))
+                else
+                    internal.last_change_reset()
+                end
+            elseif request == 'INSERT' then
+                internal.insert(space.id, new)
+            else
+                internal.replace(space.id, new)
+            end
+        else
+            fn(unpack(args, 1, args.n))
+        end
+    end)
     local changed, old, new = internal.last_change()
     if ok and changed then
-        for _, f in ipairs(list) do
+        for _, f in ipairs(trig.on_replace or {}) do
             ok, result = pcall(f, old, new, space.name, request)
             if not ok then break end
         end
@@ -99,8 +129,10 @@ end
 
 -- Space formats, kept beside the space objects (not in them: a space prints its fields).
 local space_formats = setmetatable({}, {__mode = 'k'})
--- space id -> on_replace trigger functions; absent when a space has none (the fast path).
-local on_replace_triggers = {}
+-- space id -> {on_replace = {...}, before_replace = {...}}; absent when a space has no
+-- triggers (the fast path).
+local space_triggers = {}
+local plan_write
 
 local index_mt = {}
 index_mt.__index = index_mt
@@ -153,10 +185,17 @@ end
 
 function index_mt.update(idx, key, ops)
     check_index(idx, 'update')
-    local triggers = on_replace_triggers[idx.space_id]
-    if triggers then
-        return write_with_triggers(triggers, box.space[idx.space_id], 'UPDATE', internal.update, idx.space_id, idx.id,
-            key, ops)
+    local trig = space_triggers[idx.space_id]
+    if trig then
+        local plan = function()
+            local old = index_mt.get(idx, key)
+            if old == nil then return end
+            return old, old:update(ops)
+        end
+        local r = write_with_triggers(trig, box.space[idx.space_id], 'UPDATE', plan, internal.update, idx.space_id,
+            idx.id, key, ops)
+        flush_logs()
+        return r
     end
     local r = wait(internal.update(idx.space_id, idx.id, key, ops))
     flush_logs()
@@ -166,11 +205,15 @@ end
 
 function index_mt.delete(idx, key)
     check_index(idx, 'delete')
-    local triggers = on_replace_triggers[idx.space_id]
-    if triggers then
-        local r = write_with_triggers(triggers, box.space[idx.space_id], 'DELETE', internal.delete, idx.space_id,
+    local trig = space_triggers[idx.space_id]
+    if trig then
+        local plan = function()
+            local old = index_mt.get(idx, key)
+            if old == nil then return end
+            return old, nil
+        end
+        return write_with_triggers(trig, box.space[idx.space_id], 'DELETE', plan, internal.delete, idx.space_id,
             idx.id, key)
-        return r
     end
     return wait(internal.delete(idx.space_id, idx.id, key))
 end
@@ -205,20 +248,30 @@ local function pk(space)
     return idx
 end
 
+-- What an insert or replace of `tuple` would meet: the tuple with its primary key, if any.
+plan_write = function(space, tuple)
+    local new = box.tuple.new(tuple)
+    local old = internal.get(space.id, 0, internal.primary_key(space.id, new))
+    -- As in Tarantool, the new tuple a before_replace trigger sees has no field names.
+    return old, new
+end
+
 function space_mt.insert(space, tuple)
     check_space(space, 'insert')
-    local triggers = on_replace_triggers[space.id]
-    if triggers then
-        return write_with_triggers(triggers, space, 'INSERT', internal.insert, space.id, tuple)
+    local trig = space_triggers[space.id]
+    if trig then
+        return write_with_triggers(trig, space, 'INSERT', function() return plan_write(space, tuple) end,
+            internal.insert, space.id, tuple)
     end
     return wait(internal.insert(space.id, tuple))
 end
 
 function space_mt.replace(space, tuple)
     check_space(space, 'replace')
-    local triggers = on_replace_triggers[space.id]
-    if triggers then
-        return write_with_triggers(triggers, space, 'REPLACE', internal.replace, space.id, tuple)
+    local trig = space_triggers[space.id]
+    if trig then
+        return write_with_triggers(trig, space, 'REPLACE', function() return plan_write(space, tuple) end,
+            internal.replace, space.id, tuple)
     end
     return wait(internal.replace(space.id, tuple))
 end
@@ -231,9 +284,14 @@ end
 
 function space_mt.upsert(space, tuple, ops)
     check_space(space, 'upsert')
-    local triggers = on_replace_triggers[space.id]
-    if triggers then
-        write_with_triggers(triggers, space, 'UPSERT', internal.upsert, space.id, tuple, ops)
+    local trig = space_triggers[space.id]
+    if trig then
+        local plan = function()
+            local old, new = plan_write(space, tuple)
+            if old ~= nil then return old, old:upsert(ops) end
+            return nil, new
+        end
+        write_with_triggers(trig, space, 'UPSERT', plan, internal.upsert, space.id, tuple, ops)
         flush_logs()
         return
     end
@@ -348,16 +406,23 @@ local function trigger_api(list, new, old, name)
     return new
 end
 
+local function space_trigger(space, kind, new, old)
+    local trig = space_triggers[space.id] or {}
+    local list = trig[kind] or {}
+    local r = trigger_api(list, new, old, kind)
+    trig[kind] = #list > 0 and list or nil
+    space_triggers[space.id] = next(trig) ~= nil and trig or nil
+    return r
+end
+
 function space_mt.on_replace(space, new, old)
     check_space(space, 'on_replace')
-    local list = on_replace_triggers[space.id]
-    if list == nil then
-        list = {}
-        on_replace_triggers[space.id] = list
-    end
-    local r = trigger_api(list, new, old, 'on_replace')
-    if #list == 0 then on_replace_triggers[space.id] = nil end
-    return r
+    return space_trigger(space, 'on_replace', new, old)
+end
+
+function space_mt.before_replace(space, new, old)
+    check_space(space, 'before_replace')
+    return space_trigger(space, 'before_replace', new, old)
 end
 
 -- box.space: name -> space and id -> space, rebuilt in place when the schema changes, so

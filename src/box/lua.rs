@@ -389,6 +389,30 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
         })?,
     )?;
     m.set(
+        "last_change_reset",
+        lua.create_function(|_, ()| {
+            with_box(|rt| {
+                rt.db.last_change = None;
+                Ok(())
+            })
+        })?,
+    )?;
+    // The primary key of a tuple of the space, as a tuple (usable as a search key).
+    m.set(
+        "primary_key",
+        lua.create_function(|lua, (space_id, t): (u32, LuaValue)| {
+            let tuple = lua_tuple::tuple_from_lua(lua, &t)?;
+            let key = with_box(|rt| {
+                let space = rt.db.space(space_id)?;
+                let pk = space
+                    .primary()
+                    .ok_or_else(|| client_error!(ER_NO_SUCH_INDEX_ID, 0u32, space.name()))?;
+                Ok(pk.key_def.extract_key(&tuple))
+            })?;
+            lua_tuple::push_tuple(lua, Tuple::from_trusted(&key), None)
+        })?,
+    )?;
+    m.set(
         "take_logs",
         lua.create_function(|lua, ()| {
             let msgs = RUNTIME.with(|r| {

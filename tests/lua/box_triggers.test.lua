@@ -8,7 +8,7 @@ local s = box.schema.space.create('t')
 s:create_index('pk')
 
 local test = tap.test('box_triggers')
-test:plan(4)
+test:plan(5)
 
 test:test('on_replace sees old and new', function(t)
     t:plan(6)
@@ -68,6 +68,34 @@ test:test('triggers inside a transaction', function(t)
     t:is(n, 2, 'triggers ran for both')
     t:is(s:get{10}, nil, 'rolled back with the transaction')
     s:on_replace(nil, count)
+end)
+
+test:test('before_replace decides what is written', function(t)
+    t:plan(9)
+    local b = box.schema.space.create('b', {format = {{'id', 'unsigned'}, {'v', 'string'}}})
+    b:create_index('pk')
+    b:insert{1, 'a'}
+    local seen = {}
+    local function trig(old, new, space, request)
+        table.insert(seen, request)
+        if new == nil then return new end
+        if new[2] == 'skip' then return old end
+        if new[2] == 'drop' then return nil end
+        if new[2] == 'up' then return new:update{{'=', 2, 'UP'}} end
+        return new
+    end
+    b:before_replace(trig)
+    t:is(select('#', b:replace{1, 'skip'}), 0, 'returning old skips the change')
+    t:is(b:get{1}.v, 'a', 'nothing written')
+    t:is(b:replace{1, 'up'}.v, 'UP', 'the returned tuple is written')
+    t:is(b:update({1}, {{'=', 2, 'x'}}).v, 'x', 'update goes through')
+    t:is(b:replace{1, 'drop'}.v, 'x', 'returning nil deletes the old tuple')
+    t:is(b:get{1}, nil, 'deleted')
+    t:is(select('#', b:insert{2, 'drop'}), 0, 'nil for a new tuple writes nothing')
+    t:is_deeply(seen, {'REPLACE', 'REPLACE', 'UPDATE', 'REPLACE', 'INSERT'}, 'request types')
+    b:before_replace(nil, trig)
+    t:is(#b:before_replace(), 0, 'trigger removed')
+    b:drop()
 end)
 
 os.exit(test:check() and 0 or 1)
