@@ -299,6 +299,15 @@ function space_mt.upsert(space, tuple, ops)
     flush_logs()
 end
 
+-- The next primary key after the greatest one, as the tuple's first field.
+function space_mt.auto_increment(space, tuple)
+    check_space(space, 'auto_increment')
+    local max_tuple = pk(space):max()
+    local max = max_tuple ~= nil and max_tuple[1] or 0
+    table.insert(tuple, 1, max + 1)
+    return space:insert(tuple)
+end
+
 function space_mt.delete(space, key)
     check_space(space, 'delete')
     return index_mt.delete(pk(space), key)
