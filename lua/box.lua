@@ -713,6 +713,9 @@ function box.schema.index.create(space_id, name, opts)
         if opts.if_not_exists then return space.index[name], 'not created' end
         raise(85, name)
     end
+    -- Said plainly rather than ignored: a script relying on them would fail later.
+    if opts.sequence ~= nil and opts.sequence ~= false then raise(5, 'node', 'sequences') end
+    if opts.func ~= nil then raise(5, 'node', 'functional indexes') end
     local itype = (opts.type or 'tree'):lower()
     if itype ~= 'tree' and itype ~= 'hash' then raise(13, name, space.name) end
     local id = opts.id
