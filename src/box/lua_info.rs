@@ -124,6 +124,7 @@ fn start(lua: &Lua, cfg: LuaTable) -> LuaResult<()> {
         .map(|s| Uuid::parse_str(&s).map_err(|_| cfg_error("instance_uuid", s.clone())))
         .transpose()?;
     let fresh = recovered.snapshot.is_none() && recovered.wal_rows == 0;
+    let info = |msg: &str| crate::modules::log::write(lua, crate::modules::log::Level::Info, msg);
     let instance_uuid = match (recovered.instance_uuid, cfg_uuid) {
         (Some(found), Some(given)) if found != given && !fresh => {
             return Err(LuaError::runtime(format!(
@@ -135,6 +136,15 @@ fn start(lua: &Lua, cfg: LuaTable) -> LuaResult<()> {
         _ => Uuid::new_v4(),
     };
     let mut vclock = recovered.vclock;
+    info(&format!("instance uuid {instance_uuid}"));
+    if fresh {
+        info("initializing an empty data directory");
+    } else {
+        info(&format!(
+            "recovered {} rows from the snapshot and {} from the WAL",
+            recovered.snapshot_rows, recovered.wal_rows
+        ));
+    }
     if fresh {
         let cluster = cfg_str(&cfg, "replicaset_uuid")?.unwrap_or_else(|| Uuid::new_v4().to_string());
         for (space_id, tuple) in schema::bootstrap_rows(&cluster, &instance_uuid.to_string()) {
@@ -182,6 +192,7 @@ fn start(lua: &Lua, cfg: LuaTable) -> LuaResult<()> {
     rt.memtx_memory = cfg.get::<Option<f64>>("memtx_memory")?.unwrap_or(268435456.0);
     let notify = rt.persist.as_ref().map(|p| p.notify.clone());
     install_runtime(rt);
+    info("ready to accept requests");
     if let Some(notify) = notify {
         tokio::task::spawn_local(super::lua::collect_wal_answers(notify));
     }
