@@ -415,7 +415,7 @@ impl Schema {
         checked: bool,
     ) -> Result<(), ClientError> {
         match space_id {
-            SPACE_ID => self.on_space_replace(old, new),
+            SPACE_ID => self.on_space_replace(old, new, checked),
             INDEX_ID => self.on_index_replace(old, new),
             USER_ID => {
                 let old = old.map(|t| UserRow::from_tuple(t.data())).transpose()?;
@@ -477,11 +477,14 @@ impl Schema {
         }
     }
 
-    fn on_space_replace(&mut self, old: Option<&Tuple>, new: Option<&Tuple>) -> Result<(), ClientError> {
+    fn on_space_replace(&mut self, old: Option<&Tuple>, new: Option<&Tuple>, checked: bool) -> Result<(), ClientError> {
         match (old, new) {
             (None, Some(n)) => {
                 let def = SpaceDef::from_tuple(n)?;
-                if def.engine != "memtx" && def.engine != "sysview" {
+                // Rows that come from files or peers (a Tarantool data directory or master) may
+                // name engines node has not got (vinyl, blackhole): their spaces are kept in
+                // memory like memtx ones, so the schema stays whole.
+                if checked && def.engine != "memtx" && def.engine != "sysview" {
                     return Err(client_error!(ER_NO_SUCH_ENGINE, &def.engine));
                 }
                 if let Some(existing) = self.spaces.get_mut(&def.id) {
