@@ -1069,6 +1069,72 @@ pub fn encode_error(sync: u64, schema_version: u32, e: &ClientError) -> Vec<u8> 
 }
 
 // ---------------------------------------------------------------------------------------
+// Response decoding (the client side)
+
+/// A decoded response, as net.box reads one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Response<'a> {
+    pub header: Header,
+    pub sync: u64,
+    pub schema_version: u64,
+    /// `None` for OK and CHUNK; the error code for `0x8000 | code`.
+    pub error_code: Option<u32>,
+    pub is_push: bool,
+    /// The body map (absent bodies are empty maps to clients).
+    pub body: Option<&'a [u8]>,
+}
+
+impl<'a> Response<'a> {
+    /// The value of body key `key`, whole (header included).
+    pub fn body_value(&self, key: u8) -> Option<&'a [u8]> {
+        let body = self.body?;
+        let (n, mut pos) = match mp::read(body, 0) {
+            Ok((Mp::Map(n), pos)) => (n, pos),
+            _ => return None,
+        };
+        for _ in 0..n {
+            let (k, value_pos) = match mp::read(body, pos) {
+                Ok((k, p)) => (k, p),
+                Err(_) => return None,
+            };
+            let next = mp::skip(body, value_pos).ok()?;
+            if k == Mp::UInt(key as u64) {
+                return Some(&body[value_pos..next]);
+            }
+            pos = next;
+        }
+        None
+    }
+
+    /// The `{0x30: [...]}` array of a data or push response.
+    pub fn data(&self) -> Option<&'a [u8]> {
+        self.body_value(keys::DATA)
+    }
+
+    /// The message of an error response: key 0x31's text (the 0x52 stack repeats it).
+    pub fn error_message(&self) -> Option<&'a [u8]> {
+        match mp::read(self.body_value(keys::ERROR_24)?, 0) {
+            Ok((Mp::Str(s), _)) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// Decodes a framed response packet (header checks as for requests).
+pub fn decode_response(packet: &[u8]) -> Result<Response<'_>, RequestError> {
+    let (header, body) = decode_header(packet)?;
+    let kind = header.kind;
+    Ok(Response {
+        header,
+        sync: header.sync,
+        schema_version: header.schema_version.unwrap_or(0),
+        error_code: (kind & IPROTO_TYPE_ERROR != 0).then_some(kind & !IPROTO_TYPE_ERROR),
+        is_push: kind == IPROTO_CHUNK,
+        body: body.map(|r| &packet[r]),
+    })
+}
+
+// ---------------------------------------------------------------------------------------
 // Fuzzing entry point
 
 /// What [`decode_any`] found in a buffer.
@@ -1438,6 +1504,51 @@ mod tests {
     }
 
     #[test]
+    fn captured_responses_decode_for_a_client() {
+        let mut errors = Vec::new();
+        for s in sections().iter().filter(|s| !s.request.is_empty()) {
+            let f = next_packet(&s.response, PACKET_SIZE_MAX).unwrap().unwrap();
+            assert_eq!(f.consumed, s.response.len());
+            let r = decode_response(&s.response[f.packet]).unwrap();
+            let req = decode_request(packet(s)).map(|q| q.sync).unwrap_or_else(|e| e.sync);
+            assert_eq!((r.sync, r.schema_version, r.is_push), (req, 81, false), "{}", s.title);
+            match r.error_code {
+                Some(code) => {
+                    assert!(r.error_message().is_some() && r.data().is_none(), "{}", s.title);
+                    errors.push((s.title.split(' ').take(2).collect::<Vec<_>>().join(" "), code));
+                }
+                None => assert!(r
+                    .data()
+                    .map_or(r.body == Some(&[0x80]), |d| mp::read_array(d, 0).is_some())),
+            }
+        }
+        let want = [
+            ("EVAL as", 42),
+            ("AUTH test", 47),
+            ("CALL fails()", 32),
+            ("CALL unknown", 33),
+            ("INSERT duplicate", 3),
+            ("SELECT unknown", 36),
+            ("ID request", 48),
+        ];
+        assert_eq!(errors, want.map(|(t, c)| (t.to_string(), c)));
+        let sel = section("SELECT tester key [2]").response;
+        let r = decode_response(&sel[5..]).unwrap();
+        assert_eq!(r.data(), Some(&hex("dd 00 00 00 01 92 02 a3 74 77 6f")[..]));
+        let dup = section("INSERT duplicate").response;
+        let r = decode_response(&dup[5..]).unwrap();
+        assert_eq!(r.error_code, Some(3));
+        assert_eq!(
+            r.error_message(),
+            Some(&b"Duplicate key exists in unique index 'primary' in space 'tester'"[..])
+        );
+        let push = encode_push(4, SV, &[0x01]);
+        let r = decode_response(&push[5..]).unwrap();
+        assert!(r.is_push && r.error_code.is_none());
+        assert_eq!(r.data(), Some(&hex("dd 00 00 00 01 01")[..]));
+    }
+
+    #[test]
     fn push_and_final_response_are_byte_exact() {
         // spec/box.md §1.10: box.session.push('pushed'), then return 'final', sync 4 (the
         // elided sync bytes are zeros).
@@ -1734,6 +1845,7 @@ mod tests {
             };
             let _ = decode_any(&buf);
             let _ = decode_request(&buf);
+            let _ = decode_response(&buf).map(|r| (r.data(), r.error_message()));
         }
     }
 }
