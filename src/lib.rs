@@ -6,6 +6,7 @@
 
 #[path = "box/mod.rs"]
 pub mod box_;
+pub mod iproto;
 pub mod modules;
 pub mod runtime;
 pub mod serialize;
