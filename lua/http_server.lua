@@ -7,6 +7,7 @@
 local internal = ...
 local json = require('json')
 local log = require('log')
+local table_new = require('table.new')
 
 local M = {}
 
@@ -471,9 +472,8 @@ end
 -- and when it grows past this many paths (paths with ids in them are all different).
 local match_memo_size = 1024
 
--- httpd:match(method, path) → { endpoint = route, stash = {...} } or nil. Fewer stash
--- variables win; among the rest a method-specific route beats ANY; then the first added.
-function server.match(self, method, path)
+-- (route, stash) for a request, or nil.
+local function match_route(self, method, path)
     local memo = self._match_memo
     if memo == nil or memo.routes ~= self.routes or memo.n_routes ~= #self.routes or memo.size >= match_memo_size then
         memo = { routes = self.routes, n_routes = #self.routes, size = 0, by_method = {} }
@@ -499,7 +499,29 @@ function server.match(self, method, path)
     for i, name in ipairs(fit.stash) do
         stash[name] = fit_m[i]
     end
-    return { endpoint = fit, stash = stash }
+    return fit, stash
+end
+
+-- httpd:match(method, path) → { endpoint = route, stash = {...} } or nil. Fewer stash
+-- variables win; among the rest a method-specific route beats ANY; then the first added.
+function server.match(self, method, path)
+    local endpoint, stash = match_route(self, method, path)
+    if endpoint == nil then
+        return nil
+    end
+    return { endpoint = endpoint, stash = stash }
+end
+
+-- match_route, or the server's own `match` if a script replaced it.
+local function route_of(self, method, path)
+    if self.match == server.match then
+        return match_route(self, method, path)
+    end
+    local found = self:match(method, path)
+    if found == nil then
+        return nil
+    end
+    return found.endpoint, found.stash
 end
 
 function server.url_for(self, name, args, query)
@@ -562,17 +584,17 @@ local function default_handler(self, req)
     end
     local format = req.path:match('[.]([^.]+)$') or 'html'
     -- handle() has matched this request already (to pick its logger); hooks may change it.
-    local found = req._route
-    if found == nil or req._route_method ~= req.method or req._route_path ~= req.path then
-        found = self:match(req.method, req.path)
+    local endpoint, stash = req._route, req._route_stash
+    if endpoint == nil or req._route_method ~= req.method or req._route_path ~= req.path then
+        endpoint, stash = route_of(self, req.method, req.path)
     end
-    if found == nil then
+    if endpoint == nil then
         return static_file(self, req, format)
     end
-    found.stash.format = format
-    req.endpoint = found.endpoint
-    req.tstash = found.stash
-    local resp = found.endpoint.sub(req)
+    stash.format = format
+    req.endpoint = endpoint
+    req.tstash = stash
+    local resp = endpoint.sub(req)
     if self.hooks.after_dispatch ~= nil then
         self.hooks.after_dispatch(req, resp)
     end
@@ -690,9 +712,9 @@ local function handle(self, id, method, raw_path, query, proto_major, proto_mino
                  type = 'SOCK_STREAM', protocol = 'tcp' },
         body = req_body, tstash = {},
     }, request_mt)
-    local route = self:match(method, path)
-    req._route, req._route_method, req._route_path = route, method, path
-    local endpoint = route and route.endpoint or {}
+    local route, stash = route_of(self, method, path)
+    req._route, req._route_stash, req._route_method, req._route_path = route, stash, method, path
+    local endpoint = route or {}
     local logreq = pick_logger(opts.log_requests, endpoint.log_requests, log.info)
     logreq('%s %s%s', method, path, query ~= '' and '?' .. query or '')
 
@@ -700,7 +722,8 @@ local function handle(self, id, method, raw_path, query, proto_major, proto_mino
     local status, headers
     local err = r
     if ok then
-        headers = {}
+        -- Room for the user's headers and the two defaults below without a resize.
+        headers = table_new(0, 4)
         if r == nil then
             status = 200
         elseif type(r) ~= 'table' then
