@@ -716,7 +716,10 @@ local function handle(self, id, method, raw_path, query, proto_major, proto_mino
     req._route, req._route_stash, req._route_method, req._route_path = route, stash, method, path
     local endpoint = route or {}
     local logreq = pick_logger(opts.log_requests, endpoint.log_requests, log.info)
-    logreq('%s %s%s', method, path, query ~= '' and '?' .. query or '')
+    -- With request logging off the line goes to debug: skip building it below that level.
+    if logreq ~= log.debug or log.level() >= 7 then
+        logreq('%s %s%s', method, path, query ~= '' and '?' .. query or '')
+    end
 
     local ok, r, body, gen = xpcall(run_handler, handler_error, self, req)
     local status, headers
