@@ -495,7 +495,8 @@ local function match_route(self, method, path)
         return nil
     end
     local fit, fit_m = hit[1], hit[2]
-    local stash = {}
+    -- Room for the default handler's `format` too.
+    local stash = table_new(0, #fit.stash + 1)
     for i, name in ipairs(fit.stash) do
         stash[name] = fit_m[i]
     end
