@@ -10,7 +10,7 @@ local http_server = require('http.server')
 local client = require('http.client')
 
 local test = tap.test('http.server')
-test:plan(15)
+test:plan(16)
 
 -- A free port: bind 0, read the port, close.
 local function free_port()
@@ -341,6 +341,22 @@ test:test('slow and idle clients are cut off', function(t)
     s:close()
     local ok = client.get(url(h, '/')).status == 200
     t:ok(ok, 'the server still answers')
+    h:stop()
+end)
+
+test:test('dispatcher errors, routes changing while serving', function(t)
+    t:plan(4)
+    local h = new_server()
+    h:route({ path = '/bad', log_requests = function() error('logger broke') end }, function() return { body = 'x' } end)
+    h:start()
+    local r = client.get(url(h, '/bad'), { timeout = 2 })
+    t:is(r.status, 500, 'an error outside the handler: 500, not a hung request')
+    t:is(client.get(url(h, '/late/7')).status, 404, 'no route yet')
+    h:route({ path = '/late/:id' }, function(req) return { body = req:stash('id') } end)
+    t:is(client.get(url(h, '/late/7')).body, '7', 'a route added after requests were served')
+    local m = h:match('GET', '/late/8')
+    m.stash.id = 'changed'
+    t:is(h:match('GET', '/late/8').stash.id, '8', 'match gives a fresh stash every time')
     h:stop()
 end)
 
