@@ -1,7 +1,8 @@
 -- http.server (tarantool/http 1.9.0's API) checked with node's own http.client and raw
 -- sockets. Only 127.0.0.1; ports are picked by the kernel. On Tarantool 2.6 with the
 -- tarantool/http 1.9.0 rock everything passes except node's additions: 400 for invalid
--- JSON, 413, 431, unix hosts refused, and what needs the client's `params` option.
+-- JSON, 413, 431, unix hosts refused, 500 for an error outside the handler, and what
+-- needs the client's `params` option.
 local tap = require('tap')
 local fiber = require('fiber')
 local socket = require('socket')
