@@ -7,6 +7,7 @@
 local internal = ...
 local json = require('json')
 local log = require('log')
+local table_new = require('table.new')
 
 local M = {}
 
@@ -426,6 +427,7 @@ function server.route(self, opts, sub)
         self.iroutes[opts.name] = r
     end
     table.insert(self.routes, r)
+    self._match_memo = nil
     return self
 end
 
@@ -436,6 +438,7 @@ function server.delete(self, name)
         return
     end
     self.iroutes[name] = nil
+    self._match_memo = nil
     for i, x in ipairs(self.routes) do
         if x == r then
             table.remove(self.routes, i)
@@ -444,9 +447,8 @@ function server.delete(self, name)
     end
 end
 
--- httpd:match(method, path) → { endpoint = route, stash = {...} } or nil. Fewer stash
--- variables win; among the rest a method-specific route beats ANY; then the first added.
-function server.match(self, method, path)
+-- The route for (method, path) without the stash: every route's pattern is tried.
+local function find_route(self, method, path)
     path = with_slashes(path)
     method = string.upper(method)
     local fit, fit_m
@@ -462,14 +464,65 @@ function server.match(self, method, path)
             end
         end
     end
-    if fit == nil then
+    return fit, fit_m
+end
+
+-- Lookups are remembered per (method, path), as every request repeats one of a few; the
+-- memo is dropped when the route list changes (route, delete, or the list itself edited)
+-- and when it grows past this many paths (paths with ids in them are all different).
+local match_memo_size = 1024
+
+-- (route, stash) for a request, or nil.
+local function match_route(self, method, path)
+    local memo = self._match_memo
+    if memo == nil or memo.routes ~= self.routes or memo.n_routes ~= #self.routes or memo.size >= match_memo_size then
+        memo = { routes = self.routes, n_routes = #self.routes, size = 0, by_method = {} }
+        self._match_memo = memo
+    end
+    local by_path = memo.by_method[method]
+    if by_path == nil then
+        by_path = {}
+        memo.by_method[method] = by_path
+    end
+    local hit = by_path[path]
+    if hit == nil then
+        local fit, fit_m = find_route(self, method, path)
+        hit = fit ~= nil and { fit, fit_m } or false
+        by_path[path] = hit
+        memo.size = memo.size + 1
+    end
+    if hit == false then
         return nil
     end
-    local stash = {}
+    local fit, fit_m = hit[1], hit[2]
+    -- Room for the default handler's `format` too.
+    local stash = table_new(0, #fit.stash + 1)
     for i, name in ipairs(fit.stash) do
         stash[name] = fit_m[i]
     end
-    return { endpoint = fit, stash = stash }
+    return fit, stash
+end
+
+-- httpd:match(method, path) → { endpoint = route, stash = {...} } or nil. Fewer stash
+-- variables win; among the rest a method-specific route beats ANY; then the first added.
+function server.match(self, method, path)
+    local endpoint, stash = match_route(self, method, path)
+    if endpoint == nil then
+        return nil
+    end
+    return { endpoint = endpoint, stash = stash }
+end
+
+-- match_route, or the server's own `match` if a script replaced it.
+local function route_of(self, method, path)
+    if self.match == server.match then
+        return match_route(self, method, path)
+    end
+    local found = self:match(method, path)
+    if found == nil then
+        return nil
+    end
+    return found.endpoint, found.stash
 end
 
 function server.url_for(self, name, args, query)
@@ -532,17 +585,17 @@ local function default_handler(self, req)
     end
     local format = req.path:match('[.]([^.]+)$') or 'html'
     -- handle() has matched this request already (to pick its logger); hooks may change it.
-    local found = req._route
-    if found == nil or req._route_key ~= req.method .. ' ' .. req.path then
-        found = self:match(req.method, req.path)
+    local endpoint, stash = req._route, req._route_stash
+    if endpoint == nil or req._route_method ~= req.method or req._route_path ~= req.path then
+        endpoint, stash = route_of(self, req.method, req.path)
     end
-    if found == nil then
+    if endpoint == nil then
         return static_file(self, req, format)
     end
-    found.stash.format = format
-    req.endpoint = found.endpoint
-    req.tstash = found.stash
-    local resp = found.endpoint.sub(req)
+    stash.format = format
+    req.endpoint = endpoint
+    req.tstash = stash
+    local resp = endpoint.sub(req)
     if self.hooks.after_dispatch ~= nil then
         self.hooks.after_dispatch(req, resp)
     end
@@ -600,6 +653,10 @@ local function bad_uri(path)
     if path:sub(1, 1) ~= '/' then
         return true
     end
+    -- A '.' or '..' segment follows a '/': most paths have none and need no split.
+    if not path:find('/.', 1, true) then
+        return false
+    end
     for seg in path:gmatch('[^/]+') do
         if seg == '.' or seg == '..' then
             return true
@@ -608,69 +665,98 @@ local function bad_uri(path)
     return false
 end
 
--- Called by Rust in a new fiber for every request.
-local function handle(self, raw, reply)
+-- Runs the handler (the `handler` option) → response, body text or nil, generator or nil.
+local function run_handler(self, req)
+    local r = self.options.handler(self, req)
+    local b = type(r) == 'table' and r.body or nil
+    local gen = body_generator(b)
+    if gen ~= nil then
+        return r, nil, gen
+    end
+    return r, body_text(b)
+end
+
+local function handler_error(err)
+    return { err = err, trace = debug.traceback('', 2) }
+end
+
+-- The `server` header, made again only if _TARANTOOL changes.
+local server_header_for, server_header
+
+local function default_server_header()
+    if server_header_for ~= _TARANTOOL or server_header == nil then
+        server_header_for = _TARANTOOL
+        server_header = _TARANTOOL and string.format('Tarantool http (tarantool v%s)', _TARANTOOL)
+            or 'Tarantool http (node)'
+    end
+    return server_header
+end
+
+local reply = internal.reply
+
+-- Called by Rust in a new fiber for every request; answers with reply(id, ...).
+local function handle(self, id, method, raw_path, query, proto_major, proto_minor, req_headers, peer_host, peer_port,
+                      peer_ipv4, req_body)
     local opts = self.options
-    local path = uri_unescape(raw.path)
+    local path = raw_path
+    if path:find('%', 1, true) then
+        path = uri_unescape(path)
+    end
     if bad_uri(path) then
         log.error('failed to parse request: invalid uri')
-        return reply(400, { connection = 'close' }, 'invalid uri')
+        return reply(id, 400, { connection = 'close' }, 'invalid uri')
     end
     local req = setmetatable({
-        httpd = self, method = raw.method, path = path, path_raw = raw.path,
-        query = raw.query, proto = raw.proto, headers = raw.headers, peer = raw.peer,
-        body = raw.body, tstash = {},
+        httpd = self, method = method, path = path, path_raw = raw_path,
+        query = query, proto = { proto_major, proto_minor }, headers = req_headers,
+        peer = { host = peer_host, port = peer_port, family = peer_ipv4 and 'AF_INET' or 'AF_INET6',
+                 type = 'SOCK_STREAM', protocol = 'tcp' },
+        body = req_body, tstash = {},
     }, request_mt)
-    local route = self:match(req.method, req.path)
-    req._route, req._route_key = route, req.method .. ' ' .. req.path
-    local endpoint = route and route.endpoint or {}
+    local route, stash = route_of(self, method, path)
+    req._route, req._route_stash, req._route_method, req._route_path = route, stash, method, path
+    local endpoint = route or {}
     local logreq = pick_logger(opts.log_requests, endpoint.log_requests, log.info)
-    logreq('%s %s%s', req.method, req.path, req.query ~= '' and '?' .. req.query or '')
+    -- With request logging off the line goes to debug: skip building it below that level.
+    if logreq ~= log.debug or log.level() >= 7 then
+        logreq('%s %s%s', method, path, query ~= '' and '?' .. query or '')
+    end
 
-    local ok, resp = xpcall(function()
-        local r = opts.handler(self, req)
-        local b = type(r) == 'table' and r.body or nil
-        local gen = body_generator(b)
-        if gen ~= nil then
-            return { r, nil, gen }
-        end
-        return { r, body_text(b) }
-    end, function(err)
-        return { err = err, trace = debug.traceback('', 2) }
-    end)
-    local status, headers, body, gen
+    local ok, r, body, gen = xpcall(run_handler, handler_error, self, req)
+    local status, headers
+    local err = r
     if ok then
-        local r = resp[1]
-        body, gen = resp[2], resp[3]
-        headers = {}
+        -- Room for the user's headers and the two defaults below without a resize.
+        headers = table_new(0, 4)
         if r == nil then
             status = 200
         elseif type(r) ~= 'table' then
-            ok, resp = false, { err = 'invalid response', trace = '' }
+            ok, err = false, { err = 'invalid response', trace = '' }
         else
             status = r.status or 200
+            local rh = r.headers
             if type(status) ~= 'number' then
-                ok, resp = false, { err = 'response.status must be a number', trace = '' }
-            elseif r.headers ~= nil and type(r.headers) ~= 'table' then
-                ok, resp = false, { err = 'response.headers must be a table', trace = '' }
-            else
-                for k, v in pairs(r.headers or {}) do
+                ok, err = false, { err = 'response.status must be a number', trace = '' }
+            elseif rh ~= nil and type(rh) ~= 'table' then
+                ok, err = false, { err = 'response.headers must be a table', trace = '' }
+            elseif rh ~= nil then
+                for k, v in pairs(rh) do
                     headers[string.lower(tostring(k))] = type(v) == 'table' and v or tostring(v)
                 end
             end
         end
     end
     if not ok then
-        local err = tostring(resp.err)
+        local text = tostring(err.err)
         headers = {}
         if req._bad_request then
-            status, body = 400, err
+            status, body = 400, text
         else
             local logerr = pick_logger(opts.log_errors, endpoint.log_errors, log.error)
-            logerr('unhandled error: %s\n%s\nrequest:\n%s', err, resp.trace, tostring(req))
+            logerr('unhandled error: %s\n%s\nrequest:\n%s', text, err.trace, tostring(req))
             status = 500
             if opts.display_errors then
-                body = 'Unhandled error: ' .. err .. '\n' .. resp.trace .. '\n\n' .. '\n\nRequest:\n' .. tostring(req)
+                body = 'Unhandled error: ' .. text .. '\n' .. err.trace .. '\n\n' .. '\n\nRequest:\n' .. tostring(req)
             else
                 body = 'Internal Error'
             end
@@ -680,10 +766,9 @@ local function handle(self, raw, reply)
         headers['content-type'] = 'text/plain; charset=utf-8'
     end
     if headers.server == nil then
-        headers.server = _TARANTOOL and string.format('Tarantool http (tarantool v%s)', _TARANTOOL)
-            or 'Tarantool http (node)'
+        headers.server = default_server_header()
     end
-    local ua = req.headers['user-agent']
+    local ua = req_headers['user-agent']
     if ua ~= nil and self.disable_keepalive[ua] then
         headers.connection = 'close' -- hyper closes the connection after this response
     end
@@ -691,17 +776,28 @@ local function handle(self, raw, reply)
     headers['content-length'] = nil
     headers['transfer-encoding'] = nil
     if ok and gen ~= nil then
-        local sent, writer = reply(status, headers, nil, true)
+        local sent, writer = reply(id, status, headers, nil, true)
         if sent then
             return stream_body(req, writer, gen)
         end
         log.error('http: bad response: %s', tostring(writer))
-        return reply(500, { ['content-type'] = 'text/plain; charset=utf-8' }, 'Internal Error')
+        return reply(id, 500, { ['content-type'] = 'text/plain; charset=utf-8' }, 'Internal Error')
     end
-    local sent, why = reply(status, headers, body)
+    local sent, why = reply(id, status, headers, body)
     if not sent then
         log.error('http: bad response: %s', tostring(why))
-        reply(500, { ['content-type'] = 'text/plain; charset=utf-8' }, 'Internal Error')
+        reply(id, 500, { ['content-type'] = 'text/plain; charset=utf-8' }, 'Internal Error')
+    end
+end
+
+-- The fiber body: a request whose handling fails outside the handler (a logger that
+-- raises, a cancelled fiber) is dropped at once, so its client gets a 500 instead of
+-- waiting for garbage collection; the error goes on to the fiber's log line.
+local function dispatch(self, id, ...)
+    local ok, err = pcall(handle, self, id, ...)
+    if not ok then
+        reply(id)
+        error(err, 0)
     end
 end
 
@@ -709,8 +805,8 @@ function server.start(self)
     if type(self) ~= 'table' then
         error('httpd: usage: httpd:start()')
     end
-    local srv, err = internal.listen(self.host, self.port, self.options, function(raw, reply)
-        return handle(self, raw, reply)
+    local srv, err = internal.listen(self.host, self.port, self.options, function(...)
+        return dispatch(self, ...)
     end)
     if srv == nil then
         error(string.format("Can't create tcp_server: %s", err))

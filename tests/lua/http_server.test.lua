@@ -1,7 +1,8 @@
 -- http.server (tarantool/http 1.9.0's API) checked with node's own http.client and raw
 -- sockets. Only 127.0.0.1; ports are picked by the kernel. On Tarantool 2.6 with the
 -- tarantool/http 1.9.0 rock everything passes except node's additions: 400 for invalid
--- JSON, 413, 431, unix hosts refused, and what needs the client's `params` option.
+-- JSON, 413, 431, unix hosts refused, 500 for an error outside the handler, and what
+-- needs the client's `params` option.
 local tap = require('tap')
 local fiber = require('fiber')
 local socket = require('socket')
@@ -10,7 +11,7 @@ local http_server = require('http.server')
 local client = require('http.client')
 
 local test = tap.test('http.server')
-test:plan(15)
+test:plan(16)
 
 -- A free port: bind 0, read the port, close.
 local function free_port()
@@ -341,6 +342,22 @@ test:test('slow and idle clients are cut off', function(t)
     s:close()
     local ok = client.get(url(h, '/')).status == 200
     t:ok(ok, 'the server still answers')
+    h:stop()
+end)
+
+test:test('dispatcher errors, routes changing while serving', function(t)
+    t:plan(4)
+    local h = new_server()
+    h:route({ path = '/bad', log_requests = function() error('logger broke') end }, function() return { body = 'x' } end)
+    h:start()
+    local r = client.get(url(h, '/bad'), { timeout = 2 })
+    t:is(r.status, 500, 'an error outside the handler: 500, not a hung request')
+    t:is(client.get(url(h, '/late/7')).status, 404, 'no route yet')
+    h:route({ path = '/late/:id' }, function(req) return { body = req:stash('id') } end)
+    t:is(client.get(url(h, '/late/7')).body, '7', 'a route added after requests were served')
+    local m = h:match('GET', '/late/8')
+    m.stash.id = 'changed'
+    t:is(h:match('GET', '/late/8').stash.id, '8', 'match gives a fresh stash every time')
     h:stop()
 end)
 

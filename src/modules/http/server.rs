@@ -77,10 +77,46 @@ impl LuaUserData for ChunkWriter {
     }
 }
 
+/// Requests handed to Lua and not answered yet, by the id Lua replies with. One Lua
+/// function (`internal.reply`) serves every request, so dispatching creates no closure;
+/// the generation in the id's high half keeps a stale id from answering a reused slot.
+#[derive(Default)]
+struct Pending {
+    slots: Vec<(u32, Option<oneshot::Sender<Resp>>)>,
+    free: Vec<u32>,
+}
+
+impl Pending {
+    fn insert(&mut self, tx: oneshot::Sender<Resp>) -> i64 {
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push((0, None));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        slot.1 = Some(tx);
+        ((slot.0 as i64) << 32) | index as i64
+    }
+
+    fn take(&mut self, id: i64) -> Option<oneshot::Sender<Resp>> {
+        let (gen, index) = ((id >> 32) as u32, id as u32);
+        let slot = self.slots.get_mut(index as usize)?;
+        if slot.0 != gen || slot.1.is_none() {
+            return None;
+        }
+        slot.0 = slot.0.wrapping_add(1);
+        self.free.push(index);
+        slot.1.take()
+    }
+}
+
 /// Per-server settings and the Lua dispatcher, shared by its connections.
 struct Shared {
     lua: mlua::WeakLua,
     dispatch: LuaRegistryKey,
+    pending: Rc<RefCell<Pending>>,
     max_header_size: usize,
     max_body_size: usize,
 }
@@ -145,8 +181,14 @@ fn bind(host: &str, port: u16) -> std::io::Result<std::net::TcpListener> {
 }
 
 /// `internal.listen(host, port, opts, dispatch)` → listener, or nil and strerror text.
-/// `dispatch(raw_request, reply)` is called in a new fiber per request.
-fn listen(lua: &Lua, (host, port, opts, dispatch): (String, u16, LuaTable, LuaFunction)) -> LuaResult<LuaMultiValue> {
+/// `dispatch(id, method, path, query, proto_major, proto_minor, headers, peer_host, peer_port,
+/// peer_is_ipv4, body)` is called in a new fiber per request; it answers with
+/// `internal.reply(id, ...)`.
+fn listen(
+    lua: &Lua,
+    pending: &Rc<RefCell<Pending>>,
+    (host, port, opts, dispatch): (String, u16, LuaTable, LuaFunction),
+) -> LuaResult<LuaMultiValue> {
     let std_listener = match bind(&host, port).and_then(|l| l.set_nonblocking(true).map(|_| l)) {
         Ok(l) => l,
         Err(e) => return (LuaValue::Nil, strerror(&e)).into_lua_multi(lua),
@@ -165,6 +207,7 @@ fn listen(lua: &Lua, (host, port, opts, dispatch): (String, u16, LuaTable, LuaFu
     let shared = Rc::new(Shared {
         lua: lua.weak(),
         dispatch: lua.create_registry_value(dispatch)?,
+        pending: pending.clone(),
         max_header_size,
         max_body_size,
     });
@@ -215,7 +258,13 @@ async fn accept_loop(
             Some(Ok((stream, peer))) => {
                 let _ = stream.set_nodelay(true);
                 let sh = shared.clone();
-                let svc = service_fn(move |req| handle(sh.clone(), peer, req));
+                // The peer's text form is made once per connection, not per request.
+                let peer = Rc::new(Peer {
+                    host: peer.ip().to_string(),
+                    port: peer.port(),
+                    ipv4: peer.is_ipv4(),
+                });
+                let svc = service_fn(move |req| handle(sh.clone(), peer.clone(), req));
                 let mut builder = http1::Builder::new();
                 builder
                     .timer(TokioTimer::new())
@@ -257,7 +306,23 @@ fn simple(status: StatusCode, body: &str) -> Resp {
     r
 }
 
-async fn handle(sh: Rc<Shared>, peer: SocketAddr, req: Request<Incoming>) -> Result<Resp, Infallible> {
+/// The client end of a connection, as `req.peer` shows it.
+struct Peer {
+    host: String,
+    port: u16,
+    ipv4: bool,
+}
+
+/// The request target's length as sent: origin-form targets are their path and query,
+/// which needs no allocation; other forms are rare.
+fn target_len(uri: &hyper::Uri) -> usize {
+    match (uri.scheme(), uri.authority(), uri.path_and_query()) {
+        (None, None, Some(pq)) => pq.as_str().len(),
+        _ => uri.to_string().len(),
+    }
+}
+
+async fn handle(sh: Rc<Shared>, peer: Rc<Peer>, req: Request<Incoming>) -> Result<Resp, Infallible> {
     let (parts, body) = req.into_parts();
     let header_size: usize = parts
         .headers
@@ -265,7 +330,7 @@ async fn handle(sh: Rc<Shared>, peer: SocketAddr, req: Request<Incoming>) -> Res
         .map(|(k, v)| k.as_str().len() + v.len() + 4)
         .sum::<usize>()
         + parts.method.as_str().len()
-        + parts.uri.to_string().len()
+        + target_len(&parts.uri)
         + 12;
     if header_size > sh.max_header_size {
         return Ok(simple(
@@ -281,18 +346,22 @@ async fn handle(sh: Rc<Shared>, peer: SocketAddr, req: Request<Incoming>) -> Res
     if declared.is_some_and(|n| n > sh.max_body_size as u64) {
         return Ok(simple(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large"));
     }
-    let body = match Limited::new(body, sh.max_body_size).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return Ok(simple(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large"));
+    let body = if hyper::body::Body::is_end_stream(&body) {
+        Bytes::new()
+    } else {
+        match Limited::new(body, sh.max_body_size).collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+                return Ok(simple(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large"));
+            }
+            Err(_) => return Ok(simple(StatusCode::BAD_REQUEST, "Bad Request")),
         }
-        Err(_) => return Ok(simple(StatusCode::BAD_REQUEST, "Bad Request")),
     };
     let Some(lua) = sh.lua.try_upgrade() else {
         return Ok(simple(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"));
     };
     let (tx, rx) = oneshot::channel();
-    if let Err(e) = dispatch(&lua, &sh, &parts, peer, body, tx) {
+    if let Err(e) = dispatch(&lua, &sh, &parts, &peer, body, tx) {
         log::write(&lua, Level::Error, &format!("http: can't dispatch a request: {e}"));
         return Ok(simple(StatusCode::INTERNAL_SERVER_ERROR, "Internal Error"));
     }
@@ -304,83 +373,98 @@ async fn handle(sh: Rc<Shared>, peer: SocketAddr, req: Request<Incoming>) -> Res
     }
 }
 
-/// Builds the raw request table and starts the dispatcher fiber.
+/// Starts the dispatcher fiber. The request goes as plain arguments (Lua builds the
+/// request table with constructors, which is cheaper than filling it field by field here).
 fn dispatch(
     lua: &Lua,
     sh: &Shared,
     parts: &hyper::http::request::Parts,
-    peer: SocketAddr,
+    peer: &Peer,
     body: Bytes,
     tx: oneshot::Sender<Resp>,
 ) -> LuaResult<()> {
-    let t = lua.create_table()?;
-    t.set("method", parts.method.as_str())?;
-    t.set("path", parts.uri.path())?;
-    t.set("query", parts.uri.query().unwrap_or(""))?;
     let (maj, min) = match parts.version {
         hyper::Version::HTTP_10 => (1, 0),
         hyper::Version::HTTP_09 => (0, 9),
         _ => (1, 1),
     };
-    t.set("proto", lua.create_sequence_from([maj, min])?)?;
-    let headers = lua.create_table()?;
-    for (name, value) in parts.headers.iter() {
+    let headers = lua.create_table_with_capacity(0, parts.headers.keys_len())?;
+    for name in parts.headers.keys() {
         // hyper's names are lower-case already; repeated headers join with ',' as in
         // tarantool/http.
-        let v = lua.create_string(value.as_bytes())?;
-        match headers.raw_get::<Option<LuaString>>(name.as_str())? {
-            Some(prev) => {
-                let mut joined = prev.as_bytes().to_vec();
-                joined.push(b',');
-                joined.extend_from_slice(value.as_bytes());
+        let mut values = parts.headers.get_all(name).iter();
+        let Some(first) = values.next() else { continue };
+        match values.next() {
+            None => headers.raw_set(name.as_str(), lua.create_string(first.as_bytes())?)?,
+            Some(second) => {
+                let mut joined = first.as_bytes().to_vec();
+                for v in std::iter::once(second).chain(values) {
+                    joined.push(b',');
+                    joined.extend_from_slice(v.as_bytes());
+                }
                 headers.raw_set(name.as_str(), lua.create_string(&joined)?)?;
             }
-            None => headers.raw_set(name.as_str(), v)?,
         }
     }
-    t.set("headers", headers)?;
-    let p = lua.create_table()?;
-    p.set("host", peer.ip().to_string())?;
-    p.set("port", peer.port())?;
-    p.set("family", if peer.is_ipv4() { "AF_INET" } else { "AF_INET6" })?;
-    p.set("type", "SOCK_STREAM")?;
-    p.set("protocol", "tcp")?;
-    t.set("peer", p)?;
-    t.set("body", lua.create_string(&body)?)?;
-
-    let tx = RefCell::new(Some(tx));
-    // reply(status, headers, body) sends a whole response; reply(status, headers, nil, true)
-    // starts a streamed one and returns its writer.
-    let reply = lua.create_function(
-        move |lua, (status, headers, body, stream): (u16, Option<LuaTable>, Option<LuaString>, Option<bool>)| {
-            let (payload, writer) = if stream == Some(true) {
-                let (ctx, crx) = mpsc::channel(16);
-                (
-                    Either::Right(ChunkBody(crx)),
-                    Some(ChunkWriter(RefCell::new(Some(ctx)))),
-                )
-            } else {
-                let data = body.map(|b| Bytes::copy_from_slice(&b.as_bytes())).unwrap_or_default();
-                (Either::Left(Full::new(data)), None)
-            };
-            let resp = match build_response(status, headers, payload) {
-                Ok(r) => r,
-                Err(e) => return (false, e).into_lua_multi(lua),
-            };
-            if let Some(tx) = tx.borrow_mut().take() {
-                // The client may be gone; the response is simply dropped then.
-                let _ = tx.send(resp);
-            }
-            match writer {
-                Some(w) => (true, w).into_lua_multi(lua),
-                None => true.into_lua_multi(lua),
-            }
-        },
-    )?;
+    let id = sh.pending.borrow_mut().insert(tx);
     let func: LuaFunction = lua.registry_value(&sh.dispatch)?;
-    let args = LuaMultiValue::from_iter([LuaValue::Table(t), LuaValue::Function(reply)]);
-    fiber::spawn(lua, "http", func, args, fiber::Start::Deferred)?;
+    let args = LuaMultiValue::from_iter([
+        LuaValue::Integer(id),
+        LuaValue::String(lua.create_string(parts.method.as_str())?),
+        LuaValue::String(lua.create_string(parts.uri.path())?),
+        LuaValue::String(lua.create_string(parts.uri.query().unwrap_or(""))?),
+        LuaValue::Integer(maj),
+        LuaValue::Integer(min),
+        LuaValue::Table(headers),
+        LuaValue::String(lua.create_string(&peer.host)?),
+        LuaValue::Integer(peer.port.into()),
+        LuaValue::Boolean(peer.ipv4),
+        LuaValue::String(lua.create_string(&body)?),
+    ]);
+    if let Err(e) = fiber::spawn(lua, "http", func, args, fiber::Start::Deferred) {
+        sh.pending.borrow_mut().take(id);
+        return Err(e);
+    }
     Ok(())
+}
+
+type ReplyArgs = (i64, Option<u16>, Option<LuaTable>, Option<LuaString>, Option<bool>);
+
+/// `internal.reply(id, status, headers, body)` sends a whole response;
+/// `reply(id, status, headers, nil, true)` starts a streamed one and returns its writer;
+/// `reply(id)` drops the request (the client gets a 500), for a dispatcher that failed.
+fn reply(
+    lua: &Lua,
+    pending: &RefCell<Pending>,
+    (id, status, headers, body, stream): ReplyArgs,
+) -> LuaResult<LuaMultiValue> {
+    let Some(status) = status else {
+        pending.borrow_mut().take(id);
+        return true.into_lua_multi(lua);
+    };
+    let (payload, writer) = if stream == Some(true) {
+        let (ctx, crx) = mpsc::channel(16);
+        (
+            Either::Right(ChunkBody(crx)),
+            Some(ChunkWriter(RefCell::new(Some(ctx)))),
+        )
+    } else {
+        let data = body.map(|b| Bytes::copy_from_slice(&b.as_bytes())).unwrap_or_default();
+        (Either::Left(Full::new(data)), None)
+    };
+    let resp = match build_response(status, headers, payload) {
+        Ok(r) => r,
+        // The request stays pending: the caller answers it again (with a 500).
+        Err(e) => return (false, e).into_lua_multi(lua),
+    };
+    if let Some(tx) = pending.borrow_mut().take(id) {
+        // The client may be gone; the response is simply dropped then.
+        let _ = tx.send(resp);
+    }
+    match writer {
+        Some(w) => (true, w).into_lua_multi(lua),
+        None => true.into_lua_multi(lua),
+    }
 }
 
 fn build_response(
@@ -398,15 +482,14 @@ fn build_response(
         let name = HeaderName::from_bytes(&k.as_bytes())
             .map_err(|_| format!("invalid header name {:?}", k.to_string_lossy()))?;
         let mut add = |v: &LuaValue| -> Result<(), String> {
-            let text = match v {
-                LuaValue::String(s) => s.as_bytes().to_vec(),
-                LuaValue::Integer(i) => i.to_string().into_bytes(),
-                LuaValue::Number(n) => n.to_string().into_bytes(),
-                LuaValue::Boolean(b) => b.to_string().into_bytes(),
+            let value = match v {
+                LuaValue::String(s) => HeaderValue::from_bytes(&s.as_bytes()),
+                LuaValue::Integer(i) => HeaderValue::from_str(&i.to_string()),
+                LuaValue::Number(n) => HeaderValue::from_str(&n.to_string()),
+                LuaValue::Boolean(b) => HeaderValue::from_str(if *b { "true" } else { "false" }),
                 _ => return Err(format!("invalid value of header {}", name.as_str())),
-            };
-            let value =
-                HeaderValue::from_bytes(&text).map_err(|_| format!("invalid value of header {}", name.as_str()))?;
+            }
+            .map_err(|_| format!("invalid value of header {}", name.as_str()))?;
             out.append(name.clone(), value);
             Ok(())
         };
@@ -426,7 +509,13 @@ fn build_response(
 /// The Rust API `lua/http_server.lua` builds on.
 pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
     let t = lua.create_table()?;
-    t.set("listen", lua.create_function(listen)?)?;
+    let pending = Rc::new(RefCell::new(Pending::default()));
+    let p = pending.clone();
+    t.set("listen", lua.create_function(move |lua, args| listen(lua, &p, args))?)?;
+    t.set(
+        "reply",
+        lua.create_function(move |lua, args| reply(lua, &pending, args))?,
+    )?;
     Ok(t)
 }
 
