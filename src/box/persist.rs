@@ -31,6 +31,8 @@ pub struct Persistence {
     pub checkpoint_count: usize,
     /// Transactions written but not yet acknowledged, by ticket.
     pending: BTreeMap<u64, Pending>,
+    /// The WAL's answers not yet awaited, in commit order (the collector's queue).
+    to_collect: std::collections::VecDeque<(u64, Ack)>,
     /// Tells the collector (see `collect`) that a commit is waiting for the WAL.
     pub notify: std::rc::Rc<tokio::sync::Notify>,
     next_ticket: u64,
@@ -67,6 +69,7 @@ impl Persistence {
             wal_dir,
             checkpoint_count: 2,
             pending: BTreeMap::new(),
+            to_collect: std::collections::VecDeque::new(),
             notify: std::rc::Rc::new(tokio::sync::Notify::new()),
             next_ticket: 1,
             last_error: None,
@@ -123,12 +126,12 @@ impl Persistence {
         self.pending.insert(
             ticket,
             Pending {
-                ack: Some(rx),
                 stmts,
                 result: None,
                 waiter: None,
             },
         );
+        self.to_collect.push_back((ticket, rx));
         self.notify.notify_one();
         Ok(Some(ticket))
     }
@@ -143,9 +146,7 @@ impl Persistence {
     /// The oldest commit whose WAL answer nobody awaits yet (the collector takes them in
     /// order: the WAL thread answers in order).
     pub fn next_to_collect(&mut self) -> Option<(u64, Ack)> {
-        self.pending
-            .iter_mut()
-            .find_map(|(ticket, p)| p.ack.take().map(|ack| (*ticket, ack)))
+        self.to_collect.pop_front()
     }
 
     /// The WAL answered for `ticket`; returns the fiber to wake, if one waits.
@@ -185,7 +186,6 @@ impl Persistence {
 
 /// A commit between its hand-over to the WAL and the waiting fiber learning the outcome.
 struct Pending {
-    ack: Option<Ack>,
     stmts: Vec<Stmt>,
     result: Option<WalResult>,
     waiter: Option<u64>,
