@@ -961,7 +961,9 @@ function box.schema.user.password(password)
     return internal.password_hash(password)
 end
 
-local function grant(kind, name, privileges, object_type, object_name, opts)
+-- What grant and revoke share: the grantee, the 2-argument role form, and the row of
+-- `_priv` (its key, the privilege bits asked for, and the row itself if any).
+local function priv_target(kind, name, privileges, object_type, object_name)
     local u = find_user(name, kind == 'role' and 'role' or nil)
     if u == nil then
         if kind == 'role' then raise(82, name) end
@@ -973,14 +975,19 @@ local function grant(kind, name, privileges, object_type, object_name, opts)
         object_name = privileges
         privileges = 'execute'
     end
+    local bits = internal.privilege_bits(privileges, object_type)
+    local key = {u[1], object_type, object_id(object_type, object_name)}
+    return key, bits, sys('_priv'):get(key), object_type, object_name
+end
+
+local function grant(kind, name, privileges, object_type, object_name, opts)
     if type(object_name) == 'table' and opts == nil and object_type == 'universe' then
         opts = object_name
         object_name = nil
     end
+    local key, bits, existing
+    key, bits, existing, object_type, object_name = priv_target(kind, name, privileges, object_type, object_name)
     opts = check_opts(opts, {if_not_exists = 'boolean', grantor = 'string'})
-    local bits = internal.privilege_bits(privileges, object_type)
-    local oid = object_id(object_type, object_name)
-    local existing = sys('_priv'):get{u[1], object_type, oid}
     local old = existing and existing[5] or 0
     if bit.band(old, bits) == bits then
         if opts.if_not_exists then return end
@@ -989,27 +996,16 @@ local function grant(kind, name, privileges, object_type, object_name, opts)
         if object_type ~= 'universe' then where = (" '%s'"):format(tostring(object_name or '')) end
         raise(89, name, internal.privilege_names(bits), object_type, where)
     end
-    sys('_priv'):replace{box.session.euid(), u[1], object_type, oid, bit.bor(old, bits)}
+    sys('_priv'):replace{box.session.euid(), key[1], key[2], key[3], bit.bor(old, bits)}
 end
 
 function box.schema.user.grant(...) return grant('user', ...) end
 function box.schema.role.grant(...) return grant('role', ...) end
 
 local function revoke(kind, name, privileges, object_type, object_name, opts)
-    local u = find_user(name, kind == 'role' and 'role' or nil)
-    if u == nil then
-        if kind == 'role' then raise(82, name) end
-        raise(45, name)
-    end
-    if object_type == nil then
-        object_type = 'role'
-        object_name = privileges
-        privileges = 'execute'
-    end
+    local key, bits, existing
+    key, bits, existing, object_type, object_name = priv_target(kind, name, privileges, object_type, object_name)
     opts = check_opts(opts, {if_exists = 'boolean'})
-    local bits = internal.privilege_bits(privileges, object_type)
-    local oid = object_id(object_type, object_name)
-    local existing = sys('_priv'):get{u[1], object_type, oid}
     if existing == nil or bit.band(existing[5], bits) == 0 then
         if opts.if_exists then return end
         if object_type == 'role' then raise(92, name, object_name) end
@@ -1017,9 +1013,9 @@ local function revoke(kind, name, privileges, object_type, object_name, opts)
     end
     local left = bit.band(existing[5], bit.bnot(bits))
     if left == 0 then
-        sys('_priv'):delete{u[1], object_type, oid}
+        sys('_priv'):delete(key)
     else
-        sys('_priv'):update({u[1], object_type, oid}, {{'=', 5, left}})
+        sys('_priv'):update(key, {{'=', 5, left}})
     end
 end
 
@@ -1222,18 +1218,23 @@ local function reconfigure(cfg, opts)
     for k, v in pairs(new) do rawset(cfg, k, v) end
 end
 
--- Tarantool's checkpoint daemon: a snapshot every checkpoint_interval seconds.
+-- Tarantool's checkpoint daemon: a snapshot every checkpoint_interval seconds. It wakes at
+-- least once a second, so that a new interval (box.cfg{checkpoint_interval = ...}) takes
+-- effect without waiting out the old one.
 local function start_checkpoint_daemon()
     fiber.create(function()
         fiber.self():name('checkpoint_daemon')
+        local last = fiber.clock()
         while true do
             local interval = box.cfg.checkpoint_interval
-            if type(interval) ~= 'number' or interval <= 0 then
-                fiber.sleep(1)
-            else
-                fiber.sleep(interval)
+            local enabled = type(interval) == 'number' and interval > 0
+            local now = fiber.clock()
+            if enabled and now - last >= interval then
+                last = now
                 local ok, e = pcall(box.snapshot)
                 if not ok then log.error('checkpoint failed: %s', tostring(e)) end
+            else
+                fiber.sleep(enabled and math.min(1, last + interval - now) or 1)
             end
         end
     end)

@@ -122,3 +122,24 @@ fn commits_racing_a_snapshot_are_recovered_once() {
     assert_eq!(String::from_utf8_lossy(&again.stdout).trim(), "1000", "{again:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The checkpoint daemon snapshots every `checkpoint_interval` seconds, and box.stat's rps
+/// counts the requests of the last seconds.
+#[test]
+fn checkpoint_interval_snapshots_and_stat_counts_rps() {
+    let dir = temp_dir("checkpoint");
+    let out = node(
+        &dir,
+        "local fio = require('fio') local fiber = require('fiber') \
+         box.cfg{log_level = 1, checkpoint_count = 2} \
+         local s = box.schema.space.create('t') s:create_index('pk') \
+         local before = fio.glob('*.snap') table.sort(before) \
+         box.cfg{checkpoint_interval = 0.2} \
+         for i = 1, 1000 do s:replace{i} end \
+         fiber.sleep(1.5) \
+         local after = fio.glob('*.snap') table.sort(after) \
+         print(before[#before] ~= after[#after], #after, box.stat().REPLACE.rps > 0) os.exit()",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "true\t2\ttrue", "{out:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -656,9 +656,7 @@ pub fn parse_body(body: &[u8]) -> Result<BodyFields<'_>, ClientError> {
 
 /// The tuple with exactly this key in a unique index.
 pub fn find_exact(space: &Space, index_id: u32, key: &[u8]) -> Result<Option<Tuple>, ClientError> {
-    let (def, index) = space
-        .index(index_id)
-        .ok_or_else(|| client_error!(ER_NO_SUCH_INDEX_ID, index_id, space.name()))?;
+    let (def, index) = space.find_index(index_id)?;
     if !def.unique {
         return Err(client_error!(ER_MORE_THAN_ONE_TUPLE));
     }

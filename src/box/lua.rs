@@ -236,26 +236,22 @@ struct LuaIterator {
 
 impl LuaUserData for LuaIterator {}
 
-#[allow(clippy::too_many_arguments)] // the fields of a select request
+/// The tuples a select returns, and the space they come from (a view's base space).
 fn select_impl(
     rt: &BoxRuntime,
     view_id: u32,
-    space_id: u32,
     index_id: u32,
     it: IterType,
     offset: u64,
     limit: u64,
     key: &[u8],
-) -> Result<Vec<Tuple>, ClientError> {
-    let space = space_ref(rt, space_id)?;
-    let (def, index) = space
-        .index(index_id)
-        .ok_or_else(|| client_error!(ER_NO_SUCH_INDEX_ID, index_id, space.name()))?;
+) -> Result<(u32, Vec<Tuple>), ClientError> {
+    let (space_id, space, (def, index)) = read_target(rt, view_id, index_id)?;
     let parts = index.key_def.validate_key(key, false)?;
     index.check_iterator(it, parts.len(), &def.name, space.name())?;
     let mut st = match index.start(it, &parts) {
         Some(st) => st,
-        None => return Ok(Vec::new()),
+        None => return Ok((space_id, Vec::new())),
     };
     let mut out = Vec::new();
     let mut skipped = 0;
@@ -270,7 +266,7 @@ fn select_impl(
         }
         out.push(t);
     }
-    Ok(out)
+    Ok((space_id, out))
 }
 
 /// Views (`_vspace`...) show a non-admin only the objects it has some access to.
@@ -317,6 +313,19 @@ fn check_read(rt: &BoxRuntime, space_id: u32) -> Result<(), ClientError> {
         .schema
         .access
         .check_space(rt.euid, space_id, space.name(), space.def.owner, access::PRIV_READ)
+}
+
+/// The one way into a space for reads (Tarantool's `check_index`): read access, then a
+/// view's base space, then the index.
+fn read_target(
+    rt: &BoxRuntime,
+    space_id: u32,
+    index_id: u32,
+) -> Result<(u32, &Space, &(super::space::IndexDef, super::index::Index)), ClientError> {
+    check_read(rt, space_id)?;
+    let sid = base_space(rt, space_id);
+    let space = space_ref(rt, sid)?;
+    Ok((sid, space, space.find_index(index_id)?))
 }
 
 /// Reads from a view go to the space it shows.
@@ -559,9 +568,7 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
         lua.create_function(|lua, (space_id, index_id, key): (u32, u32, LuaValue)| {
             let key = key_bytes(lua, &key)?;
             let (sid, t) = with_box(|rt| {
-                check_read(rt, space_id)?;
-                let sid = base_space(rt, space_id);
-                let space = space_ref(rt, sid)?;
+                let (sid, space, _) = read_target(rt, space_id, index_id)?;
                 let t = super::db::find_exact(space, index_id, &key)?.filter(|t| visible(rt, space_id, t));
                 rt.db.stats.select += 1;
                 Ok((sid, t))
@@ -577,14 +584,9 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
                 let key = key_bytes(lua, &key)?;
                 let (sid, tuples) = with_box(|rt| {
                     let it = iter_type(it)?;
-                    let sid = base_space(rt, space_id);
                     rt.db.stats.select += 1;
                     let limit = if limit < 0.0 { 0 } else { limit as u64 };
-                    check_read(rt, space_id)?;
-                    Ok((
-                        sid,
-                        select_impl(rt, space_id, sid, index_id, it, offset.max(0.0) as u64, limit, &key)?,
-                    ))
+                    select_impl(rt, space_id, index_id, it, offset.max(0.0) as u64, limit, &key)
                 })?;
                 let format = RUNTIME.with(|r| r.borrow_mut().as_mut().and_then(|rt| rt.format_of(sid)));
                 let out = lua.create_table_with_capacity(tuples.len(), 0)?;
@@ -601,16 +603,8 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
             |lua, (space_id, index_id, it, key): (u32, u32, Option<i64>, LuaValue)| {
                 let key = key_bytes(lua, &key)?;
                 let st = with_box(|rt| {
-                    let it = match it {
-                        None => IterType::Eq,
-                        Some(c) => iter_type(Some(c))?,
-                    };
-                    check_read(rt, space_id)?;
-                    let sid = base_space(rt, space_id);
-                    let space = space_ref(rt, sid)?;
-                    let (def, index) = space
-                        .index(index_id)
-                        .ok_or_else(|| client_error!(ER_NO_SUCH_INDEX_ID, index_id, space.name()))?;
+                    let it = iter_type(it)?;
+                    let (sid, space, (def, index)) = read_target(rt, space_id, index_id)?;
                     let parts = index.key_def.validate_key(&key, false)?;
                     index.check_iterator(it, parts.len(), &def.name, space.name())?;
                     let it = if parts.is_empty() && it == IterType::Eq {
@@ -666,15 +660,8 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
             |lua, (space_id, index_id, it, key): (u32, u32, Option<i64>, LuaValue)| {
                 let key = key_bytes(lua, &key)?;
                 with_box(|rt| {
-                    let it = match it {
-                        None => IterType::Eq,
-                        Some(c) => iter_type(Some(c))?,
-                    };
-                    let sid = base_space(rt, space_id);
-                    let space = space_ref(rt, sid)?;
-                    let (_, index) = space
-                        .index(index_id)
-                        .ok_or_else(|| client_error!(ER_NO_SUCH_INDEX_ID, index_id, space.name()))?;
+                    let it = iter_type(it)?;
+                    let (_, _, (_, index)) = read_target(rt, space_id, index_id)?;
                     let parts = index.key_def.validate_key(&key, false)?;
                     if parts.is_empty() && matches!(it, IterType::Eq | IterType::All | IterType::Ge | IterType::Le) {
                         return Ok(index.len() as u64);
@@ -695,11 +682,7 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
         "len",
         lua.create_function(|_, (space_id, index_id): (u32, u32)| {
             with_box(|rt| {
-                let sid = base_space(rt, space_id);
-                let space = space_ref(rt, sid)?;
-                let (_, index) = space
-                    .index(index_id)
-                    .ok_or_else(|| client_error!(ER_NO_SUCH_INDEX_ID, index_id, space.name()))?;
+                let (_, _, (_, index)) = read_target(rt, space_id, index_id)?;
                 Ok(index.len() as u64)
             })
         })?,
@@ -708,10 +691,7 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
         "bsize",
         lua.create_function(|_, (space_id, index_id): (u32, u32)| {
             with_box(|rt| {
-                let space = space_ref(rt, space_id)?;
-                let (_, index) = space
-                    .index(index_id)
-                    .ok_or_else(|| client_error!(ER_NO_SUCH_INDEX_ID, index_id, space.name()))?;
+                let (_, _, (_, index)) = read_target(rt, space_id, index_id)?;
                 Ok(index.bsize() as u64)
             })
         })?,
@@ -726,11 +706,7 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
             lua.create_function(move |lua, (space_id, index_id, key): (u32, u32, LuaValue)| {
                 let key = key_bytes(lua, &key)?;
                 let (sid, t) = with_box(|rt| {
-                    let sid = base_space(rt, space_id);
-                    let space = space_ref(rt, sid)?;
-                    let (def, index) = space
-                        .index(index_id)
-                        .ok_or_else(|| client_error!(ER_NO_SUCH_INDEX_ID, index_id, space.name()))?;
+                    let (sid, space, (def, index)) = read_target(rt, space_id, index_id)?;
                     let parts = index.key_def.validate_key(&key, false)?;
                     if index.index_type == super::index::IndexType::Hash {
                         return Err(client_error!(
@@ -752,11 +728,7 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
         "random",
         lua.create_function(|lua, (space_id, index_id, rnd): (u32, u32, f64)| {
             let (sid, t) = with_box(|rt| {
-                let sid = base_space(rt, space_id);
-                let space = space_ref(rt, sid)?;
-                let (_, index) = space
-                    .index(index_id)
-                    .ok_or_else(|| client_error!(ER_NO_SUCH_INDEX_ID, index_id, space.name()))?;
+                let (sid, _, (_, index)) = read_target(rt, space_id, index_id)?;
                 Ok((sid, index.random(rnd.max(0.0) as u64)))
             })?;
             push(lua, sid, t)

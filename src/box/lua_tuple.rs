@@ -327,7 +327,7 @@ fn slow_table(
     }
     // Tarantool writes keys in its hash order, which differs between processes here; a
     // fixed order keeps stored tuples reproducible.
-    sort_keys(&mut pairs);
+    serialize::sort_keys(&mut pairs);
     mp::write_map_header(out, pairs.len() as u32);
     for (k, val) in &pairs {
         slow_value(lua, sh, k, out, depth, ratio)?;
@@ -373,33 +373,6 @@ fn array_len(pairs: &[(LuaValue, LuaValue)], ratio: u32) -> Option<usize> {
         return None;
     }
     Some(max as usize)
-}
-
-/// Numbers, then strings, then booleans, then the rest (as the serializers order keys).
-fn sort_keys(pairs: &mut [(LuaValue, LuaValue)]) {
-    fn rank(v: &LuaValue) -> u8 {
-        match v {
-            LuaValue::Integer(_) | LuaValue::Number(_) => 0,
-            LuaValue::String(_) => 1,
-            LuaValue::Boolean(_) => 2,
-            _ => 3,
-        }
-    }
-    fn num(v: &LuaValue) -> f64 {
-        match v {
-            LuaValue::Integer(i) => *i as f64,
-            LuaValue::Number(n) => *n,
-            _ => 0.0,
-        }
-    }
-    pairs.sort_by(|(a, _), (b, _)| {
-        rank(a).cmp(&rank(b)).then_with(|| match (a, b) {
-            (LuaValue::String(x), LuaValue::String(y)) => x.as_bytes().cmp(&y.as_bytes()),
-            (LuaValue::Boolean(x), LuaValue::Boolean(y)) => x.cmp(y),
-            _ if rank(a) == 0 => num(a).partial_cmp(&num(b)).unwrap_or(std::cmp::Ordering::Equal),
-            _ => std::cmp::Ordering::Equal,
-        })
-    });
 }
 
 /// The shared serializer, for `__serialize` and for the errors Tarantool gives about

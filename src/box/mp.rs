@@ -191,7 +191,12 @@ pub fn write_int(out: &mut Vec<u8>, v: i64) {
 }
 
 pub fn write_str(out: &mut Vec<u8>, s: &[u8]) {
-    let n = s.len();
+    write_str_header(out, s.len());
+    out.extend_from_slice(s);
+}
+
+/// The header of a string of `n` bytes (for strings written in pieces).
+pub fn write_str_header(out: &mut Vec<u8>, n: usize) {
     if n < 32 {
         out.push(0xa0 | n as u8);
     } else if n <= u8::MAX as usize {
@@ -203,7 +208,6 @@ pub fn write_str(out: &mut Vec<u8>, s: &[u8]) {
         out.push(0xdb);
         out.extend_from_slice(&(n as u32).to_be_bytes());
     }
-    out.extend_from_slice(s);
 }
 
 pub fn write_bool(out: &mut Vec<u8>, v: bool) {

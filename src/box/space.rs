@@ -277,6 +277,12 @@ impl Space {
         self.indexes.get(id as usize).and_then(|i| i.as_ref())
     }
 
+    /// The index `id`, or Tarantool's `No index #N is defined in space '...'`.
+    pub fn find_index(&self, id: u32) -> Result<&(IndexDef, Index), ClientError> {
+        self.index(id)
+            .ok_or_else(|| client_error!(ER_NO_SUCH_INDEX_ID, id, self.name()))
+    }
+
     pub fn index_by_name(&self, name: &str) -> Option<&(IndexDef, Index)> {
         self.indexes.iter().flatten().find(|(d, _)| d.name == name)
     }

@@ -261,68 +261,13 @@ const MP_DECIMAL: i8 = 1;
 
 // {{{ MessagePack writing (the shortest encodings, as msgpuck writes them)
 
-fn write_array_len(out: &mut Vec<u8>, n: u32) {
-    if n <= 15 {
-        out.push(0x90 | n as u8);
-    } else if n <= 0xffff {
-        out.push(0xdc);
-        out.extend_from_slice(&(n as u16).to_be_bytes());
-    } else {
-        out.push(0xdd);
-        out.extend_from_slice(&n.to_be_bytes());
-    }
-}
+// The crate's encoders (box::mp); strings come in pieces here (splice).
+use super::mp::{write_array_header as write_array_len, write_int as write_neg_int, write_uint};
 
 fn write_str(out: &mut Vec<u8>, parts: &[&[u8]]) {
-    let n: usize = parts.iter().map(|p| p.len()).sum();
-    if n <= 31 {
-        out.push(0xa0 | n as u8);
-    } else if n <= 0xff {
-        out.extend_from_slice(&[0xd9, n as u8]);
-    } else if n <= 0xffff {
-        out.push(0xda);
-        out.extend_from_slice(&(n as u16).to_be_bytes());
-    } else {
-        out.push(0xdb);
-        out.extend_from_slice(&(n as u32).to_be_bytes());
-    }
+    super::mp::write_str_header(out, parts.iter().map(|p| p.len()).sum());
     for p in parts {
         out.extend_from_slice(p);
-    }
-}
-
-fn write_uint(out: &mut Vec<u8>, v: u64) {
-    if v <= 0x7f {
-        out.push(v as u8);
-    } else if v <= 0xff {
-        out.extend_from_slice(&[0xcc, v as u8]);
-    } else if v <= 0xffff {
-        out.push(0xcd);
-        out.extend_from_slice(&(v as u16).to_be_bytes());
-    } else if v <= 0xffff_ffff {
-        out.push(0xce);
-        out.extend_from_slice(&(v as u32).to_be_bytes());
-    } else {
-        out.push(0xcf);
-        out.extend_from_slice(&v.to_be_bytes());
-    }
-}
-
-/// A negative integer.
-fn write_neg_int(out: &mut Vec<u8>, v: i64) {
-    if v >= -32 {
-        out.push(v as i8 as u8);
-    } else if v >= i8::MIN as i64 {
-        out.extend_from_slice(&[0xd0, v as i8 as u8]);
-    } else if v >= i16::MIN as i64 {
-        out.push(0xd1);
-        out.extend_from_slice(&(v as i16).to_be_bytes());
-    } else if v >= i32::MIN as i64 {
-        out.push(0xd2);
-        out.extend_from_slice(&(v as i32).to_be_bytes());
-    } else {
-        out.push(0xd3);
-        out.extend_from_slice(&v.to_be_bytes());
     }
 }
 

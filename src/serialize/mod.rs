@@ -492,7 +492,7 @@ fn without_traceback(e: LuaError) -> LuaError {
 
 /// Map keys in a fixed order: Tarantool follows its hash table layout, which our LuaJIT
 /// randomises per process, so we sort instead (numbers, then strings, then the rest).
-fn sort_keys(pairs: &mut [(LuaValue, LuaValue)]) {
+pub fn sort_keys(pairs: &mut [(LuaValue, LuaValue)]) {
     fn rank(v: &LuaValue) -> u8 {
         match v {
             LuaValue::Integer(_) | LuaValue::Number(_) => 0,

@@ -61,7 +61,7 @@ test:test('roles', function(t)
 end)
 
 test:test('access checks', function(t)
-    t:plan(4)
+    t:plan(5)
     local s = box.schema.space.create('secret')
     s:create_index('pk')
     s:insert{1}
@@ -70,6 +70,12 @@ test:test('access checks', function(t)
         "Read access to space 'secret' is denied for user 'bob'", 'read denied')
     t:is(err(box.session.su, 'bob', function() return s:insert{2} end),
         "Write access to space 'secret' is denied for user 'bob'", 'write denied')
+    local denied = 0
+    for _, m in ipairs({'count', 'len', 'min', 'max', 'random', 'bsize'}) do
+        local e = err(box.session.su, 'bob', function() return s.index.pk[m](s.index.pk) end)
+        if e == "Read access to space 'secret' is denied for user 'bob'" then denied = denied + 1 end
+    end
+    t:is(denied, 6, 'count, len, min, max, random and bsize need read access too')
     box.schema.user.grant('bob', 'read', 'space', 'secret')
     t:is(box.session.su('bob', function() return #s:select{} end), 1, 'read granted')
     t:is(box.session.su('bob', box.session.effective_user), 'bob', 'su changes the effective user for the call')

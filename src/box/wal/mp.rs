@@ -217,67 +217,12 @@ impl<'a> Cursor<'a> {
     }
 }
 
-pub fn put_uint(out: &mut Vec<u8>, v: u64) {
-    if v < 0x80 {
-        out.push(v as u8);
-    } else if v <= 0xff {
-        out.extend_from_slice(&[0xcc, v as u8]);
-    } else if v <= 0xffff {
-        out.push(0xcd);
-        out.extend_from_slice(&(v as u16).to_be_bytes());
-    } else if v <= 0xffff_ffff {
-        out.push(0xce);
-        out.extend_from_slice(&(v as u32).to_be_bytes());
-    } else {
-        out.push(0xcf);
-        out.extend_from_slice(&v.to_be_bytes());
-    }
-}
-
-pub fn put_f64(out: &mut Vec<u8>, v: f64) {
-    out.push(0xcb);
-    out.extend_from_slice(&v.to_bits().to_be_bytes());
-}
-
-pub fn put_map_len(out: &mut Vec<u8>, n: u32) {
-    if n < 16 {
-        out.push(0x80 | n as u8);
-    } else if n <= 0xffff {
-        out.push(0xde);
-        out.extend_from_slice(&(n as u16).to_be_bytes());
-    } else {
-        out.push(0xdf);
-        out.extend_from_slice(&n.to_be_bytes());
-    }
-}
-
-pub fn put_array_len(out: &mut Vec<u8>, n: u32) {
-    if n < 16 {
-        out.push(0x90 | n as u8);
-    } else if n <= 0xffff {
-        out.push(0xdc);
-        out.extend_from_slice(&(n as u16).to_be_bytes());
-    } else {
-        out.push(0xdd);
-        out.extend_from_slice(&n.to_be_bytes());
-    }
-}
-
-pub fn put_str(out: &mut Vec<u8>, s: &[u8]) {
-    let n = s.len();
-    if n < 32 {
-        out.push(0xa0 | n as u8);
-    } else if n <= 0xff {
-        out.extend_from_slice(&[0xd9, n as u8]);
-    } else if n <= 0xffff {
-        out.push(0xda);
-        out.extend_from_slice(&(n as u16).to_be_bytes());
-    } else {
-        out.push(0xdb);
-        out.extend_from_slice(&(n as u32).to_be_bytes());
-    }
-    out.extend_from_slice(s);
-}
+// The writers are box's own (one MessagePack encoder in the crate), under the names the
+// WAL code uses.
+pub use crate::box_::mp::{
+    write_array_header as put_array_len, write_f64 as put_f64, write_map_header as put_map_len, write_str as put_str,
+    write_uint as put_uint,
+};
 
 #[cfg(test)]
 mod tests {
