@@ -421,6 +421,7 @@ local function space_trigger(space, kind, new, old)
     local r = trigger_api(list, new, old, kind)
     trig[kind] = #list > 0 and list or nil
     space_triggers[space.id] = next(trig) ~= nil and trig or nil
+    internal.set_space_triggers(space.id, space_triggers[space.id] ~= nil)
     return r
 end
 
@@ -1082,10 +1083,21 @@ function box.session.id() return internal.session_id() end
 function box.session.user() return internal.user_name(internal.session_uid()) end
 function box.session.effective_user() return internal.user_name(internal.session_euid()) end
 function box.session.type() return internal.session_type() end
-function box.session.exists(id) return id == internal.session_id() end
-function box.session.peer() return nil end
-function box.session.sync() return nil end
-box.session.storage = {}
+function box.session.exists(id) return internal.session_exists(id) end
+function box.session.peer() return internal.session_peer() end
+function box.session.sync() return internal.session_sync() end
+function box.session.push(data, sync) return internal.session_push(data, sync) end
+-- Each session its own storage table, dropped with the session (the local one is 1).
+local session_storage = {}
+box.session.internal_storage = session_storage
+setmetatable(box.session, {__index = function(_, k)
+    if k == 'storage' then
+        local id = internal.session_id()
+        local t = session_storage[id]
+        if t == nil then t = {} session_storage[id] = t end
+        return t
+    end
+end})
 
 local function su_tail(prev, ok, ...)
     internal.set_euid(prev)
@@ -1212,6 +1224,10 @@ local function reconfigure(cfg, opts)
     local new, changed = checked(opts, cfg)
     local values = {}
     for _, k in ipairs(changed) do values[k] = new[k] end
+    -- A failed bind raises before anything changes; the old port keeps serving.
+    for _, k in ipairs(changed) do
+        if k == 'listen' then internal.listen(new.listen) end
+    end
     apply_log(values)
     apply_dynamic(values)
     for k in pairs(cfg) do rawset(cfg, k, nil) end
@@ -1252,6 +1268,13 @@ local function configure(opts)
     internal.start(effective)
     started = true
     refresh_schema()
+    if effective.listen ~= nil then
+        local ok, e = pcall(internal.listen, effective.listen)
+        if not ok then
+            log.error("can't initialize storage: %s", tostring(e))
+            os.exit(1)
+        end
+    end
     local cfg_table = {}
     for k, v in pairs(effective) do cfg_table[k] = v end
     box.cfg = setmetatable(cfg_table, {

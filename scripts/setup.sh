@@ -17,3 +17,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 if ! cargo clippy --version >/dev/null 2>&1; then rustup component add clippy; fi
 if ! cargo fmt --version >/dev/null 2>&1; then rustup component add rustfmt; fi
+# The Python `tarantool` connector from PyPI, for tests/iproto_clients.rs, in a virtualenv
+# beside the sources.
+venv="$(cd "$(dirname "$0")/.." && pwd)/.test-venv"
+if ! "$venv/bin/python" -c 'import tarantool' >/dev/null 2>&1; then
+    python3 -m venv "$venv" || { apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv "$venv"; }
+    "$venv/bin/pip" install -q 'tarantool==1.3.0'
+fi

@@ -18,8 +18,9 @@ use super::error::{format_template, Arg, ClientError};
 use super::field_type::FieldType;
 use super::index::{split_key, IterState, IterType};
 use super::lua_tuple::{self, TupleFormat};
-use super::persist::Persistence;
+use super::persist::{Persistence, Waiter};
 use super::schema::{self, Schema};
+use super::session;
 use super::space::Space;
 use super::tuple::Tuple;
 use crate::client_error;
@@ -40,6 +41,8 @@ pub struct BoxRuntime {
     pub stat_samples: std::collections::VecDeque<super::db::Stats>,
     /// `memtx_memory`, for box.slab.info's quota.
     pub memtx_memory: f64,
+    /// Spaces with Lua triggers: IPROTO writes to them go through box's Lua API.
+    pub spaces_with_triggers: std::collections::HashSet<u32>,
 }
 
 thread_local! {
@@ -93,8 +96,10 @@ pub async fn collect_wal_answers(notify: Rc<tokio::sync::Notify>) {
                             .and_then(|p| p.collected(ticket, result))
                     })
                 });
-                if let Some(fid) = waiter {
-                    fiber::wakeup_by_id(fid);
+                match waiter {
+                    Some(Waiter::Fiber(fid)) => fiber::wakeup_by_id(fid),
+                    Some(Waiter::Task(waker)) => waker.wake(),
+                    None => {}
                 }
             }
             None => notify.notified().await,
@@ -135,7 +140,14 @@ impl BoxRuntime {
             schema_version_seen: 0,
             stat_samples: std::collections::VecDeque::new(),
             memtx_memory: 268435456.0,
+            spaces_with_triggers: std::collections::HashSet::new(),
         }
+    }
+
+    /// The user access checks are made for: the request's session user when the running
+    /// fiber serves a connection, else the local session's.
+    pub fn effective_uid(&self) -> u32 {
+        super::session::euid(fiber::current_id()).unwrap_or(self.euid)
     }
 
     pub fn format_of(&mut self, space_id: u32) -> Option<Rc<TupleFormat>> {
@@ -153,8 +165,34 @@ impl BoxRuntime {
     }
 }
 
+/// Runs `f` on the box state outside Lua (the IPROTO server); None before `box.cfg{}` or
+/// while the state is in use.
+pub fn with_runtime<R>(f: impl FnOnce(&mut BoxRuntime) -> R) -> Option<R> {
+    RUNTIME.with(|r| {
+        let mut r = r.try_borrow_mut().ok()?;
+        r.as_mut().map(f)
+    })
+}
+
+/// Resolves when the WAL has written the commit `ticket` (Err: it failed and was rolled
+/// back), for Rust tasks: fibers park at Lua level instead.
+pub async fn wal_written(ticket: u64) -> Result<(), ClientError> {
+    std::future::poll_fn(|cx| {
+        let outcome = with_runtime(|rt| match rt.persist.as_mut() {
+            Some(p) => p.poll_done(&mut rt.db, ticket, Waiter::Task(cx.waker().clone())),
+            None => Ok(true),
+        });
+        match outcome {
+            Some(Ok(false)) => std::task::Poll::Pending,
+            Some(Ok(true)) | None => std::task::Poll::Ready(Ok(())),
+            Some(Err(e)) => std::task::Poll::Ready(Err(e)),
+        }
+    })
+    .await
+}
+
 /// Commits an autocommit statement; the ticket (if any) is what `wal_wait` waits on.
-fn commit_stmts(rt: &mut BoxRuntime, stmts: Vec<Stmt>) -> Result<Option<u64>, ClientError> {
+pub fn commit_stmts(rt: &mut BoxRuntime, stmts: Vec<Stmt>) -> Result<Option<u64>, ClientError> {
     match rt.persist.as_mut() {
         Some(p) => p.commit(&mut rt.db, stmts),
         None => Ok(None),
@@ -162,7 +200,7 @@ fn commit_stmts(rt: &mut BoxRuntime, stmts: Vec<Stmt>) -> Result<Option<u64>, Cl
 }
 
 /// After a change to a system space, box.space must be rebuilt (outside every borrow).
-fn after_write(lua: &Lua) -> LuaResult<()> {
+pub fn after_write(lua: &Lua) -> LuaResult<()> {
     let changed = RUNTIME.with(|r| {
         let mut r = r.borrow_mut();
         let Some(rt) = r.as_mut() else { return false };
@@ -189,7 +227,7 @@ fn write(lua: &Lua, req: Request<'_>) -> LuaResult<(LuaValue, Option<i64>)> {
     let fid = fid(lua);
     let (tuple, ticket, space_id, in_txn) = with_box(|rt| {
         let space_id = req.space_id();
-        let (shown, stmt) = rt.db.execute(fid, rt.euid, req, true)?;
+        let (shown, stmt) = rt.db.execute(fid, rt.effective_uid(), req, true)?;
         let in_txn = rt.db.in_txn(fid);
         let ticket = match stmt {
             Some(stmt) => commit_stmts(rt, vec![stmt])?,
@@ -236,43 +274,45 @@ struct LuaIterator {
 
 impl LuaUserData for LuaIterator {}
 
-/// The tuples a select returns, and the space they come from (a view's base space).
-fn select_impl(
-    rt: &BoxRuntime,
-    view_id: u32,
-    index_id: u32,
-    it: IterType,
-    offset: u64,
-    limit: u64,
-    key: &[u8],
-) -> Result<(u32, Vec<Tuple>), ClientError> {
-    let (space_id, space, (def, index)) = read_target(rt, view_id, index_id)?;
-    let parts = index.key_def.validate_key(key, false)?;
-    index.check_iterator(it, parts.len(), &def.name, space.name())?;
-    let mut st = match index.start(it, &parts) {
-        Some(st) => st,
-        None => return Ok((space_id, Vec::new())),
+/// A select: which index, how to iterate, which page of the result.
+pub struct Select<'a> {
+    /// The space or view asked for.
+    pub space_id: u32,
+    pub index_id: u32,
+    pub iterator: IterType,
+    pub offset: u64,
+    pub limit: u64,
+    pub key: &'a [u8],
+}
+
+/// Passes each tuple of the select to `each`; returns the space they come from (a view's
+/// base space).
+pub fn select_each(rt: &BoxRuntime, uid: u32, q: &Select, mut each: impl FnMut(&Tuple)) -> Result<u32, ClientError> {
+    let (space_id, space, (def, index)) = read_target(rt, uid, q.space_id, q.index_id)?;
+    let parts = index.key_def.validate_key(q.key, false)?;
+    index.check_iterator(q.iterator, parts.len(), &def.name, space.name())?;
+    let Some(mut st) = index.start(q.iterator, &parts) else {
+        return Ok(space_id);
     };
-    let mut out = Vec::new();
-    let mut skipped = 0;
-    while (out.len() as u64) < limit {
+    let (mut taken, mut skipped) = (0, 0);
+    while taken < q.limit {
         let Some(t) = index.next(&mut st, &parts) else { break };
-        if skipped < offset {
+        if skipped < q.offset {
             skipped += 1;
             continue;
         }
-        if !visible(rt, view_id, &t) {
+        if !visible(rt, uid, q.space_id, &t) {
             continue;
         }
-        out.push(t);
+        each(&t);
+        taken += 1;
     }
-    Ok((space_id, out))
+    Ok(space_id)
 }
 
 /// Views (`_vspace`...) show a non-admin only the objects it has some access to.
-fn visible(rt: &BoxRuntime, view_id: u32, t: &Tuple) -> bool {
+fn visible(rt: &BoxRuntime, uid: u32, view_id: u32, t: &Tuple) -> bool {
     use access::ObjectType;
-    let uid = rt.euid;
     if uid == schema::ADMIN || view_id == base_space(rt, view_id) {
         return true;
     }
@@ -304,25 +344,26 @@ fn visible(rt: &BoxRuntime, view_id: u32, t: &Tuple) -> bool {
 }
 
 /// A read needs read access to the space (views: to the view itself).
-fn check_read(rt: &BoxRuntime, space_id: u32) -> Result<(), ClientError> {
-    if rt.euid == schema::ADMIN {
+fn check_read(rt: &BoxRuntime, uid: u32, space_id: u32) -> Result<(), ClientError> {
+    if uid == schema::ADMIN {
         return Ok(());
     }
     let space = rt.db.space(space_id)?;
     rt.db
         .schema
         .access
-        .check_space(rt.euid, space_id, space.name(), space.def.owner, access::PRIV_READ)
+        .check_space(uid, space_id, space.name(), space.def.owner, access::PRIV_READ)
 }
 
 /// The one way into a space for reads (Tarantool's `check_index`): read access, then a
 /// view's base space, then the index.
 fn read_target(
     rt: &BoxRuntime,
+    uid: u32,
     space_id: u32,
     index_id: u32,
 ) -> Result<(u32, &Space, &(super::space::IndexDef, super::index::Index)), ClientError> {
-    check_read(rt, space_id)?;
+    check_read(rt, uid, space_id)?;
     let sid = base_space(rt, space_id);
     let space = space_ref(rt, sid)?;
     Ok((sid, space, space.find_index(index_id)?))
@@ -517,9 +558,10 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
                 if rt.db.read_only && !space.def.temporary {
                     return Err(client_error!(ER_READONLY));
                 }
-                if rt.euid != schema::ADMIN {
+                let uid = rt.effective_uid();
+                if uid != schema::ADMIN {
                     rt.db.schema.access.check_space(
-                        rt.euid,
+                        uid,
                         space_id,
                         space.name(),
                         space.def.owner,
@@ -568,8 +610,9 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
         lua.create_function(|lua, (space_id, index_id, key): (u32, u32, LuaValue)| {
             let key = key_bytes(lua, &key)?;
             let (sid, t) = with_box(|rt| {
-                let (sid, space, _) = read_target(rt, space_id, index_id)?;
-                let t = super::db::find_exact(space, index_id, &key)?.filter(|t| visible(rt, space_id, t));
+                let (sid, space, _) = read_target(rt, rt.effective_uid(), space_id, index_id)?;
+                let t = super::db::find_exact(space, index_id, &key)?
+                    .filter(|t| visible(rt, rt.effective_uid(), space_id, t));
                 rt.db.stats.select += 1;
                 Ok((sid, t))
             })?;
@@ -583,10 +626,18 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
             |lua, (space_id, index_id, it, offset, limit, key): (u32, u32, Option<i64>, f64, f64, LuaValue)| {
                 let key = key_bytes(lua, &key)?;
                 let (sid, tuples) = with_box(|rt| {
-                    let it = iter_type(it)?;
+                    let q = Select {
+                        space_id,
+                        index_id,
+                        iterator: iter_type(it)?,
+                        offset: offset.max(0.0) as u64,
+                        limit: if limit < 0.0 { 0 } else { limit as u64 },
+                        key: &key,
+                    };
                     rt.db.stats.select += 1;
-                    let limit = if limit < 0.0 { 0 } else { limit as u64 };
-                    select_impl(rt, space_id, index_id, it, offset.max(0.0) as u64, limit, &key)
+                    let mut tuples = Vec::new();
+                    let sid = select_each(rt, rt.effective_uid(), &q, |t| tuples.push(t.clone()))?;
+                    Ok((sid, tuples))
                 })?;
                 let format = RUNTIME.with(|r| r.borrow_mut().as_mut().and_then(|rt| rt.format_of(sid)));
                 let out = lua.create_table_with_capacity(tuples.len(), 0)?;
@@ -604,7 +655,7 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
                 let key = key_bytes(lua, &key)?;
                 let st = with_box(|rt| {
                     let it = iter_type(it)?;
-                    let (sid, space, (def, index)) = read_target(rt, space_id, index_id)?;
+                    let (sid, space, (def, index)) = read_target(rt, rt.effective_uid(), space_id, index_id)?;
                     let parts = index.key_def.validate_key(&key, false)?;
                     index.check_iterator(it, parts.len(), &def.name, space.name())?;
                     let it = if parts.is_empty() && it == IterType::Eq {
@@ -661,7 +712,7 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
                 let key = key_bytes(lua, &key)?;
                 with_box(|rt| {
                     let it = iter_type(it)?;
-                    let (_, _, (_, index)) = read_target(rt, space_id, index_id)?;
+                    let (_, _, (_, index)) = read_target(rt, rt.effective_uid(), space_id, index_id)?;
                     let parts = index.key_def.validate_key(&key, false)?;
                     if parts.is_empty() && matches!(it, IterType::Eq | IterType::All | IterType::Ge | IterType::Le) {
                         return Ok(index.len() as u64);
@@ -682,7 +733,7 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
         "len",
         lua.create_function(|_, (space_id, index_id): (u32, u32)| {
             with_box(|rt| {
-                let (_, _, (_, index)) = read_target(rt, space_id, index_id)?;
+                let (_, _, (_, index)) = read_target(rt, rt.effective_uid(), space_id, index_id)?;
                 Ok(index.len() as u64)
             })
         })?,
@@ -691,7 +742,7 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
         "bsize",
         lua.create_function(|_, (space_id, index_id): (u32, u32)| {
             with_box(|rt| {
-                let (_, _, (_, index)) = read_target(rt, space_id, index_id)?;
+                let (_, _, (_, index)) = read_target(rt, rt.effective_uid(), space_id, index_id)?;
                 Ok(index.bsize() as u64)
             })
         })?,
@@ -706,7 +757,7 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
             lua.create_function(move |lua, (space_id, index_id, key): (u32, u32, LuaValue)| {
                 let key = key_bytes(lua, &key)?;
                 let (sid, t) = with_box(|rt| {
-                    let (sid, space, (def, index)) = read_target(rt, space_id, index_id)?;
+                    let (sid, space, (def, index)) = read_target(rt, rt.effective_uid(), space_id, index_id)?;
                     let parts = index.key_def.validate_key(&key, false)?;
                     if index.index_type == super::index::IndexType::Hash {
                         return Err(client_error!(
@@ -728,7 +779,7 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
         "random",
         lua.create_function(|lua, (space_id, index_id, rnd): (u32, u32, f64)| {
             let (sid, t) = with_box(|rt| {
-                let (sid, _, (_, index)) = read_target(rt, space_id, index_id)?;
+                let (sid, _, (_, index)) = read_target(rt, rt.effective_uid(), space_id, index_id)?;
                 Ok((sid, index.random(rnd.max(0.0) as u64)))
             })?;
             push(lua, sid, t)
@@ -796,7 +847,7 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
         lua.create_function(|lua, ticket: u64| {
             let fid = fid(lua);
             let outcome = with_box(|rt| match rt.persist.as_mut() {
-                Some(p) => p.poll_done(&mut rt.db, ticket, fid),
+                Some(p) => p.poll_done(&mut rt.db, ticket, Waiter::Fiber(fid)),
                 None => Ok(true),
             });
             if !matches!(outcome, Ok(false)) {
@@ -920,36 +971,77 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
     )?;
     m.set(
         "session_uid",
-        lua.create_function(|_, ()| Ok(RUNTIME.with(|r| r.borrow().as_ref().map(|rt| rt.uid).unwrap_or(1))))?,
+        lua.create_function(|_, ()| {
+            let fid = fiber::current_id();
+            Ok(session::uid(fid).unwrap_or_else(|| RUNTIME.with(|r| r.borrow().as_ref().map_or(1, |rt| rt.uid))))
+        })?,
     )?;
     m.set(
         "session_euid",
-        lua.create_function(|_, ()| Ok(RUNTIME.with(|r| r.borrow().as_ref().map(|rt| rt.euid).unwrap_or(1))))?,
+        lua.create_function(|_, ()| {
+            let fid = fiber::current_id();
+            Ok(session::euid(fid).unwrap_or_else(|| RUNTIME.with(|r| r.borrow().as_ref().map_or(1, |rt| rt.euid))))
+        })?,
     )?;
     m.set(
         "set_euid",
         lua.create_function(|_, uid: u32| {
-            RUNTIME.with(|r| {
-                if let Some(rt) = r.borrow_mut().as_mut() {
-                    rt.euid = uid;
-                }
-            });
+            if !session::set_euid(fiber::current_id(), uid, false) {
+                RUNTIME.with(|r| {
+                    if let Some(rt) = r.borrow_mut().as_mut() {
+                        rt.euid = uid;
+                    }
+                });
+            }
             Ok(())
         })?,
     )?;
     m.set(
         "set_uid",
         lua.create_function(|_, uid: u32| {
-            RUNTIME.with(|r| {
-                if let Some(rt) = r.borrow_mut().as_mut() {
-                    rt.uid = uid;
-                    rt.euid = uid;
-                }
-            });
+            if !session::set_euid(fiber::current_id(), uid, true) {
+                RUNTIME.with(|r| {
+                    if let Some(rt) = r.borrow_mut().as_mut() {
+                        rt.uid = uid;
+                        rt.euid = uid;
+                    }
+                });
+            }
             Ok(())
         })?,
     )?;
-    m.set("session_id", lua.create_function(|_, ()| Ok(1))?)?;
+    m.set(
+        "session_id",
+        lua.create_function(|_, ()| Ok(session::of_fiber(fiber::current_id()).map_or(1, |s| s.id)))?,
+    )?;
+    m.set(
+        "session_exists",
+        lua.create_function(|_, id: u64| Ok(session::exists(id)))?,
+    )?;
+    m.set(
+        "session_peer",
+        lua.create_function(|_, ()| Ok(session::of_fiber(fiber::current_id()).map(|s| s.peer.clone())))?,
+    )?;
+    m.set(
+        "session_sync",
+        lua.create_function(|_, ()| Ok(session::sync(fiber::current_id()).unwrap_or(0)))?,
+    )?;
+    m.set(
+        "session_push",
+        lua.create_function(|lua, (value, sync): (LuaValue, Option<u64>)| {
+            let fid = fiber::current_id();
+            let Some(s) = session::of_fiber(fid) else {
+                return Err(client_error!(ER_UNSUPPORTED, "Session 'console'", "push()").into_lua_err());
+            };
+            let data = lua_tuple::value_to_msgpack(lua, &value)?;
+            let sync = sync.or_else(|| session::sync(fid)).unwrap_or(0);
+            if !s.push(sync, &data) {
+                let kind = format!("Session '{}'", s.kind.name());
+                return Err(client_error!(ER_UNSUPPORTED, kind, "push()").into_lua_err());
+            }
+            Ok(true)
+        })?,
+    )?;
     m.set(
         "user_name",
         lua.create_function(|_, uid: u32| with_box(|rt| Ok(rt.db.schema.access.user(uid).map(|u| u.name.clone()))))?,
@@ -960,7 +1052,23 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
             with_box(|rt| Ok(rt.db.schema.access.user_by_name(&name).map(|u| u.id)))
         })?,
     )?;
-    m.set("session_type", lua.create_function(|_, ()| Ok("console"))?)?;
+    m.set(
+        "set_space_triggers",
+        lua.create_function(|_, (space_id, has): (u32, bool)| {
+            with_box(|rt| {
+                if has {
+                    rt.spaces_with_triggers.insert(space_id);
+                } else {
+                    rt.spaces_with_triggers.remove(&space_id);
+                }
+                Ok(())
+            })
+        })?,
+    )?;
+    m.set(
+        "session_type",
+        lua.create_function(|_, ()| Ok(session::of_fiber(fiber::current_id()).map_or("console", |s| s.kind.name())))?,
+    )?;
     // }}}
 
     super::lua_info::install(lua, &m)?;
@@ -1114,6 +1222,7 @@ pub fn error_module(lua: &Lua) -> LuaResult<LuaTable> {
 }
 
 const BOX_LUA: &str = include_str!("../../lua/box.lua");
+const IPROTO_LUA: &str = include_str!("../../lua/box/iproto.lua");
 const CFG_CHECK_LUA: &str = include_str!("../../lua/box/cfg_check.lua");
 
 /// Fills the `box` global: box.error, box.tuple, and the Lua API of lua/box.lua.
@@ -1123,6 +1232,10 @@ pub fn install(lua: &Lua) -> LuaResult<()> {
     let cfg_check: LuaTable = lua.load(CFG_CHECK_LUA).set_name("=box/cfg_check").call(())?;
     let internal = internal(lua)?;
     boxt.set("internal", internal.clone())?;
-    lua.load(BOX_LUA).set_name("=box").call::<()>((internal, cfg_check))?;
+    crate::iproto::server::install(lua, &internal)?;
+    lua.load(BOX_LUA)
+        .set_name("=box")
+        .call::<()>((internal.clone(), cfg_check))?;
+    lua.load(IPROTO_LUA).set_name("=box/iproto").call::<()>(internal)?;
     Ok(())
 }

@@ -2,6 +2,8 @@
 
 /// The Tarantool version box reports (`box.info.version`, the IPROTO greeting).
 pub const VERSION: &str = "2.6.0-0-gnode";
+/// The same as `major.minor.patch`, which clients parse from the IPROTO greeting.
+pub const VERSION_SHORT: &str = "2.6.0";
 
 pub mod access;
 pub mod chap_sha1;
@@ -17,6 +19,7 @@ pub mod lua_tuple;
 pub mod mp;
 pub mod persist;
 pub mod schema;
+pub mod session;
 pub mod space;
 pub mod tuple;
 pub mod update;

@@ -149,21 +149,21 @@ impl Persistence {
         self.to_collect.pop_front()
     }
 
-    /// The WAL answered for `ticket`; returns the fiber to wake, if one waits.
-    pub fn collected(&mut self, ticket: u64, result: WalResult) -> Option<u64> {
+    /// The WAL answered for `ticket`; returns who to wake, if someone waits.
+    pub fn collected(&mut self, ticket: u64, result: WalResult) -> Option<Waiter> {
         let p = self.pending.get_mut(&ticket)?;
         p.result = Some(result);
-        p.waiter
+        p.waiter.take()
     }
 
-    /// For fiber `fid` waiting on `ticket`: Ok(true) once the write is done (its statements
-    /// rolled back and an error returned if it failed), Ok(false) to park until woken.
-    pub fn poll_done(&mut self, db: &mut Db, ticket: u64, fid: u64) -> Result<bool, ClientError> {
+    /// For `waiter` waiting on `ticket`: Ok(true) once the write is done (its statements
+    /// rolled back and an error returned if it failed), Ok(false) to wait until woken.
+    pub fn poll_done(&mut self, db: &mut Db, ticket: u64, waiter: Waiter) -> Result<bool, ClientError> {
         let Some(p) = self.pending.get_mut(&ticket) else {
             return Ok(true);
         };
         if p.result.is_none() {
-            p.waiter = Some(fid);
+            p.waiter = Some(waiter);
             return Ok(false);
         }
         let Some(p) = self.pending.remove(&ticket) else {
@@ -188,5 +188,12 @@ impl Persistence {
 struct Pending {
     stmts: Vec<Stmt>,
     result: Option<WalResult>,
-    waiter: Option<u64>,
+    waiter: Option<Waiter>,
+}
+
+/// Who waits for a commit: a Lua fiber (box's Lua API) or a Rust task (the IPROTO
+/// server's writes, which need no fiber).
+pub enum Waiter {
+    Fiber(u64),
+    Task(std::task::Waker),
 }

@@ -5,3 +5,4 @@
 //! knows nothing of sockets, sessions or Lua; the server and the net.box client sit on it.
 
 pub mod codec;
+pub mod server;

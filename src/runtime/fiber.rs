@@ -522,6 +522,11 @@ pub fn current(_lua: &Lua) -> Rc<Fiber> {
     SCHEDULER.with(|s| s.current())
 }
 
+/// The id of the fiber that is running now (cheap: no reference is taken).
+pub fn current_id() -> u64 {
+    SCHEDULER.with(|s| s.current.borrow().id)
+}
+
 /// Raises `fiber is cancelled` if the running fiber was cancelled.
 pub fn testcancel(lua: &Lua) -> LuaResult<()> {
     if current(lua).is_cancelled() {
@@ -736,6 +741,29 @@ pub fn spawn_with(
         Start::Deferred => sched.schedule(&fiber),
     }
     Ok(fiber)
+}
+
+/// Starts a fiber running `func(args...)` at once (it runs until its first yield before
+/// this returns), after `before_start(fiber id)`: the IPROTO server binds the fiber to its
+/// session there. Errors are logged like any fiber's.
+pub fn spawn_bound(lua: &Lua, func: LuaFunction, args: LuaMultiValue, before_start: impl FnOnce(u64)) -> LuaResult<()> {
+    let sched = scheduler(lua);
+    ensure_task(lua, &sched)?;
+    let id = sched.next_id.get();
+    sched.next_id.set(id + 1);
+    let fiber = Rc::new(Fiber::new(id, DEFAULT_NAME));
+    let acquire: LuaFunction = lua.registry_value(&fiber_lua(lua)?.acquire)?;
+    let thread: LuaThread = acquire.call(id)?;
+    fiber.co.set(thread.state());
+    let mut call_args = LuaMultiValue::with_capacity(args.len() + 2);
+    call_args.push_back(LuaValue::Integer(id as i64));
+    call_args.push_back(LuaValue::Function(func));
+    call_args.extend(args);
+    drop(thread.into_async::<()>(call_args)?);
+    sched.fibers.borrow_mut().insert(id, fiber.clone());
+    before_start(id);
+    resume(lua, &sched, &fiber, true);
+    Ok(())
 }
 
 /// The Rust half of `fiber.create`'s fast path in lua/fiber.lua, which resumes the child

@@ -1,0 +1,1003 @@
+//! The IPROTO server behind `box.cfg{listen = ...}`.
+//!
+//! Tarantool reads sockets in a network thread and hands each request to a fiber of the TX
+//! thread. Here both live on the Lua thread: a connection task reads a batch of packets and
+//! serves each at once, so there is no hand-over between threads. Requests that touch
+//! only data (PING, AUTH, SELECT, DML on spaces without Lua triggers) are served in Rust;
+//! CALL, EVAL and DML that must run Lua triggers get a fiber each, started at once so
+//! they run in arrival order until they yield. A write waiting for the WAL waits in its own
+//! small task, so later requests on the connection go on. Replies go to an output buffer
+//! that a writer task sends in as few writes as possible.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::io;
+use std::path::PathBuf;
+use std::rc::{Rc, Weak};
+use std::task::Poll;
+
+use mlua::prelude::*;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Notify;
+
+use super::codec::{self, Body, Dml, ErrorInfo, RequestType};
+use crate::box_::db::Request as WriteRequest;
+use crate::box_::errcode::*;
+use crate::box_::error::ClientError;
+use crate::box_::index::IterType;
+use crate::box_::lua as box_lua;
+use crate::box_::session::{self, Session, SessionKind};
+use crate::box_::tuple::Tuple;
+use crate::client_error;
+use crate::modules::log::{self, Level};
+use crate::runtime::errors::{BoxError, ErrorObject};
+use crate::runtime::fiber;
+
+/// Requests of one connection being served at once (Tarantool's `net_msg_max`): past it
+/// the connection is not read until some finish.
+const MAX_IN_FLIGHT: u32 = 768;
+/// Unsent replies past which a connection is not read (a client that sends and never
+/// reads must not make the server buffer without bound).
+const MAX_UNSENT: usize = 16 * 1024 * 1024;
+/// The fiber id statements of Rust-served requests run under: no fiber has it, so they
+/// never join a fiber's transaction.
+const NO_FIBER: u64 = u64::MAX;
+
+/// Where to listen, parsed from a `listen` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    Tcp(String, u16),
+    Unix(PathBuf),
+}
+
+/// Parses Tarantool's `listen` forms: `3301`, `'3301'`, `'host:port'`, `'[::1]:3301'`,
+/// `'unix/:/path'`, each optionally with `login:password@` in front (ignored).
+pub fn parse_listen(uri: &str) -> Option<ListenAddr> {
+    let uri = uri.trim();
+    let uri = match uri.rfind('@') {
+        Some(at) if !uri.starts_with("unix/:") => &uri[at + 1..],
+        _ => uri,
+    };
+    if let Some(path) = uri.strip_prefix("unix/:") {
+        return (!path.is_empty()).then(|| ListenAddr::Unix(PathBuf::from(path)));
+    }
+    if let Ok(port) = uri.parse::<u16>() {
+        return Some(ListenAddr::Tcp("0.0.0.0".into(), port));
+    }
+    let (host, port) = uri.rsplit_once(':')?;
+    let port = port.parse::<u16>().ok()?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Some(ListenAddr::Tcp("0.0.0.0".into(), port));
+    }
+    Some(ListenAddr::Tcp(host.to_string(), port))
+}
+
+enum BoundSocket {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener, PathBuf),
+}
+
+/// The active listener: dropping it closes the socket at once (a rebind to the same port
+/// right after must work).
+struct Active {
+    uri: String,
+    socket: Rc<RefCell<Option<BoundSocket>>>,
+    stop: Rc<Notify>,
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        if let Some(BoundSocket::Unix(_, path)) = self.socket.borrow_mut().take() {
+            let _ = std::fs::remove_file(path);
+        }
+        self.stop.notify_one();
+    }
+}
+
+thread_local! {
+    static ACTIVE: RefCell<Option<Active>> = const { RefCell::new(None) };
+    /// Requests served by fibers, by token: the connection and how to reply.
+    static IN_FIBERS: RefCell<HashMap<i64, FiberRequest>> = RefCell::new(HashMap::new());
+    static NEXT_TOKEN: Cell<i64> = const { Cell::new(1) };
+    /// The Lua handlers (lua/box/iproto.lua): call, eval, dml.
+    static HANDLERS: RefCell<Option<Handlers>> = const { RefCell::new(None) };
+    /// Counters for `box.stat.net()`.
+    static NET_STAT: RefCell<NetStat> = RefCell::new(NetStat::default());
+}
+
+/// `box.stat.net()`'s totals.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NetStat {
+    pub sent: u64,
+    pub received: u64,
+    pub connections: u64,
+    pub requests: u64,
+    /// Packets that could not be decoded (answered with an error, or the connection closed).
+    pub malformed: u64,
+}
+
+pub fn net_stat() -> NetStat {
+    NET_STAT.with(|s| *s.borrow())
+}
+
+struct Handlers {
+    call: LuaRegistryKey,
+    eval: LuaRegistryKey,
+    dml: LuaRegistryKey,
+}
+
+struct FiberRequest {
+    conn: Rc<Conn>,
+    sync: u64,
+    kind: RequestType,
+    fid: u64,
+}
+
+fn bind_error(what: &str, e: &io::Error) -> LuaError {
+    let _ = what;
+    BoxError::system("binary: failed to bind, called on fd -1", e.raw_os_error().unwrap_or(0)).into_lua_err()
+}
+
+fn os_error_text(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => crate::modules::errno::strerror(n),
+        None => e.to_string(),
+    }
+}
+
+fn bind(lua: &Lua, addr: &ListenAddr) -> LuaResult<BoundSocket> {
+    match addr {
+        ListenAddr::Tcp(host, port) => {
+            let listener = std::net::TcpListener::bind((host.as_str(), *port)).map_err(|e| {
+                let msg = format!("binary: failed to bind on {host}:{port}: {}", os_error_text(&e));
+                log::write(lua, Level::Error, &msg);
+                bind_error(&msg, &e)
+            })?;
+            listener.set_nonblocking(true).map_err(LuaError::external)?;
+            let listener = tokio::net::TcpListener::from_std(listener).map_err(LuaError::external)?;
+            if let Ok(a) = listener.local_addr() {
+                log::write(lua, Level::Info, &format!("binary: bound to {a}"));
+            }
+            Ok(BoundSocket::Tcp(listener))
+        }
+        ListenAddr::Unix(path) => {
+            // A socket file left by a dead process is taken over, a live one is not.
+            if path.exists() && std::os::unix::net::UnixStream::connect(path).is_err() {
+                let _ = std::fs::remove_file(path);
+            }
+            let listener = tokio::net::UnixListener::bind(path).map_err(|e| {
+                let msg = format!(
+                    "binary: failed to bind on unix/:{}: {}",
+                    path.display(),
+                    os_error_text(&e)
+                );
+                log::write(lua, Level::Error, &msg);
+                bind_error(&msg, &e)
+            })?;
+            log::write(lua, Level::Info, &format!("binary: bound to unix/:{}", path.display()));
+            Ok(BoundSocket::Unix(listener, path.clone()))
+        }
+    }
+}
+
+/// `box.cfg{listen = uri}`: binds the new address before closing the old one, so a
+/// failed rebind leaves the old listener serving. `None` or `''` stops listening.
+pub fn listen(lua: &Lua, uri: Option<String>) -> LuaResult<()> {
+    let uri = uri.filter(|u| !u.is_empty());
+    let same = ACTIVE.with(|a| a.borrow().as_ref().map(|a| a.uri.clone()) == uri);
+    if same {
+        return Ok(());
+    }
+    let Some(uri) = uri else {
+        ACTIVE.with(|a| a.borrow_mut().take());
+        return Ok(());
+    };
+    let addr = parse_listen(&uri).ok_or_else(|| {
+        client_error!(ER_CFG, "listen", format!("expected host:service or /unix.socket")).into_lua_err()
+    })?;
+    let new_addr = addr.clone();
+    // Rebinding the port we hold: close ours first.
+    let holds_it = ACTIVE.with(|a| {
+        a.borrow()
+            .as_ref()
+            .and_then(|a| parse_listen(&a.uri))
+            .is_some_and(|old| old == new_addr)
+    });
+    if holds_it {
+        ACTIVE.with(|a| a.borrow_mut().take());
+    }
+    let socket = Rc::new(RefCell::new(Some(bind(lua, &addr)?)));
+    let stop = Rc::new(Notify::new());
+    let sched = fiber::scheduler(lua);
+    sched.pin();
+    tokio::task::spawn_local(accept_loop(lua.weak(), socket.clone(), stop.clone(), sched));
+    let previous = ACTIVE.with(|a| a.borrow_mut().replace(Active { uri, socket, stop }));
+    drop(previous);
+    Ok(())
+}
+
+/// The address the server listens on (`host:port` or the socket path), for tests and logs.
+pub fn bound_address() -> Option<String> {
+    ACTIVE.with(|a| {
+        let a = a.borrow();
+        let a = a.as_ref()?;
+        let s = a.socket.borrow();
+        match s.as_ref()? {
+            BoundSocket::Tcp(l) => l.local_addr().ok().map(|a| a.to_string()),
+            BoundSocket::Unix(_, p) => Some(p.display().to_string()),
+        }
+    })
+}
+
+async fn accept_loop(
+    lua: mlua::WeakLua,
+    socket: Rc<RefCell<Option<BoundSocket>>>,
+    stop: Rc<Notify>,
+    sched: Rc<fiber::Scheduler>,
+) {
+    enum Accepted {
+        Tcp(tokio::net::TcpStream, String),
+        Unix(tokio::net::UnixStream),
+    }
+    loop {
+        let accept = std::future::poll_fn(|cx| match &*socket.borrow() {
+            Some(BoundSocket::Tcp(l)) => l
+                .poll_accept(cx)
+                .map(|r| Some(r.map(|(s, peer)| Accepted::Tcp(s, peer.to_string())))),
+            Some(BoundSocket::Unix(l, _)) => l.poll_accept(cx).map(|r| Some(r.map(|(s, _)| Accepted::Unix(s)))),
+            None => Poll::Ready(None),
+        });
+        let accepted = tokio::select! {
+            _ = stop.notified() => break,
+            r = accept => r,
+        };
+        match accepted {
+            None => break,
+            Some(Ok(Accepted::Tcp(stream, peer))) => {
+                let _ = stream.set_nodelay(true);
+                let (rd, wr) = stream.into_split();
+                start_connection(&lua, rd, wr, peer);
+            }
+            Some(Ok(Accepted::Unix(stream))) => {
+                let (rd, wr) = stream.into_split();
+                start_connection(&lua, rd, wr, "unix/:".into());
+            }
+            Some(Err(e)) => {
+                // EMFILE and friends: back off instead of spinning.
+                if let Some(lua) = lua.try_upgrade() {
+                    log::write(
+                        &lua,
+                        Level::Error,
+                        &format!("binary: accept failed: {}", os_error_text(&e)),
+                    );
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+    sched.unpin();
+}
+
+/// One client connection: its session, its unsent replies, and how busy it is.
+struct Conn {
+    session: Rc<Session>,
+    salt: [u8; codec::SALT_SIZE],
+    out: RefCell<Vec<u8>>,
+    writer_wake: Notify,
+    /// Woken when replies were sent or requests finished (the reader may go on).
+    progress: Notify,
+    in_flight: Cell<u32>,
+    closed: Cell<bool>,
+    /// Malformed packets from this client: the first is logged, the count at close.
+    malformed: Cell<u64>,
+}
+
+impl Conn {
+    fn send(&self, reply: &[u8]) {
+        if self.closed.get() {
+            return;
+        }
+        let mut out = self.out.borrow_mut();
+        let was_empty = out.is_empty();
+        out.extend_from_slice(reply);
+        drop(out);
+        if was_empty {
+            self.writer_wake.notify_one();
+        }
+    }
+
+    fn finish_one(&self) {
+        self.in_flight.set(self.in_flight.get().saturating_sub(1));
+        self.progress.notify_one();
+    }
+}
+
+fn schema_version() -> u32 {
+    box_lua::with_runtime(|rt| rt.db.schema.version as u32).unwrap_or(0)
+}
+
+fn instance_uuid() -> uuid::Uuid {
+    box_lua::with_runtime(|rt| rt.persist.as_ref().map(|p| p.instance_uuid))
+        .flatten()
+        .unwrap_or_default()
+}
+
+fn start_connection<R, W>(lua: &mlua::WeakLua, rd: R, wr: W, peer: String)
+where
+    R: AsyncRead + Unpin + 'static,
+    W: AsyncWrite + Unpin + 'static,
+{
+    let mut salt = [0u8; codec::SALT_SIZE];
+    salt[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    salt[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    let conn = Rc::new_cyclic(|weak: &Weak<Conn>| {
+        let weak = weak.clone();
+        let push: session::PushSink = Box::new(move |sync, value| {
+            if let Some(conn) = weak.upgrade() {
+                conn.send(&codec::encode_push(sync, schema_version(), value));
+            }
+        });
+        Conn {
+            session: Session::new(SessionKind::Binary, crate::box_::access::GUEST, peer, Some(push)),
+            salt,
+            out: RefCell::new(Vec::with_capacity(4096)),
+            writer_wake: Notify::new(),
+            progress: Notify::new(),
+            in_flight: Cell::new(0),
+            closed: Cell::new(false),
+            malformed: Cell::new(0),
+        }
+    });
+    NET_STAT.with(|s| s.borrow_mut().connections += 1);
+    let greeting = codec::greeting(crate::box_::VERSION_SHORT, &instance_uuid(), &salt);
+    conn.send(&greeting);
+    tokio::task::spawn_local(write_loop(conn.clone(), wr));
+    tokio::task::spawn_local(read_loop(lua.clone(), conn, rd));
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(conn: Rc<Conn>, mut wr: W) {
+    let mut spare = Vec::with_capacity(4096);
+    loop {
+        std::mem::swap(&mut spare, &mut *conn.out.borrow_mut());
+        if spare.is_empty() {
+            if conn.closed.get() {
+                break;
+            }
+            conn.writer_wake.notified().await;
+            continue;
+        }
+        let result = wr.write_all(&spare).await;
+        NET_STAT.with(|s| s.borrow_mut().sent += spare.len() as u64);
+        spare.clear();
+        // A reply burst must not keep a huge buffer for the connection's lifetime.
+        if spare.capacity() > 1 << 20 {
+            spare = Vec::with_capacity(4096);
+        }
+        conn.progress.notify_one();
+        if result.is_err() {
+            conn.closed.set(true);
+            conn.out.borrow_mut().clear();
+            break;
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(lua: mlua::WeakLua, conn: Rc<Conn>, mut rd: R) {
+    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    'read: loop {
+        while !conn.closed.get() && (conn.in_flight.get() >= MAX_IN_FLIGHT || conn.out.borrow().len() > MAX_UNSENT) {
+            conn.progress.notified().await;
+        }
+        if conn.closed.get() {
+            break;
+        }
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(buf.capacity().max(16 * 1024));
+        }
+        let n = match rd.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        NET_STAT.with(|s| s.borrow_mut().received += n as u64);
+        let Some(lua) = lua.try_upgrade() else { break };
+        let mut pos = 0;
+        loop {
+            match codec::next_packet(&buf[pos..], codec::PACKET_SIZE_MAX) {
+                Ok(Some(frame)) => {
+                    let packet = &buf[pos + frame.packet.start..pos + frame.packet.end];
+                    serve(&lua, &conn, packet);
+                    pos += frame.consumed;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    // The stream cannot be framed any more: answer and close, as 2.6 does.
+                    note_malformed(&lua, &conn, &e.to_string());
+                    conn.send(&e.encode(schema_version()));
+                    break 'read;
+                }
+            }
+        }
+        buf.drain(..pos);
+        // The batch's commits go to the WAL thread together.
+        box_lua::flush_wal();
+        if buf.is_empty() && buf.capacity() > 1 << 20 {
+            buf = Vec::with_capacity(16 * 1024);
+        }
+    }
+    // Replies already queued are still sent; fibers still running reply into nothing.
+    conn.closed.set(true);
+    conn.writer_wake.notify_one();
+    let count = conn.malformed.get();
+    if count > 1 {
+        if let Some(lua) = lua.try_upgrade() {
+            log::write(
+                &lua,
+                Level::Error,
+                &format!("binary: {count} malformed packets from {}", conn.session.peer),
+            );
+        }
+    }
+}
+
+fn note_malformed(lua: &Lua, conn: &Conn, what: &str) {
+    NET_STAT.with(|s| s.borrow_mut().malformed += 1);
+    let n = conn.malformed.get() + 1;
+    conn.malformed.set(n);
+    if n == 1 {
+        log::write(
+            lua,
+            Level::Error,
+            &format!("binary: malformed packet from {}: {what}", conn.session.peer),
+        );
+    }
+}
+
+/// Serves one packet.
+fn serve(lua: &Lua, conn: &Rc<Conn>, packet: &[u8]) {
+    NET_STAT.with(|s| s.borrow_mut().requests += 1);
+    let req = match codec::decode_request(packet) {
+        Ok(r) => r,
+        Err(e) => {
+            note_malformed(lua, conn, &e.to_string());
+            conn.send(&e.encode(schema_version()));
+            return;
+        }
+    };
+    let sync = req.sync;
+    let version = schema_version();
+    if let Err(e) = req.check_schema_version(version) {
+        conn.send(&codec::encode_error(sync, version, &e));
+        return;
+    }
+    let result = match (req.kind, req.body) {
+        (RequestType::Ping, _) => Ok(Some(codec::encode_ok(sync, version, None))),
+        (RequestType::Auth, Body::Auth(auth)) => {
+            authenticate(conn, auth).map(|()| Some(codec::encode_ok(sync, version, None)))
+        }
+        (RequestType::Select, Body::Dml(dml)) => select(conn, sync, &dml).map(Some),
+        (
+            RequestType::Insert
+            | RequestType::Replace
+            | RequestType::Update
+            | RequestType::Delete
+            | RequestType::Upsert,
+            Body::Dml(dml),
+        ) => write(lua, conn, req.kind, sync, &dml),
+        (RequestType::Call | RequestType::Call16, Body::Call { function_name, args }) => {
+            call(lua, conn, req.kind, sync, function_name, args).map(|()| None)
+        }
+        (RequestType::Eval, Body::Eval { expr, args }) => eval(lua, conn, sync, expr, args).map(|()| None),
+        (kind, _) => Err(client_error!(ER_UNKNOWN_REQUEST_TYPE, kind.code() as u32)),
+    };
+    match result {
+        Ok(Some(reply)) => conn.send(&reply),
+        Ok(None) => {}
+        Err(e) => conn.send(&encode_client_error(sync, &e)),
+    }
+}
+
+fn encode_client_error(sync: u64, e: &ClientError) -> Vec<u8> {
+    encode_error(sync, "ClientError", e.code, &e.message)
+}
+
+/// An error reply. Access errors travel as AccessDeniedError with their three fields, which
+/// net.box requires of that type; they are read back from Tarantool's message
+/// (`Read access to space 'x' is denied for user 'y'`).
+fn encode_error(sync: u64, type_name: &str, code: u32, message: &str) -> Vec<u8> {
+    let mut info = ErrorInfo {
+        type_name,
+        file: "",
+        line: 0,
+        message,
+        errno: 0,
+        code,
+        fields: codec::ErrorFields::None,
+    };
+    if code == ER_ACCESS_DENIED {
+        if let Some((access_type, object_type, object_name)) = access_denied_fields(message) {
+            info.type_name = "AccessDeniedError";
+            info.fields = codec::ErrorFields::AccessDenied {
+                object_type,
+                object_name,
+                access_type,
+            };
+        }
+    }
+    codec::encode_error_stack(sync, schema_version(), &[info])
+}
+
+fn access_denied_fields(message: &str) -> Option<(&str, &str, &str)> {
+    let (access_type, rest) = message.split_once(" access to ")?;
+    let (object_type, rest) = rest.split_once(" '")?;
+    let (object_name, _) = rest.rsplit_once("' is denied for user '")?;
+    Some((access_type, object_type, object_name))
+}
+
+fn not_ready() -> ClientError {
+    client_error!(ER_LOADING)
+}
+
+fn authenticate(conn: &Conn, auth: codec::Auth<'_>) -> Result<(), ClientError> {
+    let user = std::str::from_utf8(auth.user_name).map_err(|_| client_error!(ER_NO_SUCH_USER, "?"))?;
+    let tuple = crate::box_::access::AuthTuple::from_msgpack(auth.tuple)?;
+    let uid = box_lua::with_runtime(|rt| {
+        rt.db
+            .schema
+            .access
+            .authenticate(user, &conn.salt[..crate::box_::chap_sha1::SCRAMBLE_SIZE], &tuple)
+    })
+    .ok_or_else(not_ready)??;
+    conn.session.uid.set(uid);
+    Ok(())
+}
+
+fn iterator(code: u32) -> Result<IterType, ClientError> {
+    IterType::from_code(code as i64).ok_or_else(|| client_error!(ER_ILLEGAL_PARAMS, "Invalid iterator type"))
+}
+
+const EMPTY_ARRAY: &[u8] = &[0x90];
+
+fn select(conn: &Conn, sync: u64, dml: &Dml<'_>) -> Result<Vec<u8>, ClientError> {
+    let uid = conn.session.uid.get();
+    box_lua::with_runtime(|rt| {
+        let q = box_lua::Select {
+            space_id: dml.space_id,
+            index_id: dml.index_id,
+            iterator: iterator(dml.iterator)?,
+            offset: dml.offset as u64,
+            limit: dml.limit as u64,
+            key: dml.key.unwrap_or(EMPTY_ARRAY),
+        };
+        rt.db.stats.select += 1;
+        let mut reply = codec::DataResponse::new(sync, rt.db.schema.version as u32);
+        box_lua::select_each(rt, uid, &q, |t| reply.push(t.data()))?;
+        Ok(reply.finish())
+    })
+    .ok_or_else(not_ready)?
+}
+
+fn write(
+    lua: &Lua,
+    conn: &Rc<Conn>,
+    kind: RequestType,
+    sync: u64,
+    dml: &Dml<'_>,
+) -> Result<Option<Vec<u8>>, ClientError> {
+    let uid = conn.session.uid.get();
+    let space_id = dml.space_id;
+    let has_triggers = box_lua::with_runtime(|rt| rt.spaces_with_triggers.contains(&space_id)).ok_or_else(not_ready)?;
+    if has_triggers {
+        return write_through_lua(lua, conn, kind, sync, dml).map(|()| None);
+    }
+    let tuple = || Tuple::new(dml.tuple.unwrap_or(EMPTY_ARRAY));
+    let key = dml.key.unwrap_or(EMPTY_ARRAY);
+    let index_base = dml.index_base as i64;
+    let req = match kind {
+        RequestType::Insert => WriteRequest::Insert {
+            space_id,
+            tuple: tuple()?,
+        },
+        RequestType::Replace => WriteRequest::Replace {
+            space_id,
+            tuple: tuple()?,
+        },
+        RequestType::Update => WriteRequest::Update {
+            space_id,
+            index_id: dml.index_id,
+            key,
+            ops: dml.tuple.unwrap_or(EMPTY_ARRAY),
+            index_base,
+        },
+        RequestType::Upsert => WriteRequest::Upsert {
+            space_id,
+            tuple: tuple()?,
+            ops: dml.ops.unwrap_or(EMPTY_ARRAY),
+            index_base,
+        },
+        _ => WriteRequest::Delete {
+            space_id,
+            index_id: dml.index_id,
+            key,
+        },
+    };
+    let (shown, ticket) = box_lua::with_runtime(|rt| {
+        let (shown, stmt) = rt.db.execute(NO_FIBER, uid, req, true)?;
+        let ticket = match stmt {
+            Some(stmt) => box_lua::commit_stmts(rt, vec![stmt])?,
+            None => None,
+        };
+        Ok::<_, ClientError>((shown, ticket))
+    })
+    .ok_or_else(not_ready)??;
+    if crate::box_::schema::Schema::is_system(space_id) {
+        // DDL over IPROTO: box.space must follow.
+        if let Err(e) = box_lua::after_write(lua) {
+            log::write(lua, Level::Error, &format!("binary: schema reload failed: {e}"));
+        }
+    }
+    // UPSERT answers with no tuple, as in Tarantool.
+    let shown = if kind == RequestType::Upsert { None } else { shown };
+    let reply = move |shown: Option<Tuple>| {
+        let mut reply = codec::DataResponse::new(sync, schema_version());
+        if let Some(t) = &shown {
+            reply.push(t.data());
+        }
+        reply.finish()
+    };
+    match ticket {
+        None => Ok(Some(reply(shown))),
+        Some(ticket) => {
+            conn.in_flight.set(conn.in_flight.get() + 1);
+            let conn = conn.clone();
+            tokio::task::spawn_local(async move {
+                match box_lua::wal_written(ticket).await {
+                    Ok(()) => conn.send(&reply(shown)),
+                    Err(e) => conn.send(&encode_client_error(sync, &e)),
+                }
+                conn.finish_one();
+            });
+            Ok(None)
+        }
+    }
+}
+
+/// Starts the Lua handler `which` in a fiber bound to the connection's session.
+fn start_fiber(
+    lua: &Lua,
+    conn: &Rc<Conn>,
+    kind: RequestType,
+    sync: u64,
+    which: fn(&Handlers) -> &LuaRegistryKey,
+    args: LuaMultiValue,
+) -> Result<(), ClientError> {
+    let handler = HANDLERS.with(|h| {
+        h.borrow()
+            .as_ref()
+            .and_then(|h| lua.registry_value::<LuaFunction>(which(h)).ok())
+    });
+    let handler = handler.ok_or_else(not_ready)?;
+    let token = NEXT_TOKEN.with(|t| {
+        let id = t.get();
+        t.set(id + 1);
+        id
+    });
+    let mut full = LuaMultiValue::with_capacity(args.len() + 1);
+    full.push_back(LuaValue::Integer(token));
+    full.extend(args);
+    conn.in_flight.set(conn.in_flight.get() + 1);
+    IN_FIBERS.with(|f| {
+        f.borrow_mut().insert(
+            token,
+            FiberRequest {
+                conn: conn.clone(),
+                sync,
+                kind,
+                fid: 0,
+            },
+        )
+    });
+    // The fiber is bound before it first runs: box.session.* must see the connection.
+    let bind = |fid: u64| {
+        session::bind(fid, conn.session.clone(), sync);
+        IN_FIBERS.with(|f| {
+            if let Some(r) = f.borrow_mut().get_mut(&token) {
+                r.fid = fid;
+            }
+        });
+    };
+    match fiber::spawn_bound(lua, handler, full, bind) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            IN_FIBERS.with(|f| f.borrow_mut().remove(&token));
+            conn.finish_one();
+            Err(ClientError::with_message(ER_PROC_LUA, e.to_string()))
+        }
+    }
+}
+
+fn decode_args(lua: &Lua, args: &[u8], into: &mut LuaMultiValue) -> Result<(), ClientError> {
+    let bad = || client_error!(ER_INVALID_MSGPACK, "packet body");
+    let (count, mut pos) = crate::box_::mp::read_array(args, 0).ok_or_else(bad)?;
+    for _ in 0..count {
+        let end = crate::box_::mp::skip(args, pos).map_err(|_| bad())?;
+        let value = crate::box_::lua_tuple::decode_to_lua(lua, &args[pos..end])
+            .map_err(|e| ClientError::with_message(ER_PROC_LUA, e.to_string()))?;
+        into.push_back(value);
+        pos = end;
+    }
+    Ok(())
+}
+
+fn lua_str(lua: &Lua, bytes: &[u8]) -> Result<LuaValue, ClientError> {
+    lua.create_string(bytes)
+        .map(LuaValue::String)
+        .map_err(|e| ClientError::with_message(ER_PROC_LUA, e.to_string()))
+}
+
+/// CALL: the function must be in `_func` with execute granted, or the user needs execute
+/// on universe (then any Lua function is reachable by its path).
+fn call(lua: &Lua, conn: &Rc<Conn>, kind: RequestType, sync: u64, name: &[u8], args: &[u8]) -> Result<(), ClientError> {
+    let uid = conn.session.uid.get();
+    let text = String::from_utf8_lossy(name);
+    let setuid_owner = box_lua::with_runtime(|rt| {
+        let schema = &rt.db.schema;
+        match schema.funcs.values().find(|f| f.name == text) {
+            Some(f) => {
+                schema.access.check_function(uid, f.id, &f.name, f.owner)?;
+                Ok(f.setuid.then_some(f.owner))
+            }
+            None => schema
+                .access
+                .check_universe_object(
+                    uid,
+                    crate::box_::access::PRIV_EXECUTE,
+                    crate::box_::access::ObjectType::Function,
+                    &text,
+                )
+                .map(|()| None),
+        }
+    })
+    .ok_or_else(not_ready)??;
+    let mut values = LuaMultiValue::new();
+    values.push_back(lua_str(lua, name)?);
+    values.push_back(LuaValue::Integer(setuid_owner.map_or(-1, |o| o as i64)));
+    decode_args(lua, args, &mut values)?;
+    start_fiber(lua, conn, kind, sync, |h| &h.call, values)
+}
+
+/// EVAL needs execute on universe.
+fn eval(lua: &Lua, conn: &Rc<Conn>, sync: u64, expr: &[u8], args: &[u8]) -> Result<(), ClientError> {
+    let uid = conn.session.uid.get();
+    box_lua::with_runtime(|rt| {
+        rt.db
+            .schema
+            .access
+            .check_universe(uid, crate::box_::access::PRIV_EXECUTE)
+    })
+    .ok_or_else(not_ready)??;
+    let mut values = LuaMultiValue::new();
+    values.push_back(lua_str(lua, expr)?);
+    decode_args(lua, args, &mut values)?;
+    start_fiber(lua, conn, RequestType::Eval, sync, |h| &h.eval, values)
+}
+
+/// DML on a space with Lua triggers runs through box's Lua API in a fiber.
+fn write_through_lua(
+    lua: &Lua,
+    conn: &Rc<Conn>,
+    kind: RequestType,
+    sync: u64,
+    dml: &Dml<'_>,
+) -> Result<(), ClientError> {
+    let decode = |raw: Option<&[u8]>| -> Result<LuaValue, ClientError> {
+        match raw {
+            Some(raw) => crate::box_::lua_tuple::decode_to_lua(lua, raw)
+                .map_err(|e| ClientError::with_message(ER_PROC_LUA, e.to_string())),
+            None => Ok(LuaValue::Nil),
+        }
+    };
+    let mut values = LuaMultiValue::new();
+    values.push_back(LuaValue::Integer(kind.code() as i64));
+    values.push_back(LuaValue::Integer(dml.space_id as i64));
+    values.push_back(LuaValue::Integer(dml.index_id as i64));
+    values.push_back(decode(dml.key)?);
+    values.push_back(decode(dml.tuple)?);
+    values.push_back(decode(dml.ops)?);
+    values.push_back(LuaValue::Integer(dml.index_base as i64));
+    start_fiber(lua, conn, kind, sync, |h| &h.dml, values)
+}
+
+fn take_request(token: i64) -> Option<FiberRequest> {
+    let r = IN_FIBERS.with(|f| f.borrow_mut().remove(&token))?;
+    session::unbind(r.fid);
+    r.conn.finish_one();
+    Some(r)
+}
+
+/// `box.internal.iproto_reply(token, ...)`: the handler's results as the reply.
+fn reply(lua: &Lua, (token, values): (i64, LuaMultiValue)) -> LuaResult<()> {
+    let Some(r) = take_request(token) else { return Ok(()) };
+    let encoded = match r.kind {
+        RequestType::Call16 => encode_call16(lua, r.sync, &values),
+        RequestType::Upsert => encode_values(lua, r.sync, &[]),
+        RequestType::Insert | RequestType::Replace | RequestType::Update | RequestType::Delete => {
+            // A write returns its tuple (or nothing).
+            let values: Vec<LuaValue> = values.into_iter().filter(|v| !v.is_nil()).take(1).collect();
+            encode_values(lua, r.sync, &values)
+        }
+        _ => encode_values(lua, r.sync, &values.into_iter().collect::<Vec<_>>()),
+    };
+    match encoded {
+        Ok(bytes) => r.conn.send(&bytes),
+        Err(e) => {
+            let e = ClientError::with_message(ER_PROC_LUA, e.to_string());
+            r.conn.send(&encode_client_error(r.sync, &e));
+        }
+    }
+    Ok(())
+}
+
+fn encode_values(lua: &Lua, sync: u64, values: &[LuaValue]) -> LuaResult<Vec<u8>> {
+    let mut reply = codec::DataResponse::new(sync, schema_version());
+    for v in values {
+        reply.push(&crate::box_::lua_tuple::value_to_msgpack(lua, v)?);
+    }
+    Ok(reply.finish())
+}
+
+fn is_tuple_like(v: &LuaValue) -> bool {
+    match v {
+        LuaValue::Table(_) => true,
+        LuaValue::UserData(ud) => ud.is::<crate::box_::lua_tuple::LuaTuple>(),
+        _ => false,
+    }
+}
+
+/// CALL_16 (1.6's call): every result is a tuple; a scalar `x` becomes `[x]`, and a lone
+/// table of tables or tuples is unpacked into its elements.
+fn encode_call16(lua: &Lua, sync: u64, values: &LuaMultiValue) -> LuaResult<Vec<u8>> {
+    let mut reply = codec::DataResponse::new(sync, schema_version());
+    let as_tuple = |v: &LuaValue| -> LuaResult<Vec<u8>> {
+        if is_tuple_like(v) {
+            Ok(crate::box_::lua_tuple::tuple_from_lua(lua, v)?.data().to_vec())
+        } else {
+            let mut out = vec![0x91];
+            out.extend_from_slice(&crate::box_::lua_tuple::value_to_msgpack(lua, v)?);
+            Ok(out)
+        }
+    };
+    if let (1, Some(LuaValue::Table(t))) = (values.len(), values.front()) {
+        let first = t.clone().pairs::<LuaValue, LuaValue>().next();
+        if let Some(Ok((_, first))) = first {
+            if is_tuple_like(&first) {
+                for pair in t.clone().pairs::<LuaValue, LuaValue>() {
+                    let (_, v) = pair?;
+                    reply.push(&as_tuple(&v)?);
+                }
+                return Ok(reply.finish());
+            }
+        }
+    }
+    for v in values {
+        reply.push(&as_tuple(v)?);
+    }
+    Ok(reply.finish())
+}
+
+/// `box.internal.iproto_reply_error(token, err)`: a Lua error as the reply: box.error
+/// objects keep their code and type, anything else is a Lua error (code 32).
+fn reply_error(lua: &Lua, (token, err): (i64, LuaValue)) -> LuaResult<()> {
+    let Some(r) = take_request(token) else { return Ok(()) };
+    let as_text = |v: &LuaValue| match v {
+        LuaValue::Table(_) | LuaValue::UserData(_) => lua
+            .globals()
+            .get::<LuaFunction>("tostring")
+            .and_then(|f| f.call::<String>(v.clone()))
+            .unwrap_or_else(|_| "unknown exception".into()),
+        _ => lua_error_text(v),
+    };
+    let (type_name, code, message) = match &err {
+        LuaValue::UserData(ud) => match ud.borrow::<ErrorObject>() {
+            Ok(e) => (e.0.kind, e.0.code.unwrap_or(0), e.0.message.clone()),
+            Err(_) => ("LuajitError", ER_PROC_LUA, as_text(&err)),
+        },
+        _ => ("LuajitError", ER_PROC_LUA, as_text(&err)),
+    };
+    r.conn.send(&encode_error(r.sync, type_name, code, &message));
+    Ok(())
+}
+
+fn lua_error_text(v: &LuaValue) -> String {
+    match v {
+        LuaValue::String(s) => s.to_string_lossy(),
+        LuaValue::Nil => "nil".into(),
+        LuaValue::Integer(i) => i.to_string(),
+        LuaValue::Number(n) => n.to_string(),
+        LuaValue::Boolean(b) => b.to_string(),
+        LuaValue::Error(e) => e.to_string(),
+        _ => "unknown exception".into(),
+    }
+}
+
+/// Functions lua/box/iproto.lua uses, and where it registers its handlers.
+pub fn install(lua: &Lua, internal: &LuaTable) -> LuaResult<()> {
+    internal.set("iproto_reply", lua.create_function(reply)?)?;
+    internal.set("iproto_reply_error", lua.create_function(reply_error)?)?;
+    internal.set(
+        "iproto_set_handlers",
+        lua.create_function(|lua, (call, eval, dml): (LuaFunction, LuaFunction, LuaFunction)| {
+            let h = Handlers {
+                call: lua.create_registry_value(call)?,
+                eval: lua.create_registry_value(eval)?,
+                dml: lua.create_registry_value(dml)?,
+            };
+            HANDLERS.with(|x| *x.borrow_mut() = Some(h));
+            Ok(())
+        })?,
+    )?;
+    internal.set(
+        "listen",
+        lua.create_function(|lua, uri: LuaValue| {
+            let uri = match uri {
+                LuaValue::Nil => None,
+                LuaValue::Integer(i) => Some(i.to_string()),
+                LuaValue::Number(n) => Some((n as i64).to_string()),
+                LuaValue::String(s) => Some(s.to_string_lossy()),
+                _ if crate::runtime::cdata::is_nil_or_null(lua, &uri) => None,
+                other => Some(lua_error_text(&other)),
+            };
+            listen(lua, uri)
+        })?,
+    )?;
+    internal.set(
+        "net_stat",
+        lua.create_function(|lua, ()| {
+            let s = net_stat();
+            let t = lua.create_table()?;
+            t.set("sent", s.sent)?;
+            t.set("received", s.received)?;
+            t.set("connections", s.connections)?;
+            t.set("requests", s.requests)?;
+            t.set("malformed", s.malformed)?;
+            Ok(t)
+        })?,
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_forms() {
+        let tcp = |h: &str, p| Some(ListenAddr::Tcp(h.into(), p));
+        assert_eq!(parse_listen("3301"), tcp("0.0.0.0", 3301));
+        assert_eq!(parse_listen("localhost:3301"), tcp("localhost", 3301));
+        assert_eq!(parse_listen("127.0.0.1:3301"), tcp("127.0.0.1", 3301));
+        assert_eq!(parse_listen("[::1]:3301"), tcp("::1", 3301));
+        assert_eq!(parse_listen("user:pass@127.0.0.1:3301"), tcp("127.0.0.1", 3301));
+        assert_eq!(
+            parse_listen("unix/:/tmp/x.sock"),
+            Some(ListenAddr::Unix(PathBuf::from("/tmp/x.sock")))
+        );
+        assert_eq!(parse_listen("unix/:"), None);
+        assert_eq!(parse_listen("nonsense"), None);
+        assert_eq!(parse_listen("host:99999"), None);
+    }
+
+    #[test]
+    fn access_denied_fields_from_the_message() {
+        assert_eq!(
+            access_denied_fields("Execute access to universe '' is denied for user 'guest'"),
+            Some(("Execute", "universe", ""))
+        );
+        assert_eq!(
+            access_denied_fields("Create access to space 'a b' is denied for user 'x'"),
+            Some(("Create", "space", "a b"))
+        );
+        assert_eq!(access_denied_fields("Something else"), None);
+    }
+}

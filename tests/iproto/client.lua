@@ -1,0 +1,117 @@
+-- Run by real tarantool against a server.lua on node or tarantool; prints what the
+-- server answered. tests/iproto_netbox.rs compares the two outputs.
+local port = arg[1]
+local nb = require('net.box')
+local yaml = require('yaml')
+local fiber = require('fiber')
+local function show(...)
+    local t = {n = select('#', ...), ...}
+    for i = 1, t.n do
+        if type(t[i]) == 'cdata' or type(t[i]) == 'userdata' then t[i] = tostring(t[i]) end
+    end
+    print((yaml.encode(t):gsub('\n', ' ')))
+end
+local function try(f, ...)
+    local ok, e = pcall(f, ...)
+    if ok then return show(e) end
+    if type(e) == 'cdata' or type(e) == 'userdata' then
+        local u = e:unpack()
+        return show('error', u.code, u.type, u.message)
+    end
+    return show('error', e)
+end
+local uri = '127.0.0.1:' .. port
+local c = nb.connect(uri)
+show('guest', c.state, c:is_connected(), c:ping())
+try(c.call, c, 'add', {1, 2})
+try(c.call, c, 'multi')
+try(c.eval, c, 'return 1')
+try(c.call, c, 'nosuch')
+show(c.space.tester == nil, c.space._space ~= nil)
+c:close()
+show('closed', c.state, c:is_connected())
+
+c = nb.connect('test:pass@' .. uri)
+show('test', c.state, c:ping())
+show(c:call('add', {1, 2}))
+show(c:call('multi'))
+show(c:call('nothing'))
+show(c:call('get_tuple'))
+show(c:call('obj:method', {5}))
+show(c:call('nested.deep.fn'))
+show(c:eval('return ...', {1, 'a', {b = 2}}))
+show(c:eval('return'))
+show(c:call('whoami'))
+show(c:call('storage', {'kept'}), c:call('storage'))
+try(c.call, c, 'boom')
+try(c.call, c, 'box_boom')
+try(c.call, c, 'nosuch')
+try(c.call, c, 'nested.nosuch.fn')
+try(c.eval, c, 'syntax error here')
+try(c.eval, c, 'error(setmetatable({}, {__tostring = function() return "custom tostring" end}))')
+local sp = c.space.tester
+show(sp:replace{1, 'one'})
+show(sp:insert{2, 'two'})
+try(sp.insert, sp, {2, 'again'})
+try(sp.insert, sp, {'bad', 'type'})
+try(sp.insert, sp, {3})
+show(sp:select{})
+show(sp:select({}, {iterator = 'GT', limit = 1}))
+show(sp:select({1}, {iterator = 'GE', offset = 1}))
+show(sp:get{2})
+show(sp:get{99})
+show(sp.index.name:select{'two'})
+show(sp:update({2}, {{'=', 2, 'TWO'}}))
+show(sp:update({99}, {{'=', 2, 'none'}}))
+try(sp.update, sp, {2}, {{'=', 1, 5}})
+show(sp:upsert({5, 'five'}, {{'=', 2, 'x'}}))
+show(sp:upsert({5, 'five'}, {{'=', 2, 'x'}}))
+show(sp:get{5})
+show(sp:delete{1})
+show(sp:delete{1})
+show(sp.index.primary:min(), sp.index.primary:max())
+show(sp.index.primary:count({2}, {iterator = 'GE'}))
+local tr = c.space.triggered
+show(tr:replace{7, 'orig'})
+show(sp:get{1007})
+-- pushes
+local pushes = {}
+show(c:call('pusher', {}, {on_push = function(ctx, x) table.insert(pushes, x) end}))
+show(pushes)
+-- pipelining: a slow call does not hold up a fast one on the same connection
+local done = {}
+local ch = fiber.channel(2)
+fiber.create(function() ch:put(c:call('slow', {'slow'})) end)
+fiber.create(function() ch:put(c:call('add', {2, 2})) end)
+show(ch:get(), ch:get())
+-- async
+local f = c:call('slow', {'async'}, {is_async = true})
+show(f:is_ready(), f:wait_result(2))
+-- timeouts
+try(c.call, c, 'slow', {'late'}, {timeout = 0.05})
+-- schema reload after DDL
+c:eval("box.schema.space.create('newsp'):create_index('pk')")
+c:ping()
+fiber.sleep(0.1)
+show(c.space.newsp ~= nil)
+if c.space.newsp then show(c.space.newsp:insert{7}) end
+c:eval("box.space.newsp:drop()")
+c:ping()
+fiber.sleep(0.1)
+show(c.space.newsp == nil)
+c:close()
+
+-- access
+c = nb.connect('limited:secret@' .. uri)
+show('limited', c.state)
+try(c.eval, c, 'return 1')
+try(c.call, c, 'whoami')
+show(c.space._space == nil, c.space.tester == nil)
+c:close()
+c = nb.connect('test:wrong@' .. uri)
+show('wrong password', c.state, c.error)
+c = nb.connect('nobody:x@' .. uri)
+show('no user', c.state, c.error)
+c = nb.connect('admin:x@' .. uri)
+show('admin', c.state, c.error)
+os.exit(0)
