@@ -23,7 +23,7 @@ use std::rc::Rc;
 use mlua::ffi;
 use mlua::prelude::*;
 
-use super::errcode::{ERRCODES, ER_TUPLE_NOT_ARRAY};
+use super::errcode::{ERRCODES, ER_INVALID_MSGPACK, ER_TUPLE_NOT_ARRAY};
 use super::error::ClientError;
 use super::mp::{self, Mp};
 use super::tuple::Tuple;
@@ -452,6 +452,15 @@ pub fn value_to_msgpack(lua: &Lua, v: &LuaValue) -> LuaResult<Vec<u8>> {
     Ok(out)
 }
 
+/// Appends each value's MessagePack to `out` (the IPROTO server's reply bodies).
+pub fn append_msgpack<'a>(lua: &Lua, values: impl Iterator<Item = &'a LuaValue>, out: &mut Vec<u8>) -> LuaResult<()> {
+    let sh = shared(lua)?;
+    for v in values {
+        encode_value(lua, &sh, v, out, SPARSE_RATIO)?;
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------
 // MessagePack -> Lua values
 // ---------------------------------------------------------------------------------------
@@ -461,6 +470,19 @@ pub fn value_to_msgpack(lua: &Lua, v: &LuaValue) -> LuaResult<Vec<u8>> {
 /// (so the console prints them in flow style), UUIDs as uuid cdata.
 pub fn decode_to_lua(lua: &Lua, raw: &[u8]) -> LuaResult<LuaValue> {
     decode(lua, &*shared(lua)?, raw)
+}
+
+/// Decodes the items of the MessagePack array `raw` (already validated) into `into`: the
+/// arguments of an IPROTO CALL or EVAL.
+pub fn decode_array_items(lua: &Lua, raw: &[u8], into: &mut LuaMultiValue) -> LuaResult<()> {
+    let sh = shared(lua)?;
+    let Some((count, mut pos)) = mp::read_array(raw, 0) else {
+        return Err(client_error!(ER_INVALID_MSGPACK, "packet body").into_lua_err());
+    };
+    for _ in 0..count {
+        into.push_back(decode_at(lua, &sh, raw, &mut pos, 0)?);
+    }
+    Ok(())
 }
 
 fn decode(lua: &Lua, sh: &Shared, raw: &[u8]) -> LuaResult<LuaValue> {

@@ -4,7 +4,6 @@
 //! live in `BoxRuntime`.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
 
 /// What `box.session.type()` says.
@@ -84,8 +83,8 @@ struct Binding {
 }
 
 thread_local! {
-    static BINDINGS: RefCell<HashMap<u64, Binding>> = RefCell::new(HashMap::new());
-    static LIVE: RefCell<HashMap<u64, std::rc::Weak<Session>>> = RefCell::new(HashMap::new());
+    static BINDINGS: RefCell<hashbrown::HashMap<u64, Binding>> = RefCell::new(hashbrown::HashMap::new());
+    static LIVE: RefCell<hashbrown::HashMap<u64, std::rc::Weak<Session>>> = RefCell::new(hashbrown::HashMap::new());
     /// Session 1 is the local one (the script and the console), as in Tarantool.
     static NEXT_ID: Cell<u64> = const { Cell::new(2) };
 }

@@ -10,7 +10,6 @@
 //! that a writer task sends in as few writes as possible.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
 use std::rc::{Rc, Weak};
@@ -39,6 +38,8 @@ const MAX_IN_FLIGHT: u32 = 768;
 /// Unsent replies past which a connection is not read (a client that sends and never
 /// reads must not make the server buffer without bound).
 const MAX_UNSENT: usize = 16 * 1024 * 1024;
+/// Requests served between two chances for the writer to send (see `read_loop`).
+const REPLY_CHUNK: u32 = 16;
 /// The fiber id statements of Rust-served requests run under: no fiber has it, so they
 /// never join a fiber's transaction.
 const NO_FIBER: u64 = u64::MAX;
@@ -98,7 +99,7 @@ impl Drop for Active {
 thread_local! {
     static ACTIVE: RefCell<Option<Active>> = const { RefCell::new(None) };
     /// Requests served by fibers, by token: the connection and how to reply.
-    static IN_FIBERS: RefCell<HashMap<i64, FiberRequest>> = RefCell::new(HashMap::new());
+    static IN_FIBERS: RefCell<hashbrown::HashMap<i64, FiberRequest>> = RefCell::new(hashbrown::HashMap::new());
     static NEXT_TOKEN: Cell<i64> = const { Cell::new(1) };
     /// The Lua handlers (lua/box/iproto.lua): call, eval, dml.
     static HANDLERS: RefCell<Option<Handlers>> = const { RefCell::new(None) };
@@ -122,9 +123,9 @@ pub fn net_stat() -> NetStat {
 }
 
 struct Handlers {
-    call: LuaRegistryKey,
-    eval: LuaRegistryKey,
-    dml: LuaRegistryKey,
+    call: LuaFunction,
+    eval: LuaFunction,
+    dml: LuaFunction,
 }
 
 struct FiberRequest {
@@ -403,12 +404,20 @@ async fn read_loop<R: AsyncRead + Unpin>(lua: mlua::WeakLua, conn: Rc<Conn>, mut
         NET_STAT.with(|s| s.borrow_mut().received += n as u64);
         let Some(lua) = lua.try_upgrade() else { break };
         let mut pos = 0;
+        let mut served = 0u32;
         loop {
             match codec::next_packet(&buf[pos..], codec::PACKET_SIZE_MAX) {
                 Ok(Some(frame)) => {
                     let packet = &buf[pos + frame.packet.start..pos + frame.packet.end];
                     serve(&lua, &conn, packet);
                     pos += frame.consumed;
+                    served += 1;
+                    if served.is_multiple_of(REPLY_CHUNK) && pos < buf.len() {
+                        // Let the writer send what is ready while the rest is served: the
+                        // client starts on those replies meanwhile (2 cores work at once).
+                        box_lua::flush_wal();
+                        tokio::task::yield_now().await;
+                    }
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -669,14 +678,10 @@ fn start_fiber(
     conn: &Rc<Conn>,
     kind: RequestType,
     sync: u64,
-    which: fn(&Handlers) -> &LuaRegistryKey,
+    which: fn(&Handlers) -> &LuaFunction,
     args: LuaMultiValue,
 ) -> Result<(), ClientError> {
-    let handler = HANDLERS.with(|h| {
-        h.borrow()
-            .as_ref()
-            .and_then(|h| lua.registry_value::<LuaFunction>(which(h)).ok())
-    });
+    let handler = HANDLERS.with(|h| h.borrow().as_ref().map(|h| which(h).clone()));
     let handler = handler.ok_or_else(not_ready)?;
     let token = NEXT_TOKEN.with(|t| {
         let id = t.get();
@@ -718,16 +723,8 @@ fn start_fiber(
 }
 
 fn decode_args(lua: &Lua, args: &[u8], into: &mut LuaMultiValue) -> Result<(), ClientError> {
-    let bad = || client_error!(ER_INVALID_MSGPACK, "packet body");
-    let (count, mut pos) = crate::box_::mp::read_array(args, 0).ok_or_else(bad)?;
-    for _ in 0..count {
-        let end = crate::box_::mp::skip(args, pos).map_err(|_| bad())?;
-        let value = crate::box_::lua_tuple::decode_to_lua(lua, &args[pos..end])
-            .map_err(|e| ClientError::with_message(ER_PROC_LUA, e.to_string()))?;
-        into.push_back(value);
-        pos = end;
-    }
-    Ok(())
+    crate::box_::lua_tuple::decode_array_items(lua, args, into)
+        .map_err(|e| ClientError::with_message(ER_INVALID_MSGPACK, e.to_string()))
 }
 
 fn lua_str(lua: &Lua, bytes: &[u8]) -> Result<LuaValue, ClientError> {
@@ -827,7 +824,10 @@ fn reply(lua: &Lua, (token, values): (i64, LuaMultiValue)) -> LuaResult<()> {
             let values: Vec<LuaValue> = values.into_iter().filter(|v| !v.is_nil()).take(1).collect();
             encode_values(lua, r.sync, &values)
         }
-        _ => encode_values(lua, r.sync, &values.into_iter().collect::<Vec<_>>()),
+        _ => {
+            let values = values.into_vec();
+            encode_values(lua, r.sync, &values)
+        }
     };
     match encoded {
         Ok(bytes) => r.conn.send(&bytes),
@@ -840,11 +840,9 @@ fn reply(lua: &Lua, (token, values): (i64, LuaMultiValue)) -> LuaResult<()> {
 }
 
 fn encode_values(lua: &Lua, sync: u64, values: &[LuaValue]) -> LuaResult<Vec<u8>> {
-    let mut reply = codec::DataResponse::new(sync, schema_version());
-    for v in values {
-        reply.push(&crate::box_::lua_tuple::value_to_msgpack(lua, v)?);
-    }
-    Ok(reply.finish())
+    let mut items = Vec::with_capacity(64);
+    crate::box_::lua_tuple::append_msgpack(lua, values.iter(), &mut items)?;
+    Ok(codec::encode_data(sync, schema_version(), values.len() as u32, &items))
 }
 
 fn is_tuple_like(v: &LuaValue) -> bool {
@@ -928,11 +926,8 @@ pub fn install(lua: &Lua, internal: &LuaTable) -> LuaResult<()> {
     internal.set(
         "iproto_set_handlers",
         lua.create_function(|lua, (call, eval, dml): (LuaFunction, LuaFunction, LuaFunction)| {
-            let h = Handlers {
-                call: lua.create_registry_value(call)?,
-                eval: lua.create_registry_value(eval)?,
-                dml: lua.create_registry_value(dml)?,
-            };
+            let _ = lua;
+            let h = Handlers { call, eval, dml };
             HANDLERS.with(|x| *x.borrow_mut() = Some(h));
             Ok(())
         })?,
