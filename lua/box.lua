@@ -1144,7 +1144,7 @@ box.info = setmetatable({}, {
 box.stat = setmetatable({}, {
     __call = function() return internal.stat() end,
     __index = function(_, k)
-        if k == 'net' then return function() return {} end end
+        if k == 'net' then return internal.net_stat end
         if k == 'reset' then return function() internal.stat_reset() end end
         return internal.stat()[k]
     end,

@@ -105,9 +105,12 @@ thread_local! {
     static HANDLERS: RefCell<Option<Handlers>> = const { RefCell::new(None) };
     /// Counters for `box.stat.net()`.
     static NET_STAT: RefCell<NetStat> = RefCell::new(NetStat::default());
+    static NET_SAMPLES: RefCell<std::collections::VecDeque<(std::time::Instant, NetStat)>> =
+        RefCell::new(std::collections::VecDeque::new());
+    static SAMPLING: Cell<bool> = const { Cell::new(false) };
 }
 
-/// `box.stat.net()`'s totals.
+/// `box.stat.net()`'s counters.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NetStat {
     pub sent: u64,
@@ -116,10 +119,51 @@ pub struct NetStat {
     pub requests: u64,
     /// Packets that could not be decoded (answered with an error, or the connection closed).
     pub malformed: u64,
+    pub open_connections: u64,
+    /// Requests still being served (in fibers or waiting for the WAL).
+    pub requests_in_progress: u64,
 }
 
 pub fn net_stat() -> NetStat {
     NET_STAT.with(|s| *s.borrow())
+}
+
+fn count(f: impl FnOnce(&mut NetStat)) {
+    NET_STAT.with(|s| f(&mut s.borrow_mut()));
+}
+
+/// Samples of the counters a second apart, newest last, for the rates over 5 seconds that
+/// `box.stat.net()` reports (as Tarantool's rmean does).
+const RATE_WINDOW: usize = 5;
+
+async fn sample_net_stat() {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let now = (std::time::Instant::now(), net_stat());
+        NET_SAMPLES.with(|h| {
+            let mut h = h.borrow_mut();
+            h.push_back(now);
+            while h.len() > RATE_WINDOW + 1 {
+                h.pop_front();
+            }
+        });
+    }
+}
+
+/// Per-second rate of a counter over the sampled window.
+fn rate(field: fn(&NetStat) -> u64) -> f64 {
+    NET_SAMPLES.with(|h| {
+        let h = h.borrow();
+        let (Some(first), Some(last)) = (h.front(), h.back()) else {
+            return 0.0;
+        };
+        let secs = last.0.duration_since(first.0).as_secs_f64();
+        if secs <= 0.0 {
+            return 0.0;
+        }
+        (field(&last.1).saturating_sub(field(&first.1))) as f64 / secs
+    })
 }
 
 struct Handlers {
@@ -210,6 +254,9 @@ pub fn listen(lua: &Lua, uri: Option<String>) -> LuaResult<()> {
     }
     let socket = Rc::new(RefCell::new(Some(bind(lua, &addr)?)));
     let stop = Rc::new(Notify::new());
+    if !SAMPLING.with(|s| s.replace(true)) {
+        tokio::task::spawn_local(sample_net_stat());
+    }
     let sched = fiber::scheduler(lua);
     sched.pin();
     tokio::task::spawn_local(accept_loop(lua.weak(), socket.clone(), stop.clone(), sched));
@@ -308,8 +355,14 @@ impl Conn {
         }
     }
 
+    fn start_one(&self) {
+        self.in_flight.set(self.in_flight.get() + 1);
+        count(|s| s.requests_in_progress += 1);
+    }
+
     fn finish_one(&self) {
         self.in_flight.set(self.in_flight.get().saturating_sub(1));
+        count(|s| s.requests_in_progress = s.requests_in_progress.saturating_sub(1));
         self.progress.notify_one();
     }
 }
@@ -350,7 +403,10 @@ where
             malformed: Cell::new(0),
         }
     });
-    NET_STAT.with(|s| s.borrow_mut().connections += 1);
+    count(|s| {
+        s.connections += 1;
+        s.open_connections += 1;
+    });
     let greeting = codec::greeting(crate::box_::VERSION_SHORT, &instance_uuid(), &salt);
     conn.send(&greeting);
     tokio::task::spawn_local(write_loop(conn.clone(), wr));
@@ -369,7 +425,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(conn: Rc<Conn>, mut wr: W) {
             continue;
         }
         let result = wr.write_all(&spare).await;
-        NET_STAT.with(|s| s.borrow_mut().sent += spare.len() as u64);
+        count(|s| s.sent += spare.len() as u64);
         spare.clear();
         // A reply burst must not keep a huge buffer for the connection's lifetime.
         if spare.capacity() > 1 << 20 {
@@ -401,7 +457,7 @@ async fn read_loop<R: AsyncRead + Unpin>(lua: mlua::WeakLua, conn: Rc<Conn>, mut
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        NET_STAT.with(|s| s.borrow_mut().received += n as u64);
+        count(|s| s.received += n as u64);
         let Some(lua) = lua.try_upgrade() else { break };
         let mut pos = 0;
         let mut served = 0u32;
@@ -437,6 +493,7 @@ async fn read_loop<R: AsyncRead + Unpin>(lua: mlua::WeakLua, conn: Rc<Conn>, mut
     }
     // Replies already queued are still sent; fibers still running reply into nothing.
     conn.closed.set(true);
+    count(|s| s.open_connections = s.open_connections.saturating_sub(1));
     conn.writer_wake.notify_one();
     let count = conn.malformed.get();
     if count > 1 {
@@ -451,7 +508,7 @@ async fn read_loop<R: AsyncRead + Unpin>(lua: mlua::WeakLua, conn: Rc<Conn>, mut
 }
 
 fn note_malformed(lua: &Lua, conn: &Conn, what: &str) {
-    NET_STAT.with(|s| s.borrow_mut().malformed += 1);
+    count(|s| s.malformed += 1);
     let n = conn.malformed.get() + 1;
     conn.malformed.set(n);
     if n == 1 {
@@ -465,7 +522,7 @@ fn note_malformed(lua: &Lua, conn: &Conn, what: &str) {
 
 /// Serves one packet.
 fn serve(lua: &Lua, conn: &Rc<Conn>, packet: &[u8]) {
-    NET_STAT.with(|s| s.borrow_mut().requests += 1);
+    count(|s| s.requests += 1);
     let req = match codec::decode_request(packet) {
         Ok(r) => r,
         Err(e) => {
@@ -658,7 +715,7 @@ fn write(
     match ticket {
         None => Ok(Some(reply(shown))),
         Some(ticket) => {
-            conn.in_flight.set(conn.in_flight.get() + 1);
+            conn.start_one();
             let conn = conn.clone();
             tokio::task::spawn_local(async move {
                 match box_lua::wal_written(ticket).await {
@@ -691,7 +748,7 @@ fn start_fiber(
     let mut full = LuaMultiValue::with_capacity(args.len() + 1);
     full.push_back(LuaValue::Integer(token));
     full.extend(args);
-    conn.in_flight.set(conn.in_flight.get() + 1);
+    conn.start_one();
     IN_FIBERS.with(|f| {
         f.borrow_mut().insert(
             token,
@@ -950,12 +1007,37 @@ pub fn install(lua: &Lua, internal: &LuaTable) -> LuaResult<()> {
         "net_stat",
         lua.create_function(|lua, ()| {
             let s = net_stat();
+            let entry = |pairs: &[(&str, f64)]| -> LuaResult<LuaTable> {
+                let t = lua.create_table()?;
+                for (k, v) in pairs {
+                    t.set(*k, *v)?;
+                }
+                Ok(t)
+            };
             let t = lua.create_table()?;
-            t.set("sent", s.sent)?;
-            t.set("received", s.received)?;
-            t.set("connections", s.connections)?;
-            t.set("requests", s.requests)?;
-            t.set("malformed", s.malformed)?;
+            t.set("SENT", entry(&[("total", s.sent as f64), ("rps", rate(|s| s.sent))])?)?;
+            t.set(
+                "RECEIVED",
+                entry(&[("total", s.received as f64), ("rps", rate(|s| s.received))])?,
+            )?;
+            t.set(
+                "CONNECTIONS",
+                entry(&[
+                    ("total", s.connections as f64),
+                    ("current", s.open_connections as f64),
+                    ("rps", rate(|s| s.connections)),
+                ])?,
+            )?;
+            t.set(
+                "REQUESTS",
+                entry(&[
+                    ("total", s.requests as f64),
+                    ("current", s.requests_in_progress as f64),
+                    ("rps", rate(|s| s.requests)),
+                ])?,
+            )?;
+            // node's own: packets that could not be decoded.
+            t.set("MALFORMED", entry(&[("total", s.malformed as f64)])?)?;
             Ok(t)
         })?,
     )?;

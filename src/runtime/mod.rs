@@ -41,6 +41,22 @@ const EXIT_SCRIPT_ERROR: i32 = 1;
 /// Exit code when the script file cannot be opened (Tarantool's).
 const EXIT_NO_SCRIPT: i32 = 2;
 
+/// A server holds a socket per client: the soft limit on open files (often 1024) goes up to
+/// the hard one.
+pub fn raise_open_files_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // Safety: plain system calls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 /// Runs the process; returns its exit code.
 pub fn run(opts: Options) -> i32 {
     if let Some(script) = &opts.script {
@@ -51,6 +67,7 @@ pub fn run(opts: Options) -> i32 {
             }
         }
     }
+    raise_open_files_limit();
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
