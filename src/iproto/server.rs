@@ -106,7 +106,7 @@ thread_local! {
     /// Counters for `box.stat.net()`.
     static NET_STAT: RefCell<NetStat> = RefCell::new(NetStat::default());
     static NET_SAMPLES: RefCell<std::collections::VecDeque<(std::time::Instant, NetStat)>> =
-        RefCell::new(std::collections::VecDeque::new());
+        const { RefCell::new(std::collections::VecDeque::new()) };
     static SAMPLING: Cell<bool> = const { Cell::new(false) };
 }
 
