@@ -1087,6 +1087,17 @@ function box.session.exists(id) return internal.session_exists(id) end
 function box.session.peer() return internal.session_peer() end
 function box.session.sync() return internal.session_sync() end
 function box.session.push(data, sync) return internal.session_push(data, sync) end
+-- Session triggers: lists the IPROTO server runs (lua/box/iproto.lua); Rust is told
+-- whether a list is empty, so connections without triggers cost no fiber.
+local session_triggers = {on_connect = {}, on_disconnect = {}, on_auth = {}}
+box.session.internal_triggers = session_triggers
+for kind, list in pairs(session_triggers) do
+    box.session[kind] = function(new, old)
+        local r = trigger_api(list, new, old, kind)
+        internal.set_session_triggers(kind, #list > 0)
+        return r
+    end
+end
 -- Each session its own storage table, dropped with the session (the local one is 1).
 local session_storage = {}
 box.session.internal_storage = session_storage
@@ -1094,7 +1105,11 @@ setmetatable(box.session, {__index = function(_, k)
     if k == 'storage' then
         local id = internal.session_id()
         local t = session_storage[id]
-        if t == nil then t = {} session_storage[id] = t end
+        if t == nil then
+            t = {}
+            session_storage[id] = t
+            internal.session_storage_used()
+        end
         return t
     end
 end})

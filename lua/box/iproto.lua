@@ -99,4 +99,25 @@ local function dml(token, kind, space_id, index_id, key, tuple, ops, index_base)
     end))
 end
 
-internal.iproto_set_handlers(call, eval, dml)
+local triggers = box.session.internal_triggers
+local storage = box.session.internal_storage
+
+local function run_triggers(list, ...)
+    for _, f in ipairs(list) do f(...) end
+end
+
+-- kind: 'connect', 'disconnect' or 'auth' (then the user name and whether the password
+-- was right). A failing connect or auth trigger fails the connection or the login.
+local function session_event(token, kind, user, ok)
+    if kind == 'connect' then
+        return finish(token, pcall(run_triggers, triggers.on_connect))
+    elseif kind == 'auth' then
+        return finish(token, pcall(run_triggers, triggers.on_auth, user, ok))
+    end
+    local done, err = pcall(run_triggers, triggers.on_disconnect)
+    storage[box.session.id()] = nil
+    if done then return reply(token) end
+    return reply_error(token, err)
+end
+
+internal.iproto_set_handlers(call, eval, dml, session_event)

@@ -35,6 +35,8 @@ pub struct Session {
     /// `box.session.peer()`: `host:port` or the unix socket path.
     pub peer: String,
     push: Option<PushSink>,
+    /// `box.session.storage` was touched: it must be dropped at disconnect.
+    pub storage_used: Cell<bool>,
 }
 
 impl Session {
@@ -50,6 +52,7 @@ impl Session {
             uid: Cell::new(uid),
             peer,
             push,
+            storage_used: Cell::new(false),
         });
         LIVE.with(|l| l.borrow_mut().insert(id, Rc::downgrade(&s)));
         s

@@ -108,6 +108,10 @@ thread_local! {
     static NET_SAMPLES: RefCell<std::collections::VecDeque<(std::time::Instant, NetStat)>> =
         const { RefCell::new(std::collections::VecDeque::new()) };
     static SAMPLING: Cell<bool> = const { Cell::new(false) };
+    static LUA_FOR_LOG: RefCell<Option<mlua::WeakLua>> = const { RefCell::new(None) };
+    static SESSION_TRIGGERS: Cell<SessionTriggers> = const {
+        Cell::new(SessionTriggers { connect: false, disconnect: false, auth: false })
+    };
 }
 
 /// `box.stat.net()`'s counters.
@@ -170,6 +174,7 @@ struct Handlers {
     call: LuaFunction,
     eval: LuaFunction,
     dml: LuaFunction,
+    session: LuaFunction,
 }
 
 struct FiberRequest {
@@ -177,6 +182,26 @@ struct FiberRequest {
     sync: u64,
     kind: RequestType,
     fid: u64,
+    /// Set when the fiber runs session triggers rather than a request.
+    event: Option<SessionEvent>,
+}
+
+/// Session triggers run in a fiber of the session, like requests.
+enum SessionEvent {
+    /// on_connect: success sends the greeting and starts reading; an error is sent instead
+    /// and the connection closed, as in Tarantool.
+    Connect,
+    /// on_auth: the login's own outcome, applied once the triggers pass.
+    Auth(Result<u32, ClientError>),
+    Disconnect,
+}
+
+/// Which session trigger lists are not empty (box.session.on_connect/on_disconnect/on_auth).
+#[derive(Default, Clone, Copy)]
+struct SessionTriggers {
+    connect: bool,
+    disconnect: bool,
+    auth: bool,
 }
 
 fn bind_error(what: &str, e: &io::Error) -> LuaError {
@@ -254,6 +279,7 @@ pub fn listen(lua: &Lua, uri: Option<String>) -> LuaResult<()> {
     }
     let socket = Rc::new(RefCell::new(Some(bind(lua, &addr)?)));
     let stop = Rc::new(Notify::new());
+    LUA_FOR_LOG.with(|l| *l.borrow_mut() = Some(lua.weak()));
     if !SAMPLING.with(|s| s.replace(true)) {
         tokio::task::spawn_local(sample_net_stat());
     }
@@ -339,6 +365,10 @@ struct Conn {
     closed: Cell<bool>,
     /// Malformed packets from this client: the first is logged, the count at close.
     malformed: Cell<u64>,
+    /// None while on_connect triggers run; then whether to serve the connection.
+    accepted: Cell<Option<bool>>,
+    /// The greeting, held back while on_connect triggers run.
+    greeting: RefCell<Option<[u8; codec::GREETING_SIZE]>>,
 }
 
 impl Conn {
@@ -401,6 +431,8 @@ where
             in_flight: Cell::new(0),
             closed: Cell::new(false),
             malformed: Cell::new(0),
+            accepted: Cell::new(Some(true)),
+            greeting: RefCell::new(None),
         }
     });
     count(|s| {
@@ -408,7 +440,28 @@ where
         s.open_connections += 1;
     });
     let greeting = codec::greeting(crate::box_::VERSION_SHORT, &instance_uuid(), &salt);
-    conn.send(&greeting);
+    // With on_connect triggers the greeting waits for them (an error goes instead).
+    let connect_triggers = SESSION_TRIGGERS.with(Cell::get).connect;
+    match lua.try_upgrade().filter(|_| connect_triggers) {
+        Some(lua) => {
+            conn.accepted.set(None);
+            *conn.greeting.borrow_mut() = Some(greeting);
+            let args = session_event_args(&lua, "connect");
+            let started = start_fiber(
+                &lua,
+                &conn,
+                RequestType::Ping,
+                0,
+                |h| &h.session,
+                args,
+                Some(SessionEvent::Connect),
+            );
+            if let Err(e) = started {
+                session_event_done(&conn, 0, SessionEvent::Connect, Some(e));
+            }
+        }
+        None => conn.send(&greeting),
+    }
     tokio::task::spawn_local(write_loop(conn.clone(), wr));
     tokio::task::spawn_local(read_loop(lua.clone(), conn, rd));
 }
@@ -442,8 +495,14 @@ async fn write_loop<W: AsyncWrite + Unpin>(conn: Rc<Conn>, mut wr: W) {
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(lua: mlua::WeakLua, conn: Rc<Conn>, mut rd: R) {
+    while conn.accepted.get().is_none() {
+        conn.progress.notified().await;
+    }
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     'read: loop {
+        if conn.accepted.get() == Some(false) {
+            break;
+        }
         while !conn.closed.get() && (conn.in_flight.get() >= MAX_IN_FLIGHT || conn.out.borrow().len() > MAX_UNSENT) {
             conn.progress.notified().await;
         }
@@ -494,6 +553,26 @@ async fn read_loop<R: AsyncRead + Unpin>(lua: mlua::WeakLua, conn: Rc<Conn>, mut
     // Replies already queued are still sent; fibers still running reply into nothing.
     conn.closed.set(true);
     count(|s| s.open_connections = s.open_connections.saturating_sub(1));
+    // on_disconnect runs once the connection's requests are done, in its session.
+    if SESSION_TRIGGERS.with(Cell::get).disconnect || conn.session.storage_used.get() {
+        while conn.in_flight.get() > 0 {
+            conn.progress.notified().await;
+        }
+        if let Some(lua) = lua.try_upgrade() {
+            let args = session_event_args(&lua, "disconnect");
+            if let Err(e) = start_fiber(
+                &lua,
+                &conn,
+                RequestType::Ping,
+                0,
+                |h| &h.session,
+                args,
+                Some(SessionEvent::Disconnect),
+            ) {
+                log::write(&lua, Level::Error, &format!("binary: on_disconnect: {e}"));
+            }
+        }
+    }
     conn.writer_wake.notify_one();
     let count = conn.malformed.get();
     if count > 1 {
@@ -539,9 +618,7 @@ fn serve(lua: &Lua, conn: &Rc<Conn>, packet: &[u8]) {
     }
     let result = match (req.kind, req.body) {
         (RequestType::Ping, _) => Ok(Some(codec::encode_ok(sync, version, None))),
-        (RequestType::Auth, Body::Auth(auth)) => {
-            authenticate(conn, auth).map(|()| Some(codec::encode_ok(sync, version, None)))
-        }
+        (RequestType::Auth, Body::Auth(auth)) => authenticate(lua, conn, sync, auth),
         (RequestType::Select, Body::Dml(dml)) => select(conn, sync, &dml).map(Some),
         (
             RequestType::Insert
@@ -605,18 +682,79 @@ fn not_ready() -> ClientError {
     client_error!(ER_LOADING)
 }
 
-fn authenticate(conn: &Conn, auth: codec::Auth<'_>) -> Result<(), ClientError> {
-    let user = std::str::from_utf8(auth.user_name).map_err(|_| client_error!(ER_NO_SUCH_USER, "?"))?;
-    let tuple = crate::box_::access::AuthTuple::from_msgpack(auth.tuple)?;
-    let uid = box_lua::with_runtime(|rt| {
-        rt.db
-            .schema
-            .access
-            .authenticate(user, &conn.salt[..crate::box_::chap_sha1::SCRAMBLE_SIZE], &tuple)
-    })
-    .ok_or_else(not_ready)??;
-    conn.session.uid.set(uid);
-    Ok(())
+/// AUTH; with on_auth triggers the outcome waits for them (they run in a fiber).
+fn authenticate(lua: &Lua, conn: &Rc<Conn>, sync: u64, auth: codec::Auth<'_>) -> Result<Option<Vec<u8>>, ClientError> {
+    let user = String::from_utf8_lossy(auth.user_name).into_owned();
+    let outcome = crate::box_::access::AuthTuple::from_msgpack(auth.tuple).and_then(|tuple| {
+        box_lua::with_runtime(|rt| {
+            rt.db
+                .schema
+                .access
+                .authenticate(&user, &conn.salt[..crate::box_::chap_sha1::SCRAMBLE_SIZE], &tuple)
+        })
+        .ok_or_else(not_ready)?
+    });
+    if !SESSION_TRIGGERS.with(Cell::get).auth {
+        conn.session.uid.set(outcome?);
+        return Ok(Some(codec::encode_ok(sync, schema_version(), None)));
+    }
+    let mut args = session_event_args(lua, "auth");
+    args.push_back(lua_str(lua, user.as_bytes())?);
+    args.push_back(LuaValue::Boolean(outcome.is_ok()));
+    start_fiber(
+        lua,
+        conn,
+        RequestType::Auth,
+        sync,
+        |h| &h.session,
+        args,
+        Some(SessionEvent::Auth(outcome)),
+    )?;
+    Ok(None)
+}
+
+fn session_event_args(lua: &Lua, kind: &str) -> LuaMultiValue {
+    let mut args = LuaMultiValue::new();
+    if let Ok(s) = lua.create_string(kind) {
+        args.push_back(LuaValue::String(s));
+    }
+    args
+}
+
+/// The triggers of `event` finished (`error`: one raised).
+fn session_event_done(conn: &Rc<Conn>, sync: u64, event: SessionEvent, error: Option<ClientError>) {
+    match event {
+        SessionEvent::Connect => {
+            match error {
+                None => {
+                    if let Some(g) = conn.greeting.borrow_mut().take() {
+                        conn.send(&g);
+                    }
+                    conn.accepted.set(Some(true));
+                }
+                Some(e) => {
+                    // Tarantool closes without a word to the client; the log says why.
+                    if let Some(lua) = LUA_FOR_LOG.with(|l| l.borrow().as_ref().and_then(|w| w.try_upgrade())) {
+                        log::write(
+                            &lua,
+                            Level::Error,
+                            &format!("binary: on_connect trigger failed: {}", e.message),
+                        );
+                    }
+                    conn.accepted.set(Some(false));
+                }
+            }
+            conn.progress.notify_one();
+        }
+        SessionEvent::Auth(outcome) => match (outcome, error) {
+            (Ok(uid), None) => {
+                conn.session.uid.set(uid);
+                conn.send(&codec::encode_ok(sync, schema_version(), None));
+            }
+            (Err(e), _) | (Ok(_), Some(e)) => conn.send(&encode_client_error(sync, &e)),
+        },
+        SessionEvent::Disconnect => {}
+    }
 }
 
 fn iterator(code: u32) -> Result<IterType, ClientError> {
@@ -737,6 +875,7 @@ fn start_fiber(
     sync: u64,
     which: fn(&Handlers) -> &LuaFunction,
     args: LuaMultiValue,
+    event: Option<SessionEvent>,
 ) -> Result<(), ClientError> {
     let handler = HANDLERS.with(|h| h.borrow().as_ref().map(|h| which(h).clone()));
     let handler = handler.ok_or_else(not_ready)?;
@@ -757,6 +896,7 @@ fn start_fiber(
                 sync,
                 kind,
                 fid: 0,
+                event,
             },
         )
     });
@@ -818,7 +958,7 @@ fn call(lua: &Lua, conn: &Rc<Conn>, kind: RequestType, sync: u64, name: &[u8], a
     values.push_back(lua_str(lua, name)?);
     values.push_back(LuaValue::Integer(setuid_owner.map_or(-1, |o| o as i64)));
     decode_args(lua, args, &mut values)?;
-    start_fiber(lua, conn, kind, sync, |h| &h.call, values)
+    start_fiber(lua, conn, kind, sync, |h| &h.call, values, None)
 }
 
 /// EVAL needs execute on universe.
@@ -834,7 +974,7 @@ fn eval(lua: &Lua, conn: &Rc<Conn>, sync: u64, expr: &[u8], args: &[u8]) -> Resu
     let mut values = LuaMultiValue::new();
     values.push_back(lua_str(lua, expr)?);
     decode_args(lua, args, &mut values)?;
-    start_fiber(lua, conn, RequestType::Eval, sync, |h| &h.eval, values)
+    start_fiber(lua, conn, RequestType::Eval, sync, |h| &h.eval, values, None)
 }
 
 /// DML on a space with Lua triggers runs through box's Lua API in a fiber.
@@ -860,7 +1000,7 @@ fn write_through_lua(
     values.push_back(decode(dml.tuple)?);
     values.push_back(decode(dml.ops)?);
     values.push_back(LuaValue::Integer(dml.index_base as i64));
-    start_fiber(lua, conn, kind, sync, |h| &h.dml, values)
+    start_fiber(lua, conn, kind, sync, |h| &h.dml, values, None)
 }
 
 fn take_request(token: i64) -> Option<FiberRequest> {
@@ -873,6 +1013,10 @@ fn take_request(token: i64) -> Option<FiberRequest> {
 /// `box.internal.iproto_reply(token, ...)`: the handler's results as the reply.
 fn reply(lua: &Lua, (token, values): (i64, LuaMultiValue)) -> LuaResult<()> {
     let Some(r) = take_request(token) else { return Ok(()) };
+    if let Some(event) = r.event {
+        session_event_done(&r.conn, r.sync, event, None);
+        return Ok(());
+    }
     let encoded = match r.kind {
         RequestType::Call16 => encode_call16(lua, r.sync, &values),
         RequestType::Upsert => encode_values(lua, r.sync, &[]),
@@ -960,6 +1104,11 @@ fn reply_error(lua: &Lua, (token, err): (i64, LuaValue)) -> LuaResult<()> {
         },
         _ => ("LuajitError", ER_PROC_LUA, as_text(&err)),
     };
+    if let Some(event) = r.event {
+        let e = ClientError::with_message(code, message);
+        session_event_done(&r.conn, r.sync, event, Some(e));
+        return Ok(());
+    }
     r.conn.send(&encode_error(r.sync, type_name, code, &message));
     Ok(())
 }
@@ -982,10 +1131,38 @@ pub fn install(lua: &Lua, internal: &LuaTable) -> LuaResult<()> {
     internal.set("iproto_reply_error", lua.create_function(reply_error)?)?;
     internal.set(
         "iproto_set_handlers",
-        lua.create_function(|lua, (call, eval, dml): (LuaFunction, LuaFunction, LuaFunction)| {
-            let _ = lua;
-            let h = Handlers { call, eval, dml };
-            HANDLERS.with(|x| *x.borrow_mut() = Some(h));
+        lua.create_function(
+            |_, (call, eval, dml, session): (LuaFunction, LuaFunction, LuaFunction, LuaFunction)| {
+                let h = Handlers {
+                    call,
+                    eval,
+                    dml,
+                    session,
+                };
+                HANDLERS.with(|x| *x.borrow_mut() = Some(h));
+                Ok(())
+            },
+        )?,
+    )?;
+    internal.set(
+        "set_session_triggers",
+        lua.create_function(|_, (kind, has): (String, bool)| {
+            let mut t = SESSION_TRIGGERS.with(Cell::get);
+            match kind.as_str() {
+                "on_connect" => t.connect = has,
+                "on_disconnect" => t.disconnect = has,
+                _ => t.auth = has,
+            }
+            SESSION_TRIGGERS.with(|x| x.set(t));
+            Ok(())
+        })?,
+    )?;
+    internal.set(
+        "session_storage_used",
+        lua.create_function(|_, ()| {
+            if let Some(s) = session::of_fiber(fiber::current_id()) {
+                s.storage_used.set(true);
+            }
             Ok(())
         })?,
     )?;
