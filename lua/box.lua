@@ -1239,6 +1239,7 @@ local function reconfigure(cfg, opts)
     local new, changed = checked(opts, cfg)
     local values = {}
     for _, k in ipairs(changed) do values[k] = new[k] end
+    internal.iproto_cfg(new.net_msg_max, new.readahead)
     -- A failed bind raises before anything changes; the old port keeps serving.
     for _, k in ipairs(changed) do
         if k == 'listen' then internal.listen(new.listen) end
@@ -1283,6 +1284,7 @@ local function configure(opts)
     internal.start(effective)
     started = true
     refresh_schema()
+    internal.iproto_cfg(effective.net_msg_max, effective.readahead)
     if effective.listen ~= nil then
         local ok, e = pcall(internal.listen, effective.listen)
         if not ok then

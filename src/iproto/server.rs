@@ -32,9 +32,6 @@ use crate::modules::log::{self, Level};
 use crate::runtime::errors::{BoxError, ErrorObject};
 use crate::runtime::fiber;
 
-/// Requests of one connection being served at once (Tarantool's `net_msg_max`): past it
-/// the connection is not read until some finish.
-const MAX_IN_FLIGHT: u32 = 768;
 /// Unsent replies past which a connection is not read (a client that sends and never
 /// reads must not make the server buffer without bound).
 const MAX_UNSENT: usize = 16 * 1024 * 1024;
@@ -109,6 +106,11 @@ thread_local! {
         const { RefCell::new(std::collections::VecDeque::new()) };
     static SAMPLING: Cell<bool> = const { Cell::new(false) };
     static LUA_FOR_LOG: RefCell<Option<mlua::WeakLua>> = const { RefCell::new(None) };
+    /// Requests of one connection being served at once (box.cfg `net_msg_max`): past it
+    /// the connection is not read until some finish.
+    static NET_MSG_MAX: Cell<u32> = const { Cell::new(768) };
+    /// The least free space of a connection's input buffer before a read (`readahead`).
+    static READAHEAD: Cell<usize> = const { Cell::new(16320) };
     static SESSION_TRIGGERS: Cell<SessionTriggers> = const {
         Cell::new(SessionTriggers { connect: false, disconnect: false, auth: false })
     };
@@ -503,14 +505,17 @@ async fn read_loop<R: AsyncRead + Unpin>(lua: mlua::WeakLua, conn: Rc<Conn>, mut
         if conn.accepted.get() == Some(false) {
             break;
         }
-        while !conn.closed.get() && (conn.in_flight.get() >= MAX_IN_FLIGHT || conn.out.borrow().len() > MAX_UNSENT) {
+        while !conn.closed.get()
+            && (conn.in_flight.get() >= NET_MSG_MAX.with(Cell::get) || conn.out.borrow().len() > MAX_UNSENT)
+        {
             conn.progress.notified().await;
         }
         if conn.closed.get() {
             break;
         }
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(buf.capacity().max(16 * 1024));
+        let readahead = READAHEAD.with(Cell::get);
+        if buf.capacity() - buf.len() < readahead / 4 {
+            buf.reserve(buf.capacity().max(readahead));
         }
         let n = match rd.read_buf(&mut buf).await {
             Ok(0) | Err(_) => break,
@@ -1143,6 +1148,18 @@ pub fn install(lua: &Lua, internal: &LuaTable) -> LuaResult<()> {
                 Ok(())
             },
         )?,
+    )?;
+    internal.set(
+        "iproto_cfg",
+        lua.create_function(|_, (net_msg_max, readahead): (Option<f64>, Option<f64>)| {
+            if let Some(n) = net_msg_max.filter(|n| *n >= 1.0) {
+                NET_MSG_MAX.with(|c| c.set(n.min(u32::MAX as f64) as u32));
+            }
+            if let Some(n) = readahead.filter(|n| *n >= 128.0) {
+                READAHEAD.with(|c| c.set(n.min(1e9) as usize));
+            }
+            Ok(())
+        })?,
     )?;
     internal.set(
         "set_session_triggers",
