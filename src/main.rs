@@ -21,6 +21,12 @@ struct Cli {
     #[arg(short = 'e', value_name = "EXPR")]
     eval: Vec<String>,
 
+    /// Attach a console to a running instance's `console.listen` port: `host:port`,
+    /// `port`, `/path/to/unix.sock` or `unix/:/path` (a `login:password@` prefix is
+    /// accepted and, as for any text console, not used). Reads stdin until EOF.
+    #[arg(long = "connect", value_name = "URI", conflicts_with_all = ["interactive", "eval", "script_and_args"])]
+    connect: Option<String>,
+
     /// Print the version and exit.
     #[arg(short = 'v', long = "version")]
     version: bool,
@@ -38,6 +44,14 @@ fn main() {
         return;
     }
     let binary = std::env::args().next().unwrap_or_else(|| "node".into());
+    if let Some(uri) = cli.connect {
+        let code = node::runtime::run(node::runtime::Options {
+            binary,
+            connect: Some(uri),
+            ..Default::default()
+        });
+        std::process::exit(code);
+    }
     let mut rest = cli.script_and_args.into_iter();
     let mut script = rest.next();
     let args: Vec<String> = rest.collect();
@@ -57,6 +71,7 @@ fn main() {
         args,
         eval: cli.eval,
         interactive,
+        connect: None,
     });
     std::process::exit(code);
 }

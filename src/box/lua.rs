@@ -1067,7 +1067,7 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
     )?;
     m.set(
         "session_type",
-        lua.create_function(|_, ()| Ok(session::of_fiber(fiber::current_id()).map_or("console", |s| s.kind.name())))?,
+        lua.create_function(|_, ()| Ok(session::kind_name(fiber::current_id())))?,
     )?;
     // }}}
 

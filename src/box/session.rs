@@ -90,6 +90,7 @@ thread_local! {
     static LIVE: RefCell<hashbrown::HashMap<u64, std::rc::Weak<Session>>> = RefCell::new(hashbrown::HashMap::new());
     /// Session 1 is the local one (the script and the console), as in Tarantool.
     static NEXT_ID: Cell<u64> = const { Cell::new(2) };
+    static REPL_FIBER: Cell<Option<u64>> = const { Cell::new(None) };
 }
 
 /// Binds fiber `fid` to `session` for the request `sync`.
@@ -140,6 +141,22 @@ pub fn set_euid(fid: u64, uid: u32, session_too: bool) -> bool {
         }
         None => false,
     })
+}
+
+/// Marks fiber `fid` as the local console's (None: there is none now). It stays in the
+/// local session 1, whose type there is `repl`, as in Tarantool.
+pub fn set_repl_fiber(fid: Option<u64>) {
+    REPL_FIBER.with(|r| r.set(fid));
+}
+
+/// `box.session.type()` for fiber `fid`: its session's, `repl` in the local console,
+/// `background` in any other fiber (a script, a fiber it started), as in Tarantool.
+pub fn kind_name(fid: u64) -> &'static str {
+    match of_fiber(fid) {
+        Some(s) => s.kind.name(),
+        None if REPL_FIBER.with(Cell::get) == Some(fid) => "repl",
+        None => "background",
+    }
 }
 
 /// `box.session.exists(id)`.

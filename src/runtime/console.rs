@@ -25,11 +25,20 @@ use rustyline::{Context, Editor, Helper};
 use tokio::sync::mpsc;
 
 use super::{fiber, output};
+use crate::box_::session::{self, Session, SessionKind};
+use crate::iproto;
 
 const CONSOLE_LUA: &str = include_str!("../../lua/console.lua");
 
-/// The prompt word; golden comparisons with Tarantool normalise it.
-pub const PROMPT: &str = "node> ";
+/// The prompt word (the console prints it followed by `> `); golden comparisons with
+/// Tarantool normalise it.
+pub const PROMPT_WORD: &str = "node";
+
+/// The second line of the text console's greeting (Tarantool's).
+const GREETING_HINT: &str = "type 'help' for interactive help";
+
+/// Half of the 128-byte greeting: each line is padded with spaces to 63 bytes plus `\n`.
+const GREETING_LINE: usize = iproto::codec::GREETING_SIZE / 2 - 1;
 
 /// What the reader thread tells the Lua thread.
 enum Event {
@@ -285,13 +294,77 @@ fn console_table(lua: &Lua) -> LuaResult<LuaTable> {
             Ok(())
         })?;
         let format = lua.create_function(|lua, values: LuaTable| crate::serialize::console_format(lua, values))?;
-        let t: LuaTable =
-            lua.load(CONSOLE_LUA)
-                .set_name("=console")
-                .call((read, write, format, super::cdata::null(lua)?))?;
+        let t: LuaTable = lua.load(CONSOLE_LUA).set_name("=console").call((
+            read,
+            write,
+            format,
+            super::cdata::null(lua)?,
+            internals(lua)?,
+        ))?;
         lua.set_named_registry_value("node.console", t.clone())?;
         Ok(t)
     })
+}
+
+/// The text console's greeting: `Tarantool <version> (Lua console)` and the hint, each
+/// padded to 63 bytes and ended with `\n`, byte for byte what Tarantool 2.6 sends.
+pub fn greeting() -> String {
+    // net.box parses `major.minor.patch` out of the first line; the build suffix is not sent.
+    let version = crate::box_::VERSION.split('-').next().unwrap_or(crate::box_::VERSION);
+    let banner = format!("Tarantool {version} (Lua console)");
+    format!("{banner:<GREETING_LINE$}\n{GREETING_HINT:<GREETING_LINE$}\n")
+}
+
+/// What console.lua needs from Rust besides reading and writing: the greeting, a greeting
+/// parser (the protocol a server speaks), and sessions.
+fn internals(lua: &Lua) -> LuaResult<LuaTable> {
+    let t = lua.create_table()?;
+    t.set("greeting", greeting())?;
+    t.set(
+        "decode_greeting",
+        lua.create_function(|_, bytes: LuaString| {
+            let bytes = bytes.as_bytes();
+            let parsed = <&[u8; iproto::codec::GREETING_SIZE]>::try_from(&bytes[..])
+                .map_err(|_| iproto::codec::GreetingError("too short"))
+                .and_then(iproto::codec::parse_greeting);
+            Ok(match parsed {
+                Ok(g) => (Some(g.protocol), None),
+                Err(e) => (None, Some(e.to_string())),
+            })
+        })?,
+    )?;
+    // A server console's connection: its own session (admin, as Tarantool's console
+    // sessions are), bound to the fiber that serves it. Returns the session id.
+    t.set(
+        "session_open",
+        lua.create_function(|_, peer: Option<String>| {
+            let s = Session::new(
+                SessionKind::Console,
+                crate::box_::access::ADMIN,
+                peer.unwrap_or_default(),
+                None,
+            );
+            let id = s.id;
+            session::bind(fiber::current_id(), s, 0);
+            Ok(id)
+        })?,
+    )?;
+    t.set(
+        "session_close",
+        lua.create_function(|_, ()| {
+            session::unbind(fiber::current_id());
+            Ok(())
+        })?,
+    )?;
+    // The local console: session 1, of type `repl` in its fiber.
+    t.set(
+        "repl_session",
+        lua.create_function(|_, on: bool| {
+            session::set_repl_fiber(on.then(fiber::current_id));
+            Ok(())
+        })?,
+    )?;
+    Ok(t)
 }
 
 fn complete(lua: &Lua, line: &str) -> LuaResult<(usize, Vec<String>)> {
@@ -302,10 +375,22 @@ fn complete(lua: &Lua, line: &str) -> LuaResult<(usize, Vec<String>)> {
 
 /// Runs the console in the calling fiber until its input ends.
 pub async fn run(lua: &Lua) -> LuaResult<()> {
-    let repl: LuaFunction = console_table(lua)?.get("repl")?;
+    start(lua, None).await.map(|_| ())
+}
+
+/// `node --connect URI`: the console, connected to `uri`, until its input or the
+/// connection ends. Returns why it could not connect, if it could not.
+pub async fn run_connected(lua: &Lua, uri: &str) -> LuaResult<Option<String>> {
+    start(lua, Some(uri)).await
+}
+
+async fn start(lua: &Lua, connect: Option<&str>) -> LuaResult<Option<String>> {
+    let start: LuaFunction = console_table(lua)?.get("start")?;
+    let opts = lua.create_table()?;
+    opts.set("connect", connect)?;
     let sched = fiber::scheduler(lua);
     sched.pin();
-    let result = repl.call_async::<()>(PROMPT).await;
+    let result = start.call_async::<Option<String>>((PROMPT_WORD, opts)).await;
     sched.unpin();
     result
 }
@@ -324,10 +409,14 @@ pub fn is_tty() -> bool {
 /// Builds the `console` module table.
 pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
     let m = lua.create_table()?;
+    let api: LuaTable = console_table(lua)?.get("api")?;
+    for pair in api.pairs::<LuaValue, LuaValue>() {
+        let (name, f) = pair?;
+        m.set(name, f)?;
+    }
     m.set(
         "start",
         lua.create_async_function(|lua, ()| async move { run(&lua).await })?,
     )?;
-    m.set("eval", eval_function(lua)?)?;
     Ok(m)
 }

@@ -34,12 +34,16 @@ pub struct Options {
     pub eval: Vec<String>,
     /// `-i`: open the console after the script.
     pub interactive: bool,
+    /// `--connect URI`: only a console attached to the instance at `URI`.
+    pub connect: Option<String>,
 }
 
 /// Exit code for a script that fails to load or raises (Tarantool's).
 const EXIT_SCRIPT_ERROR: i32 = 1;
 /// Exit code when the script file cannot be opened (Tarantool's).
 const EXIT_NO_SCRIPT: i32 = 2;
+/// Exit code of `--connect` when the instance cannot be reached (nothing special in it).
+const EXIT_NO_CONNECTION: i32 = 1;
 
 /// A server holds a socket per client: the soft limit on open files (often 1024) goes up to
 /// the hard one.
@@ -119,6 +123,9 @@ async fn main_fiber(opts: Options) -> LuaResult<i32> {
             env!("CARGO_PKG_VERSION")
         ));
     }
+    if let Some(uri) = &opts.connect {
+        return connect_main(&lua, uri).await;
+    }
     let console_start = lua.create_async_function(|lua, ()| async move { console::run(&lua).await })?;
     let main: LuaFunction = lua.load(MAIN_LUA).set_name("=main").call((lua_opts, console_start))?;
 
@@ -163,6 +170,38 @@ async fn main_fiber(opts: Options) -> LuaResult<i32> {
         std::future::pending::<()>().await;
     }
     Ok(0)
+}
+
+/// `node --connect URI`: the console runs in a fiber, attached to `URI`, until stdin or
+/// the connection ends; then the process exits, whatever else the console started.
+async fn connect_main(lua: &Lua, uri: &str) -> LuaResult<i32> {
+    let outcome: Rc<std::cell::RefCell<Option<LuaResult<Option<String>>>>> = Rc::default();
+    let sink = outcome.clone();
+    let uri = uri.to_string();
+    let body = lua.create_async_function(move |lua, ()| {
+        let sink = sink.clone();
+        let uri = uri.clone();
+        async move {
+            let result = console::run_connected(&lua, &uri).await;
+            *sink.borrow_mut() = Some(result);
+            Ok(())
+        }
+    })?;
+    let f = fiber::spawn(lua, "console", body, LuaMultiValue::new(), fiber::Start::Deferred)?;
+    wait_dead(lua, &f).await;
+    let result = outcome.borrow_mut().take();
+    match result {
+        Some(Ok(None)) => Ok(0),
+        Some(Ok(Some(why))) => {
+            output::stderr(&format!("node: {why}\n"));
+            Ok(EXIT_NO_CONNECTION)
+        }
+        Some(Err(e)) => {
+            output::stderr(&format!("node: {}\n", errors::message(&e)));
+            Ok(EXIT_SCRIPT_ERROR)
+        }
+        None => Ok(EXIT_SCRIPT_ERROR),
+    }
 }
 
 /// Waits until the given fiber has finished.
