@@ -99,50 +99,14 @@ local function output_command(output)
     return '\\set output ' .. output.fmt
 end
 
--- Lua output mode: values as Lua literals.
-local function lua_literal(v, seen)
-    local t = type(v)
-    if t == 'string' then
-        return (string.format('%q', v):gsub('\\\n', '\\n'))
-    elseif t == 'table' then
-        if seen[v] then return '{...}' end
-        seen[v] = true
-        local parts, n = {}, #v
-        for i = 1, n do parts[#parts + 1] = lua_literal(v[i], seen) end
-        local keys = {}
-        for k in pairs(v) do
-            if not (type(k) == 'number' and k >= 1 and k <= n and k % 1 == 0) then keys[#keys + 1] = k end
-        end
-        table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
-        for _, k in ipairs(keys) do
-            local key = (type(k) == 'string' and k:match('^[%a_][%w_]*$')) and k or ('[' .. lua_literal(k, seen) .. ']')
-            parts[#parts + 1] = key .. ' = ' .. lua_literal(v[k], seen)
-        end
-        seen[v] = nil
-        return '{' .. table.concat(parts, ', ') .. '}'
-    elseif v == nil then
-        return 'nil'
-    end
-    return tostring(v)
-end
-
-local function lua_value(ok, v)
-    if not ok then
-        if v == nil then v = NULL end
-        v = { error = v }
-    end
-    local done, text = pcall(lua_literal, v, {})
-    if done then return text end
-    return lua_literal({ error = ('console: exception while formatting output: "%s"'):format(tostring(text)) }, {})
-end
-
 -- One reply: `ok` and the values, or false and the error, in the console's format.
 local function format(self, ok, ...)
     local output = self and self.output or default_output
     if output.fmt == 'lua' then
-        local parts = {}
-        for i = 1, select('#', ...) do parts[i] = lua_value(ok, (select(i, ...))) end
-        return table.concat(parts, ', ') .. EOS.lua
+        if ok then return internal.format_lua(pack(...), output.opts == 'block') end
+        local err = ...
+        if err == nil then err = NULL end
+        return internal.format_lua({ n = 1, { error = err } }, output.opts == 'block')
     end
     if ok then return yaml_format(pack(...)) end
     local err = ...
@@ -465,11 +429,13 @@ local function parse_uri(text)
     elseif rest:match('^%d+$') and userinfo == nil then
         u.service = rest
     else
-        local host, port = rest:match('^%[([^%]]+)%]:?(.*)$')
+        -- Tarantool's parser takes host and service names of these characters only.
+        local host, port = rest:match('^%[([%x:.]+)%]:?(.*)$')
         if host == nil then
-            host, port = rest:match('^([^:]+):?([^:]*)$')
+            host, port = rest:match('^([%w._~%%!$&\'()*+,;=-]+):?([^:]*)$')
         end
         if host == nil then return nil end
+        if port ~= '' and not port:match('^[%w._~-]+$') then return nil end
         u.host = host
         if port ~= '' then u.service = port end
     end

@@ -52,7 +52,7 @@ fn write_string(out: &mut Vec<u8>, bytes: &[u8]) {
 
 fn write_node(out: &mut Vec<u8>, node: &Node, precision: usize) -> LuaResult<()> {
     match node {
-        Node::Null | Node::Alias(_) => out.extend_from_slice(b"null"),
+        Node::Null | Node::Nil | Node::Alias(_) => out.extend_from_slice(b"null"),
         Node::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         Node::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
         Node::UInt(u) => out.extend_from_slice(u.to_string().as_bytes()),

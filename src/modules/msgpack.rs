@@ -13,7 +13,7 @@ use crate::serialize::{self, Cfg, Format, Node, Walker};
 fn write_node(out: &mut Vec<u8>, node: &Node) -> Result<(), rmp::encode::ValueWriteError> {
     use rmp::encode::*;
     match node {
-        Node::Null | Node::Alias(_) => write_nil(out).map_err(ValueWriteError::InvalidMarkerWrite)?,
+        Node::Null | Node::Nil | Node::Alias(_) => write_nil(out).map_err(ValueWriteError::InvalidMarkerWrite)?,
         Node::Bool(b) => write_bool(out, *b).map_err(ValueWriteError::InvalidMarkerWrite)?,
         Node::Int(i) if *i >= 0 => {
             write_uint(out, *i as u64)?;

@@ -321,6 +321,12 @@ fn internals(lua: &Lua) -> LuaResult<LuaTable> {
     let t = lua.create_table()?;
     t.set("greeting", greeting())?;
     t.set(
+        "format_lua",
+        lua.create_function(|lua, (values, block): (LuaTable, bool)| {
+            crate::serialize::console_format_lua(lua, values, block)
+        })?,
+    )?;
+    t.set(
         "decode_greeting",
         lua.create_function(|_, bytes: LuaString| {
             let bytes = bytes.as_bytes();

@@ -4,6 +4,7 @@
 //! rules (`__serialize`, array vs map detection, sparse arrays, box.NULL, 64-bit cdata, error
 //! objects, depth limits, the `cfg` options). Each format then writes the tree its own way.
 
+pub mod lua_emit;
 pub mod yaml_emit;
 
 use std::collections::{HashMap, HashSet};
@@ -213,6 +214,9 @@ fn shared_mt(lua: &Lua, key: &str, kind: &str) -> LuaResult<LuaTable> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Node {
     Null,
+    /// Lua's `nil` itself (an array hole), told apart from box.NULL only by the console's
+    /// Lua output mode; the other formats write it as null.
+    Nil,
     Bool(bool),
     Int(i64),
     UInt(u64),
@@ -256,6 +260,8 @@ pub enum Format {
     Json,
     Yaml,
     MsgPack,
+    /// The console's Lua output mode: shared tables and `nil` as YAML would see them.
+    Lua,
 }
 
 /// How many `__serialize` functions may hand over to one another before we give up.
@@ -305,7 +311,7 @@ impl<'a> Walker<'a> {
 
     fn max_depth(&self) -> i64 {
         match self.format {
-            Format::Yaml => YAML_MAX_DEPTH,
+            Format::Yaml | Format::Lua => YAML_MAX_DEPTH,
             _ => self.cfg.encode_max_depth,
         }
     }
@@ -333,6 +339,7 @@ impl<'a> Walker<'a> {
 
     fn value(&mut self, value: &LuaValue, level: i64, hops: usize) -> LuaResult<Node> {
         match value {
+            LuaValue::Nil if self.format == Format::Lua => Ok(Node::Nil),
             LuaValue::Nil => Ok(Node::Null),
             LuaValue::Boolean(b) => Ok(Node::Bool(*b)),
             LuaValue::Integer(i) => Ok(Node::Int(*i)),
@@ -386,7 +393,7 @@ impl<'a> Walker<'a> {
             return Err(self.depth_error(level));
         }
         let ptr = t.to_pointer() as usize;
-        if self.format == Format::Yaml {
+        if matches!(self.format, Format::Yaml | Format::Lua) {
             if let Some(&id) = self.seen.get(&ptr) {
                 self.anchored.insert(id);
                 return Ok(Node::Alias(id));
@@ -419,7 +426,7 @@ impl<'a> Walker<'a> {
         }
         let id = self.next_id;
         self.next_id += 1;
-        if self.format == Format::Yaml {
+        if matches!(self.format, Format::Yaml | Format::Lua) {
             self.seen.insert(ptr, id);
         }
         let mut pairs = Vec::new();
@@ -579,6 +586,40 @@ pub fn push_i64(lua: &Lua, v: i64) -> LuaResult<LuaValue> {
     } else {
         cdata::push_i64(lua, v)
     }
+}
+
+/// The console's Lua output mode: each value of a packed table `{n = k, ...}` as a Lua
+/// literal (see [`lua_emit`]), joined with `, `, then `;`. A value that cannot be
+/// serialized gives the error Tarantool prints.
+pub fn console_format_lua(lua: &Lua, values: LuaTable, block: bool) -> LuaResult<String> {
+    let n: usize = values.raw_get::<Option<usize>>("n").ok().flatten().unwrap_or(0);
+    let cfg = Cfg {
+        encode_use_tostring: true,
+        ..Cfg::default()
+    };
+    let mut parts = Vec::with_capacity(n);
+    for i in 1..=n {
+        let v: LuaValue = values.raw_get(i)?;
+        // Each value is walked on its own: a table shared by two values is written twice.
+        let mut walker = Walker::new(lua, &cfg, Format::Lua);
+        let text = match walker.walk(&v) {
+            Ok(node) => lua_emit::value(&node, block),
+            Err(e) => {
+                let text = format!(
+                    "console: exception while formatting output: \"{}\"",
+                    errors::message(&e)
+                );
+                let error = Node::Map {
+                    entries: vec![(Node::str("error"), Node::str(&text))],
+                    flow: false,
+                    id: 0,
+                };
+                lua_emit::value(&error, block)
+            }
+        };
+        parts.push(text);
+    }
+    Ok(parts.join(", ") + ";")
 }
 
 /// The console's formatter: a packed table `{n = k, ...}` as one YAML document with one

@@ -232,7 +232,7 @@ fn scalar_of(node: &Node) -> Option<Scalar> {
         })
     };
     match node {
-        Node::Null => plain("null".into()),
+        Node::Null | Node::Nil => plain("null".into()),
         Node::Bool(b) => plain(b.to_string()),
         Node::Int(i) => plain(i.to_string()),
         Node::UInt(u) => plain(u.to_string()),
