@@ -1044,7 +1044,18 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
     )?;
     m.set(
         "user_name",
-        lua.create_function(|_, uid: u32| with_box(|rt| Ok(rt.db.schema.access.user(uid).map(|u| u.name.clone()))))?,
+        lua.create_function(|_, uid: u32| {
+            // Before box.cfg{} only the built-in users exist (Tarantool answers the same).
+            let configured = RUNTIME.with(|r| r.borrow().is_some());
+            if !configured {
+                return Ok(match uid {
+                    access::GUEST => Some("guest".to_string()),
+                    access::ADMIN => Some("admin".to_string()),
+                    _ => None,
+                });
+            }
+            with_box(|rt| Ok(rt.db.schema.access.user(uid).map(|u| u.name.clone())))
+        })?,
     )?;
     m.set(
         "user_id",

@@ -23,8 +23,8 @@ const INDENT: usize = 2;
 
 /// Lua's reserved words, which cannot be bare keys.
 const KEYWORDS: &[&str] = &[
-    "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "if", "in", "local", "nil", "not",
-    "or", "repeat", "return", "then", "true", "until", "while",
+    "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "if", "in", "local", "nil", "not", "or",
+    "repeat", "return", "then", "true", "until", "while",
 ];
 
 /// One value as a Lua literal; `block` is `\set output lua,block`.
@@ -183,7 +183,11 @@ fn printable_utf8(s: &[u8]) -> bool {
     };
     text.chars().all(|c| {
         let u = c as u32;
-        u < 0x80 || ((0xA0..=0xD7FF).contains(&u) || (0xE000..=0x10FFFF).contains(&u)) && u != 0xFEFF && u != 0xFFFE && u != 0xFFFF
+        u < 0x80
+            || ((0xA0..=0xD7FF).contains(&u) || (0xE000..=0x10FFFF).contains(&u))
+                && u != 0xFEFF
+                && u != 0xFFFE
+                && u != 0xFFFF
     })
 }
 
@@ -217,16 +221,31 @@ mod tests {
         let cases = [
             (seq(vec![Node::Int(1), Node::Int(2), s("a")]), r#"{1, 2, "a"}"#),
             (
-                map(vec![(s("a"), Node::Int(1)), (s("b"), map(vec![(s("c"), s("x")), (s("d"), seq(vec![]))]))]),
+                map(vec![
+                    (s("a"), Node::Int(1)),
+                    (s("b"), map(vec![(s("c"), s("x")), (s("d"), seq(vec![]))])),
+                ]),
                 r#"{a = 1, b = {c = "x", d = {}}}"#,
             ),
             (seq(vec![Node::Int(1), Node::Nil, Node::Int(3)]), "{1, nil, 3}"),
             (
-                map(vec![(s("key with space"), Node::Int(1)), (Node::Int(-1), Node::Int(3)), (Node::Int(10), Node::Int(2)), (Node::Bool(true), Node::Int(4))]),
+                map(vec![
+                    (s("key with space"), Node::Int(1)),
+                    (Node::Int(-1), Node::Int(3)),
+                    (Node::Int(10), Node::Int(2)),
+                    (Node::Bool(true), Node::Int(4)),
+                ]),
                 r#"{["key with space"] = 1, [-1] = 3, [10] = 2, true = 4}"#,
             ),
             (
-                map(vec![(s(""), Node::Int(6)), (s("a-b"), Node::Int(2)), (s("and"), Node::Int(1)), (s("1a"), Node::Int(4)), (s("_x"), Node::Int(3)), (Node::Num(1.5), Node::Int(5))]),
+                map(vec![
+                    (s(""), Node::Int(6)),
+                    (s("a-b"), Node::Int(2)),
+                    (s("and"), Node::Int(1)),
+                    (s("1a"), Node::Int(4)),
+                    (s("_x"), Node::Int(3)),
+                    (Node::Num(1.5), Node::Int(5)),
+                ]),
                 r#"{ = 6, ["a-b"] = 2, ["and"] = 1, 1a = 4, _x = 3, 1.5 = 5}"#,
             ),
             (s("a\tb\0c"), r#""a\tb\0c""#),
@@ -252,10 +271,17 @@ mod tests {
             (seq(vec![seq(vec![])]), "{\n  {\n\n  }\n}"),
             (map(vec![(s("a"), seq(vec![]))]), "{\n  a = {\n\n  }\n}"),
             (
-                seq(vec![Node::Int(1), map(vec![(s("a"), Node::Int(1)), (s("b"), seq(vec![Node::Int(2)]))]), s("x")]),
+                seq(vec![
+                    Node::Int(1),
+                    map(vec![(s("a"), Node::Int(1)), (s("b"), seq(vec![Node::Int(2)]))]),
+                    s("x"),
+                ]),
                 "{\n  1,\n  {\n    a = 1,\n    b = {\n      2\n    }\n  },\n  \"x\"\n}",
             ),
-            (seq(vec![seq(vec![Node::Int(1)]), Node::Alias(1)]), "{\n  {\n    1\n  },\n  {\n    nil\n  }\n}"),
+            (
+                seq(vec![seq(vec![Node::Int(1)]), Node::Alias(1)]),
+                "{\n  {\n    1\n  },\n  {\n    nil\n  }\n}",
+            ),
         ];
         for (i, (node, want)) in cases.iter().enumerate() {
             assert_eq!(value(node, true), *want, "#{i}");
