@@ -21,9 +21,8 @@ struct Cli {
     #[arg(short = 'e', value_name = "EXPR")]
     eval: Vec<String>,
 
-    /// Attach a console to a running instance's `console.listen` port: `host:port`,
-    /// `port`, `/path/to/unix.sock` or `unix/:/path` (a `login:password@` prefix is
-    /// accepted and, as for any text console, not used). Reads stdin until EOF.
+    /// Attach a console to an instance's `console.listen` port (host:port, port,
+    /// /path/to/unix.sock, unix/:/path); ends with the input or the connection.
     #[arg(long = "connect", value_name = "URI", conflicts_with_all = ["interactive", "eval", "script_and_args"])]
     connect: Option<String>,
 

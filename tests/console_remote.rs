@@ -296,21 +296,28 @@ fn connect_to_nothing_fails_with_the_reason() {
         "node: Usage: console.connect(\"[login:password@][host:]port\")\n"
     );
 
-    // A listener that is not a Tarantool console: its greeting is not one.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
-    let addr = listener.local_addr().expect("address").to_string();
-    let talker = std::thread::spawn(move || {
-        if let Ok((mut s, _)) = listener.accept() {
-            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
-        }
-    });
-    let out = piped(Command::new(NODE).args(["--connect", &addr]), b"1\n");
-    let _ = talker.join();
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(
-        text(&out.stderr).starts_with(&format!("node: can't connect to {addr}: ")),
-        "{out:?}"
+    // Listeners that are not a Tarantool text console: an HTTP server, a binary port.
+    let binary = format!(
+        "{:<63}\n{:<63}\n",
+        "Tarantool 2.6.0 (Binary) 41a9f292-46b1-4b6d-9542-e7bad0c9b5d1", "1aaQFi0HmrsWbrOi1HBHpqrRvJsXCjB7rFCRkZm7vDY="
     );
+    let binary_refused = "it speaks the Binary protocol, node's console speaks only the text one (console.listen)";
+    for (greeting, why) in [
+        ("HTTP/1.1 400 Bad Request\r\n\r\n".to_string(), "Invalid greeting: too short"),
+        (binary, binary_refused),
+    ] {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+        let addr = listener.local_addr().expect("address").to_string();
+        let talker = std::thread::spawn(move || {
+            if let Ok((mut s, _)) = listener.accept() {
+                let _ = s.write_all(greeting.as_bytes());
+            }
+        });
+        let out = piped(Command::new(NODE).args(["--connect", &addr]), b"1\n");
+        let _ = talker.join();
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert_eq!(text(&out.stderr), format!("node: can't connect to {addr}: {why}\n"));
+    }
 }
 
 #[test]
