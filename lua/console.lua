@@ -168,6 +168,7 @@ end
 -- Returns nothing: the console stops after this line.
 local function quit(self)
     self.running = false
+    self.quit = true
 end
 
 local COMMANDS = { help = help, h = help, set = set, s = set, quit = quit, q = quit }
@@ -368,7 +369,8 @@ local started = false
 
 -- Runs the local console in the calling fiber until its input ends or `\quit`.
 -- `prompt` is the prompt word ('node'). With `opts.connect`, the console connects there
--- first and stops when the connection ends; the connection error, if any, is returned.
+-- first and stops when the connection ends. Returns the connection error, if any, and
+-- whether the console ended with `\quit`.
 function M.start(prompt, opts)
     if started then
         error('console is already started', 0)
@@ -401,7 +403,7 @@ function M.start(prompt, opts)
     started = false
     if self.remote then self.remote.socket:close() end
     if not ok then error(err, 0) end
-    return failure
+    return failure, self.quit == true
 end
 
 -- }}}

@@ -21,6 +21,7 @@ return function()
     end
 
     if opts.interactive then
-        console_start()
+        -- `\quit` ends an interactive node, as it ends interactive Tarantool.
+        if console_start() then os.exit(0) end
     end
 end

@@ -303,7 +303,10 @@ fn connect_to_nothing_fails_with_the_reason() {
     );
     let binary_refused = "it speaks the Binary protocol, node's console speaks only the text one (console.listen)";
     for (greeting, why) in [
-        ("HTTP/1.1 400 Bad Request\r\n\r\n".to_string(), "Invalid greeting: too short"),
+        (
+            "HTTP/1.1 400 Bad Request\r\n\r\n".to_string(),
+            "Invalid greeting: too short",
+        ),
         (binary, binary_refused),
     ] {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");

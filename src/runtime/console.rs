@@ -379,24 +379,25 @@ fn complete(lua: &Lua, line: &str) -> LuaResult<(usize, Vec<String>)> {
     Ok((start, list))
 }
 
-/// Runs the console in the calling fiber until its input ends.
-pub async fn run(lua: &Lua) -> LuaResult<()> {
-    start(lua, None).await.map(|_| ())
+/// Runs the console in the calling fiber until its input ends; true if it ended with
+/// `\quit`.
+pub async fn run(lua: &Lua) -> LuaResult<bool> {
+    start(lua, None).await.map(|(_, quit)| quit)
 }
 
 /// `node --connect URI`: the console, connected to `uri`, until its input or the
 /// connection ends. Returns why it could not connect, if it could not.
 pub async fn run_connected(lua: &Lua, uri: &str) -> LuaResult<Option<String>> {
-    start(lua, Some(uri)).await
+    start(lua, Some(uri)).await.map(|(failure, _)| failure)
 }
 
-async fn start(lua: &Lua, connect: Option<&str>) -> LuaResult<Option<String>> {
+async fn start(lua: &Lua, connect: Option<&str>) -> LuaResult<(Option<String>, bool)> {
     let start: LuaFunction = console_table(lua)?.get("start")?;
     let opts = lua.create_table()?;
     opts.set("connect", connect)?;
     let sched = fiber::scheduler(lua);
     sched.pin();
-    let result = start.call_async::<Option<String>>((PROMPT_WORD, opts)).await;
+    let result = start.call_async::<(Option<String>, bool)>((PROMPT_WORD, opts)).await;
     sched.unpin();
     result
 }
@@ -422,7 +423,7 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
     }
     m.set(
         "start",
-        lua.create_async_function(|lua, ()| async move { run(&lua).await })?,
+        lua.create_async_function(|lua, ()| async move { run(&lua).await.map(|_| ()) })?,
     )?;
     Ok(m)
 }
