@@ -254,6 +254,36 @@ fn console_start_returns_at_end_of_input() {
 }
 
 #[test]
+fn console_quit_returns_from_start_and_ends_an_interactive_node() {
+    let s = Script::new("cq.lua", "require('console').start()\nprint('after console')\n");
+    let mut child = node().arg(s.path()).stdin(Stdio::piped()).spawn().expect("node starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"\\q\n1\n")
+        .expect("write");
+    let out = run_with_timeout(child, Duration::from_secs(20));
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), "node> \\q\nafter console\n");
+    // With a fiber pending, an interactive node still exits on \q (not on end of input).
+    let mut child = node()
+        .args([
+            "-i",
+            "-e",
+            "require('fiber').create(function() require('fiber').sleep(60) end)",
+        ])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("node starts");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"\\q\n").expect("write");
+    let out = run_with_timeout(child, Duration::from_secs(20));
+    drop(stdin);
+    assert!(out.status.success());
+}
+
+#[test]
 fn a_console_line_may_sleep() {
     let mut child = node().args(["-i"]).stdin(Stdio::piped()).spawn().expect("node starts");
     child
