@@ -1083,8 +1083,25 @@ function box.session.id() return internal.session_id() end
 function box.session.user() return internal.user_name(internal.session_uid()) end
 function box.session.effective_user() return internal.user_name(internal.session_euid()) end
 function box.session.type() return internal.session_type() end
-function box.session.exists(id) return internal.session_exists(id) end
-function box.session.peer() return internal.session_peer() end
+-- Tarantool reads the id with luaL_checkint64 semantics: numbers and numeric strings.
+local function session_id_arg(id)
+    local n = tonumber(id)
+    if n == nil then error('expected int64_t as -1 argument', 0) end
+    return n
+end
+function box.session.exists(id)
+    if id == nil then return true end
+    return internal.session_exists(session_id_arg(id))
+end
+function box.session.peer(id)
+    if id == nil then
+        local _, peer = internal.session_peer()
+        return peer
+    end
+    local found, peer = internal.session_peer(session_id_arg(id))
+    if not found then error('session.peer(): session does not exist', 0) end
+    return peer
+end
 function box.session.sync() return internal.session_sync() end
 function box.session.push(data, sync) return internal.session_push(data, sync) end
 -- Session triggers: lists the IPROTO server runs (lua/box/iproto.lua); Rust is told

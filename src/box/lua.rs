@@ -1020,7 +1020,18 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
     )?;
     m.set(
         "session_peer",
-        lua.create_function(|_, ()| Ok(session::of_fiber(fiber::current_id()).map(|s| s.peer.clone())))?,
+        // Without an id: the running session's peer. With one: (found, peer).
+        lua.create_function(|_, id: Option<u64>| {
+            let mine = session::of_fiber(fiber::current_id());
+            Ok(match id {
+                None => (true, mine.map(|s| s.peer.clone())),
+                Some(1) => (true, None),
+                Some(id) => match session::by_id(id) {
+                    Some(s) => (true, Some(s.peer.clone())),
+                    None => (false, None),
+                },
+            })
+        })?,
     )?;
     m.set(
         "session_sync",

@@ -159,6 +159,11 @@ pub fn kind_name(fid: u64) -> &'static str {
     }
 }
 
+/// The live session with this id (not the local one, which has no object).
+pub fn by_id(id: u64) -> Option<Rc<Session>> {
+    LIVE.with(|l| l.borrow().get(&id).and_then(std::rc::Weak::upgrade))
+}
+
 /// `box.session.exists(id)`.
 pub fn exists(id: u64) -> bool {
     id == 1 || LIVE.with(|l| l.borrow().get(&id).is_some_and(|w| w.strong_count() > 0))
