@@ -637,11 +637,23 @@ local function serve(client, from)
         read = client_read,
         print = client_print,
     })
+    -- box.session's triggers run for console sessions too; a failing on_connect or
+    -- on_auth trigger closes the connection before the greeting, as in Tarantool.
+    local triggers = rawget(box, 'session') and rawget(box.session, 'internal_triggers') or {}
+    local function run_triggers(list, ...)
+        for _, f in ipairs(list or {}) do f(...) end
+    end
     local ok, err = pcall(function()
+        run_triggers(triggers.on_connect)
+        run_triggers(triggers.on_auth, box.session.user(), true)
         if client:write(internal.greeting) then
             repl(self)
         end
     end)
+    local done, trigger_err = pcall(run_triggers, triggers.on_disconnect)
+    if not done then
+        require('log').error('console: on_disconnect: %s', tostring(trigger_err))
+    end
     internal.session_close()
     -- box.session.storage of this session goes with it.
     local storage = rawget(box, 'session') and rawget(box.session, 'internal_storage')

@@ -494,3 +494,55 @@ fn connect_over_a_unix_socket() {
     let _ = server.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn session_triggers_run_for_console_sessions() {
+    let dir = temp_dir("triggers");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let script = format!(
+        "events = {{}}
+         box.session.on_connect(function()
+             if refuse then error('go away') end
+             table.insert(events, 'connect ' .. box.session.type() .. ' ' .. box.session.user())
+         end)
+         box.session.on_auth(function(user, ok) table.insert(events, 'auth ' .. user .. ' ' .. tostring(ok)) end)
+         box.session.on_disconnect(function() table.insert(events, 'disconnect ' .. box.session.type()) end)
+         require('console').listen('{addr}')"
+    );
+    let mut server = Command::new(NODE)
+        .args(["-e", &script])
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("server starts");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let first = loop {
+        if let Ok(s) = TcpStream::connect(&addr) {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no server");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    first.shutdown(Shutdown::Both).expect("closes");
+    drop(first);
+    std::thread::sleep(Duration::from_millis(100));
+    let mut second = console_connection(&addr);
+    second
+        .write_all(b"#events, events[1], events[2], events[3], events[4]\nrefuse = true\n")
+        .expect("sends");
+    assert_eq!(
+        reply(&mut second),
+        "---\n- 5\n- connect console admin\n- auth admin true\n- disconnect console\n- connect console admin\n...\n"
+    );
+    assert_eq!(reply(&mut second), "---\n...\n");
+    // A failing on_connect trigger closes the connection before the greeting.
+    let mut third = TcpStream::connect(&addr).expect("connects");
+    third.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut got = Vec::new();
+    third.read_to_end(&mut got).expect("closed");
+    assert!(got.is_empty(), "{}", text(&got));
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
