@@ -112,6 +112,16 @@ impl Drop for Server {
     }
 }
 
+/// A child process killed when the test ends, panicking or not.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Sends `input` on one connection, closes the sending side, returns all the server sent.
 fn exchange(addr: &str, input: &[u8]) -> Vec<u8> {
     let mut stream = TcpStream::connect(addr).expect("connects");
@@ -284,8 +294,12 @@ fn connect_to_nothing_fails_with_the_reason() {
     );
     assert!(out.stdout.is_empty(), "{out:?}");
 
-    let missing = temp_dir("missing").join("none.sock");
-    let out = piped(Command::new(NODE).args(["--connect", &missing.to_string_lossy()]), b"");
+    let dir = temp_dir("missing");
+    let out = piped(
+        Command::new(NODE).args(["--connect", &dir.join("none.sock").to_string_lossy()]),
+        b"",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(text(&out.stderr).ends_with(": No such file or directory\n"), "{out:?}");
 
@@ -468,13 +482,15 @@ fn listen_takes_tarantools_uri_forms_and_errors() {
 fn connect_over_a_unix_socket() {
     let dir = temp_dir("unix");
     let sock = dir.join("c.sock");
-    let mut server = Command::new(NODE)
-        .args(["-e", &format!("require('console').listen('unix/:{}')", sock.display())])
-        .current_dir(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("server starts");
+    let _server = KillOnDrop(
+        Command::new(NODE)
+            .args(["-e", &format!("require('console').listen('unix/:{}')", sock.display())])
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("server starts"),
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while !sock.exists() {
         assert!(Instant::now() < deadline, "no socket");
@@ -490,8 +506,6 @@ fn connect_over_a_unix_socket() {
         );
         assert!(out.status.success(), "{out:?}");
     }
-    let _ = server.kill();
-    let _ = server.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -509,13 +523,15 @@ fn session_triggers_run_for_console_sessions() {
          box.session.on_disconnect(function() table.insert(events, 'disconnect ' .. box.session.type()) end)
          require('console').listen('{addr}')"
     );
-    let mut server = Command::new(NODE)
-        .args(["-e", &script])
-        .current_dir(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("server starts");
+    let _server = KillOnDrop(
+        Command::new(NODE)
+            .args(["-e", &script])
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("server starts"),
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     let first = loop {
         if let Ok(s) = TcpStream::connect(&addr) {
@@ -542,7 +558,5 @@ fn session_triggers_run_for_console_sessions() {
     let mut got = Vec::new();
     third.read_to_end(&mut got).expect("closed");
     assert!(got.is_empty(), "{}", text(&got));
-    let _ = server.kill();
-    let _ = server.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
