@@ -168,5 +168,9 @@ fn session_triggers_see_what_they_see_on_tarantool() {
     };
     let got = compare_with(client, "triggers", "triggers_server.lua");
     assert!(got.contains("'auth banned true', 'disconnect guest'"), "{got}");
+    assert!(
+        got.contains("'connect binary guest true', 'auth test true', 'disconnect test'"),
+        "{got}"
+    );
     assert!(got.contains("--- - rejected - error - Peer closed ... "), "{got}");
 }

@@ -19,7 +19,16 @@ box.session.on_disconnect(function()
 end)
 local reject = false
 local rejecter = box.session.on_connect(function() if reject then error('rejected', 0) end end)
-function take_events() local e = events events = {} return e end
+-- Waits (5 s at most) for at least `least` events: disconnects arrive on their own time.
+function take_events(least)
+    local deadline = require('clock').monotonic() + 5
+    while #events < (least or 0) and require('clock').monotonic() < deadline do
+        require('fiber').sleep(0.01)
+    end
+    local e = events
+    events = {}
+    return e
+end
 function set_reject(v) reject = v end
 function remember(v) box.session.storage.v = v return box.session.id() ~= nil end
 function recall() return box.session.storage.v end
