@@ -8,6 +8,7 @@
 pub mod box_;
 pub mod iproto;
 pub mod modules;
+pub mod netbox;
 pub mod runtime;
 pub mod serialize;
 pub mod sim;

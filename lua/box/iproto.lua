@@ -51,6 +51,9 @@ local function resolve(name)
     return fn, object
 end
 
+-- net.box.self calls through the same lookup.
+internal.call_resolve = resolve
+
 local function call(token, name, setuid, ...)
     local fn, object = resolve(name)
     if fn == nil then

@@ -3,6 +3,9 @@
 //! [`codec`] is the wire format as pure functions over byte slices: the greeting, packet
 //! framing, request decoding with Tarantool 2.6's error texts, and byte-exact responses. It
 //! knows nothing of sockets, sessions or Lua; the server and the net.box client sit on it.
+//! [`request`] encodes the client's requests as net.box writes them. [`server`] is
+//! `box.cfg{listen}`.
 
 pub mod codec;
+pub mod request;
 pub mod server;

@@ -36,6 +36,8 @@ const RUST_MODULES: &[(&str, Loader)] = &[
     ("swim", crate::swim::lua::module),
     ("http.server", http::server::module),
     ("http.client", http::client::module),
+    ("net.box", crate::netbox::lua_module),
+    ("net.box.lib", crate::netbox::module),
 ];
 
 /// Modules implemented in Lua: (name, source).
