@@ -687,6 +687,116 @@ impl TransportHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client_error;
+    use crate::iproto::codec::{decode_request, Body, RequestType};
+    use tokio::net::TcpListener;
+
+    /// Reads one request from a fake server's socket: (sync, body).
+    async fn next_request(sock: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Option<(u64, Body<'static>)> {
+        loop {
+            if let Ok(Some(frame)) = codec::next_packet(buf, PACKET_SIZE_MAX) {
+                let packet: &'static [u8] = Box::leak(buf[frame.packet.clone()].to_vec().into_boxed_slice());
+                buf.drain(..frame.consumed);
+                let req = decode_request(packet).ok()?;
+                return Some((req.sync, req.body));
+            }
+            if sock.read_buf(buf).await.ok()? == 0 {
+                return None;
+            }
+        }
+    }
+
+    fn space_id(body: &Body) -> u32 {
+        match body {
+            Body::Dml(d) => d.space_id,
+            _ => 0,
+        }
+    }
+
+    /// A server that answers the first schema fetch with two versions and no _vcollation,
+    /// the second consistently; then a call with a push and a newer schema version; then
+    /// hangs up.
+    async fn fake_server(listener: TcpListener) {
+        let (mut sock, _) = listener.accept().await.expect("accepts");
+        let greeting = codec::greeting("2.6.0", &uuid::Uuid::nil(), &[7; codec::SALT_SIZE]);
+        sock.write_all(&greeting).await.expect("greets");
+        let mut buf = Vec::new();
+        let one_row = [0x91, 0x91, 0x01];
+        for round in 0..2 {
+            let wanted = if round == 0 { 3 } else { 2 };
+            for _ in 0..wanted {
+                let (sync, body) = next_request(&mut sock, &mut buf).await.expect("a select");
+                let answer = match (round, space_id(&body)) {
+                    (0, VSPACE_ID) => codec::encode_data(sync, 5, 1, &one_row[1..]),
+                    (0, VCOLLATION_ID) => codec::encode_error(sync, 6, &client_error!(ER_NO_SUCH_SPACE, "_vcollation")),
+                    (_, VCOLLATION_ID) => panic!("asked for _vcollation again"),
+                    _ => codec::encode_data(sync, 6, 1, &one_row[1..]),
+                };
+                sock.write_all(&answer).await.expect("answers");
+            }
+        }
+        let (sync, body) = next_request(&mut sock, &mut buf).await.expect("a call");
+        assert!(matches!(
+            body,
+            Body::Call {
+                function_name: b"f",
+                ..
+            }
+        ));
+        sock.write_all(&codec::encode_push(sync, 6, &[0xa1, b'p']))
+            .await
+            .expect("pushes");
+        sock.write_all(&codec::encode_data(sync, 7, 1, &[0x2a]))
+            .await
+            .expect("answers");
+        // Hangs up on the next request, unanswered.
+        next_request(&mut sock, &mut buf).await.expect("a ping");
+    }
+
+    #[test]
+    fn schema_fetch_retries_until_versions_agree_and_events_follow_the_socket() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        tokio::task::LocalSet::new().block_on(&rt, async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+            let port = listener.local_addr().expect("address").port().to_string();
+            let server = tokio::task::spawn_local(fake_server(listener));
+            let transport = Transport::new();
+            let h = transport.handle();
+            let greeting = h
+                .connect(Some("127.0.0.1"), &port, Duration::from_secs(5))
+                .await
+                .expect("connects");
+            assert_eq!(greeting.version_id, codec::version_id(2, 6, 0));
+            let schema = h.fetch_schema(greeting.version_id).await.expect("fetches");
+            assert_eq!((schema.version, schema.collations), (6, None));
+            // Servers write DATA arrays with the array32 header.
+            assert_eq!(schema.spaces, [0xdd, 0, 0, 0, 1, 0x91, 0x01]);
+            h.watch_schema(Some(schema.version));
+            assert!(!h.schema_outdated());
+
+            let call = h.send(Decode::Data, None, |out, sync| {
+                request::call(out, sync, RequestType::Call, b"f", &[0x90])
+            });
+            call.changed(0).await;
+            assert_eq!((call.push_count(), call.push_data(0)), (1, Some(vec![0xdd, 0, 0, 0, 1, 0xa1, b'p'])));
+            call.changed(1).await;
+            assert!(matches!(call.outcome(), Outcome::Done { ref data, schema_version: 7 } if data == &[0xdd, 0, 0, 0, 1, 0x2a]));
+            assert!(h.schema_outdated(), "version 7 differs from the fetched 6");
+            assert_eq!(h.next_event().await, Event::SchemaChanged);
+            h.watch_schema(Some(7));
+            let unanswered = h.send(Decode::Nil, None, request::ping);
+            server.await.expect("the server ran");
+            assert_eq!(h.next_event().await, Event::Broken("Peer closed".into()));
+            assert!(!unanswered.is_ready(), "requests wait for the state machine to fail them");
+            let late = h.send(Decode::Nil, None, request::ping);
+            h.fail_all(&BoxError::new("ClientError", 77, "Peer closed"));
+            assert!(matches!(late.outcome(), Outcome::Failed(ref e) if e.message == "Peer closed"));
+            assert!(unanswered.is_ready());
+        });
+    }
 
     #[test]
     fn error_stack_gives_type_code_and_message() {
