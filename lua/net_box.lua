@@ -266,7 +266,8 @@ local function serve(sm, greeting)
         return error_sm(sm, E_NO_CONNECTION, 'Unsupported protocol: ' .. greeting.protocol)
     end
     local remote = sm.ref.remote
-    if remote ~= nil then
+    if remote == nil then return end -- collected while connecting
+    do
         remote.protocol = greeting.protocol
         remote.peer_uuid = greeting.uuid
         remote.peer_version_id = greeting.version_id
@@ -293,10 +294,14 @@ local function serve(sm, greeting)
     end
 end
 
+local stop
+
 local function worker(sm)
     sm.worker = fiber.self()
     fiber.self():name(string.format('%s:%s (net.box)', sm.host, sm.port), {truncate = true})
     while true do
+        -- The connection object was collected: close (see the GC hook in new_sm).
+        if sm.ref.remote == nil then return stop(sm) end
         local timeout = sm.opts.connect_timeout or DEFAULT_CONNECT_TIMEOUT
         local greeting, err = sm.transport:connect(sm.host, tostring(sm.port), timeout)
         if greeting ~= nil then
@@ -305,6 +310,7 @@ local function worker(sm)
                 set_state(sm, 'error', E_UNKNOWN, serve_err)
             end
             sm.transport:disconnect()
+            if sm.ref.remote == nil then return stop(sm) end
         elseif reconnect_timeout(sm) then
             set_state(sm, 'error_reconnect', E_NO_CONNECTION, err)
         else
@@ -317,7 +323,7 @@ local function worker(sm)
     sm.worker = nil
 end
 
-local function stop(sm)
+stop = function(sm)
     if not is_final_state[sm.state] then
         set_state(sm, 'closed', E_NO_CONNECTION, 'Connection closed')
     end
@@ -388,9 +394,10 @@ local function new_sm(host, port, opts)
         ref = setmetatable({remote = remote}, {__mode = 'v'}),
     }
     remote._sm = sm
-    -- Closes the connection when its object is collected.
+    -- Closes the connection when its object is collected: the finaliser only drops the
+    -- socket; the worker fiber, woken by that, does the rest.
     local gc_hook = newproxy(true)
-    getmetatable(gc_hook).__gc = function() pcall(stop, sm) end
+    getmetatable(gc_hook).__gc = function() pcall(sm.transport.abandon, sm.transport) end
     remote._gc_hook = gc_hook
 
     fiber.create(worker, sm)

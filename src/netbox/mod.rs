@@ -214,6 +214,10 @@ impl LuaUserData for Transport {
             this.handle().disconnect();
             Ok(())
         });
+        m.add_method("abandon", |_, this, ()| {
+            this.handle().abandon();
+            Ok(())
+        });
         // auth(user, password) -> true | nil, error text
         m.add_async_method("auth", |lua, this, (user, password): (LuaString, LuaString)| {
             let h = this.handle();

@@ -490,6 +490,14 @@ impl TransportHandle {
         self.0.out.borrow_mut().clear();
     }
 
+    /// The connection object is gone (a GC finaliser): closes the socket and tells the
+    /// worker fiber, which then closes the connection in its own fiber. Touches no fiber
+    /// state itself, as a finaliser may run in the middle of anything.
+    pub fn abandon(&self) {
+        self.disconnect();
+        self.0.break_link("Connection closed".into());
+    }
+
     /// Connects and reads the greeting, within `timeout`; then starts the socket's tasks.
     /// The error is the text net.box reports (`Connection refused`, ...).
     pub async fn connect(&self, host: Option<&str>, service: &str, timeout: Duration) -> Result<Greeting, String> {
