@@ -186,7 +186,9 @@ pub struct Transport {
 
 impl Drop for Transport {
     fn drop(&mut self) {
-        self.inner.link.borrow_mut().take();
+        if let Ok(mut link) = self.inner.link.try_borrow_mut() {
+            link.take();
+        }
     }
 }
 
@@ -245,6 +247,24 @@ fn io_text(e: &std::io::Error) -> String {
     }
 }
 
+/// A TCP port from a service as getaddrinfo reads it: a number (cut to 16 bits, as
+/// getaddrinfo does) or a name from the services database (`http`).
+fn service_port(service: &str) -> Option<u16> {
+    if !service.is_empty() && service.bytes().all(|b| b.is_ascii_digit()) {
+        return service.parse::<u64>().ok().map(|n| n as u16);
+    }
+    let name = std::ffi::CString::new(service).ok()?;
+    // Safety: both strings are NUL-terminated; the result points into libc's static entry,
+    // read at once on this thread (the Lua thread is the only one resolving services).
+    let entry = unsafe { libc::getservbyname(name.as_ptr(), c"tcp".as_ptr()) };
+    if entry.is_null() {
+        return None;
+    }
+    // Safety: a non-null entry from getservbyname is a valid servent.
+    let port = unsafe { (*entry).s_port };
+    Some(u16::from_be(port as u16))
+}
+
 async fn open(host: Option<&str>, service: &str) -> Result<(BoxedRead, BoxedWrite), String> {
     if host == Some(UNIX_HOST) {
         let stream = tokio::net::UnixStream::connect(service)
@@ -255,10 +275,15 @@ async fn open(host: Option<&str>, service: &str) -> Result<(BoxedRead, BoxedWrit
     }
     // getaddrinfo(NULL, port) gives the loopback addresses, as tcp_connect(nil, port) does.
     let host = host.unwrap_or("localhost");
-    let port: u16 = service.parse().map_err(|_| strerror(libc::EINVAL))?;
+    let invalid = || strerror(libc::EINVAL);
+    let port = service_port(service).ok_or_else(invalid)?;
     let stream = tokio::net::TcpStream::connect((host, port))
         .await
-        .map_err(|e| io_text(&e))?;
+        .map_err(|e| match e.raw_os_error() {
+            Some(n) => strerror(n),
+            // A name that does not resolve: Tarantool's tcp_connect reports EINVAL.
+            None => invalid(),
+        })?;
     // Requests are small and latency-bound; batching is done by the writer task already.
     let _ = stream.set_nodelay(true);
     let (r, w) = stream.into_split();
@@ -804,6 +829,14 @@ mod tests {
             assert!(matches!(late.outcome(), Outcome::Failed(ref e) if e.message == "Peer closed"));
             assert!(unanswered.is_ready());
         });
+    }
+
+    #[test]
+    fn services_are_read_as_getaddrinfo_reads_them() {
+        assert_eq!(service_port("3301"), Some(3301));
+        assert_eq!(service_port("99999"), Some(34463), "cut to 16 bits");
+        assert_eq!(service_port("no-such-service"), None);
+        assert_eq!(service_port(""), None);
     }
 
     #[test]
