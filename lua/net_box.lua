@@ -301,7 +301,7 @@ local function worker(sm)
     fiber.self():name(string.format('%s:%s (net.box)', sm.host, sm.port), {truncate = true})
     while true do
         -- The connection object was collected: close (see the GC hook in new_sm).
-        if sm.ref.remote == nil then return stop(sm) end
+        if sm.ref.remote == nil then sm.worker = nil return stop(sm) end
         local timeout = sm.opts.connect_timeout or DEFAULT_CONNECT_TIMEOUT
         local greeting, err = sm.transport:connect(sm.host, tostring(sm.port), timeout)
         if greeting ~= nil then
@@ -310,7 +310,7 @@ local function worker(sm)
                 set_state(sm, 'error', E_UNKNOWN, serve_err)
             end
             sm.transport:disconnect()
-            if sm.ref.remote == nil then return stop(sm) end
+            if sm.ref.remote == nil then sm.worker = nil return stop(sm) end
         elseif reconnect_timeout(sm) then
             set_state(sm, 'error_reconnect', E_NO_CONNECTION, err)
         else
@@ -329,8 +329,14 @@ stop = function(sm)
     end
     local w = sm.worker
     sm.worker = nil
-    if w ~= nil and w ~= fiber.self() and w:status() ~= 'dead' then w:cancel() end
-    sm.transport:disconnect()
+    -- Drops the socket and wakes the worker, wherever it waits.
+    sm.transport:abandon()
+    if w ~= nil and w:status() ~= 'dead' then
+        w:cancel()
+        -- Closed from the worker itself (a trigger): Tarantool's cancel of the running
+        -- fiber raises at once, which ends the worker's step.
+        if w == fiber.self() then fiber.testcancel() end
+    end
 end
 
 -- Queues a request: `method` is the transport's encoder, `...` its arguments.

@@ -515,9 +515,10 @@ impl TransportHandle {
         self.0.out.borrow_mut().clear();
     }
 
-    /// The connection object is gone (a GC finaliser): closes the socket and tells the
-    /// worker fiber, which then closes the connection in its own fiber. Touches no fiber
-    /// state itself, as a finaliser may run in the middle of anything.
+    /// Closes the socket and tells the worker fiber (its next event is `Broken`): on
+    /// `close()`, and when the connection object is gone (a GC finaliser, after which the
+    /// worker closes the connection in its own fiber). Touches no fiber state itself, as a
+    /// finaliser may run in the middle of anything.
     pub fn abandon(&self) {
         self.disconnect();
         self.0.break_link("Connection closed".into());

@@ -264,6 +264,12 @@ try('trigger not callable', lister.on_connect, lister, 1)
 try('trigger not found', lister.on_connect, lister, nil, trig)
 lister:close()
 
+local selfclosing = net.connect(uri, {wait_connected = false})
+selfclosing:on_connect(function(conn) conn:close() end)
+show('closed by on_connect', selfclosing:wait_state('closed', 5), selfclosing.state, selfclosing.error,
+     selfclosing:is_connected())
+try('call after on_connect closed', selfclosing.call, selfclosing, 'add', {1, 2})
+
 section('close')
 f = c:call('slow', {1}, {is_async = true})
 local sync_result
