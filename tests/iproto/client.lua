@@ -71,6 +71,7 @@ show(sp:delete{1})
 show(sp:delete{1})
 show(sp.index.primary:min(), sp.index.primary:max())
 show(sp.index.primary:count({2}, {iterator = 'GE'}))
+try(c.space.hashed.index.pk.min, c.space.hashed.index.pk)
 local tr = c.space.triggered
 show(tr:replace{7, 'orig'})
 show(sp:get{1007})

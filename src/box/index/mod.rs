@@ -349,13 +349,11 @@ impl Index {
             let whole = key_parts == self.key_def.parts.len()
                 || (key_parts == 0 && matches!(iter_type, IterType::All | IterType::Eq | IterType::Gt));
             if !whole {
-                return Err(ClientError::with_message(
-                    super::errcode::ER_UNSUPPORTED,
-                    format!(
-                        "HASH index  does not support selects via a partial key (expected {} parts, got {}). Please Consider changing index type to TREE.",
-                        self.key_def.parts.len(),
-                        key_parts
-                    ),
+                return Err(client_error!(
+                    super::errcode::ER_PARTIAL_KEY,
+                    "HASH",
+                    self.key_def.parts.len() as u64,
+                    key_parts as u64
                 ));
             }
             if !matches!(iter_type, IterType::All | IterType::Eq | IterType::Gt) {
