@@ -1248,8 +1248,12 @@ fn object_primitives(lua: &Lua, p: &LuaTable) -> LuaResult<()> {
     )?;
     p.set(
         "obj_cancel",
-        lua.create_function(|_, id: u64| {
+        lua.create_function(|lua, id: u64| {
             live_by_id(id)?.cancel();
+            // A fiber that cancels itself stops at once, as Tarantool's does.
+            if id == current_id() {
+                testcancel(lua)?;
+            }
             Ok(())
         })?,
     )?;
@@ -1423,6 +1427,9 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
         lua.create_function(|lua, v: LuaValue| match fiber_arg(lua, &v, "kill")? {
             Some(f) if !f.is_dead() => {
                 f.cancel();
+                if f.id == current_id() {
+                    testcancel(lua)?;
+                }
                 Ok(())
             }
             _ => Err(LuaError::runtime("the fiber is dead")),

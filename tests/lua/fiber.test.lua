@@ -1,7 +1,7 @@
 local tap = require('tap')
 local fiber = require('fiber')
 local test = tap.test('fiber')
-test:plan(12)
+test:plan(14)
 
 local order = {}
 local f = fiber.create(function() table.insert(order, 'child') fiber.sleep(10) end)
@@ -38,4 +38,18 @@ local co = coroutine.wrap(function() fiber.sleep(0.001) return 'slept' end)
 test:is(co(), 'slept', 'fiber.sleep works inside a plain coroutine')
 
 test:is(select(2, pcall(f.name, fiber.find(999999) or f)), 'lua', 'name of a live fiber')
+-- A fiber that cancels itself stops at once (cancel and kill alike).
+local after = {}
+for _, how in ipairs({'cancel', 'kill'}) do
+    local f = fiber.create(function()
+        local ok, e = pcall(function()
+            if how == 'cancel' then fiber.self():cancel() else fiber.kill(fiber.id()) end
+            after[how] = 'went on'
+        end)
+        after[how] = after[how] or (not ok and tostring(e))
+    end)
+    local _ = f
+end
+test:is(after.cancel, 'fiber is cancelled', 'self-cancel raises at once')
+test:is(after.kill, 'fiber is cancelled', 'self-kill raises at once')
 os.exit(test:check() and 0 or 1)
