@@ -43,6 +43,16 @@ local function crash_point(point)
     fiber.sleep(10)
 end
 
+-- Test hook: TWOPHASE_PAUSE_AT=<point>:<seconds> sleeps at that point ('after_first_vote':
+-- the lowest-numbered participant is prepared, nobody else asked yet).
+local function pause_point(point)
+    local v = os.getenv('TWOPHASE_PAUSE_AT')
+    local p, secs = (v or ''):match('^([%w_]+):([%d.]+)$')
+    if p == point then
+        fiber.sleep(tonumber(secs))
+    end
+end
+
 local function parallel(list, f)
     local results = {}
     local left = #list
@@ -268,15 +278,18 @@ function C.apply(change)
         -- anyone else.
         local first = participants[1]
         votes[first] = ask(first)
+        pause_point('after_first_vote')
+        -- If it is locked by another change, nobody else is asked (they would be locked for
+        -- nothing); any other no still lets every participant give its own reason.
         local others = {}
-        if votes[first].ok then
+        if not votes[first].locked then
             for i = 2, #participants do
                 table.insert(others, participants[i])
             end
         else
             for i = 2, #participants do
                 votes[participants[i]] = {ok = false,
-                    reason = string.format('not asked: instance %d voted no first', first)}
+                    reason = string.format('not asked: instance %d is locked', first)}
             end
         end
         local unnamed = {}
@@ -290,7 +303,7 @@ function C.apply(change)
         for _, n in ipairs(others) do
             table.insert(jobs, n)
         end
-        if votes[first].ok then
+        if not votes[first].locked then
             for _, n in ipairs(unnamed) do
                 table.insert(jobs, -n)
             end
