@@ -599,6 +599,59 @@ fn an_undecided_change_of_a_dead_coordinator_is_aborted_after_restart() {
     assert_eq!(out["status"], "committed", "{out}");
 }
 
+/// A coordinator that dies having locked only the lowest-numbered participant: that
+/// participant times out waiting for phase 2, finds the coordinator gone, and asks the
+/// other participants, who never prepared the change and so refuse it: the change is
+/// aborted and the lock is gone without the coordinator.
+#[test]
+fn a_dead_coordinators_lock_expires() {
+    let mut c = Cluster::new("expire", 4, FILE);
+    c.insts[3]
+        .env
+        .push(("TWOPHASE_CRASH_AT".into(), "after_first_vote".into()));
+    c.start_all();
+    let (p1, p2, p3, p4) = (c.port(1), c.port(2), c.port(3), c.port(4));
+    let (r1, r2) = (free_port(), free_port());
+    assert!(http(p4, "POST", "/config", &format!(r#"{{"1": {r1}, "2": {r2}}}"#)).is_none());
+    let _ = c.insts[3].child.take().map(|mut ch| ch.wait());
+    wait_until("instance 1 learns the abort", Duration::from_secs(8), || {
+        c.log(1).contains("learned aborted from instance 2")
+    });
+    assert!(c.log(1).contains(&failure_line(p1, r1)), "{}", c.log(1));
+    let (status, out) = c.apply(p3, &format!(r#"{{"1": {r1}, "2": {r2}}}"#));
+    assert_eq!((status, out["status"].as_str()), (200, Some("committed")), "{out}");
+    c.assert_serving(&[(r1, Some(1)), (r2, Some(2)), (p3, Some(3)), (p4, None)]);
+}
+
+/// A participant that dies after recording its prepared state, before voting: the
+/// coordinator aborts; restarted, the participant finds itself prepared, asks the
+/// coordinator, learns the abort and takes part in the next change.
+#[test]
+fn a_participant_restarted_while_prepared_asks_for_the_outcome() {
+    let mut c = Cluster::new("restarted", 4, FILE);
+    c.insts[1]
+        .env
+        .push(("TWOPHASE_CRASH_AT".into(), "participant_prepared".into()));
+    c.start_all();
+    let (p1, p2, p3) = (c.port(1), c.port(2), c.port(3));
+    let (r2, r3) = (free_port(), free_port());
+    let (status, out) = c.apply(p1, &format!(r#"{{"2": {r2}, "3": {r3}}}"#));
+    assert_eq!((status, out["status"].as_str()), (409, Some("aborted")), "{out}");
+    assert!(reasons(&out).contains("instance 2:"), "{out}");
+    let _ = c.insts[1].child.take().map(|mut ch| ch.wait());
+    c.insts[1].env.clear();
+    c.start(2);
+    wait_until("instance 2 learns the abort", Duration::from_secs(8), || {
+        c.log(2).contains("learned aborted from instance 1")
+    });
+    assert!(c.log(2).contains("restarted while prepared"), "{}", c.log(2));
+    assert!(c.log(2).contains(&failure_line(p2, r2)), "{}", c.log(2));
+    assert!(c.log(3).contains(&failure_line(p3, r3)), "{}", c.log(3));
+    let (_, out) = c.apply(p1, &format!(r#"{{"2": {r2}, "3": {r3}}}"#));
+    assert_eq!(out["status"], "committed", "{out}");
+    c.assert_serving(&[(r2, Some(2)), (r3, Some(3))]);
+}
+
 /// Two coordinators at once with overlapping changes: exactly one commits, the other is
 /// told the cluster is locked.
 #[test]

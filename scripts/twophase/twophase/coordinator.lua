@@ -18,6 +18,7 @@ local uuid = require('uuid')
 local ports = require('twophase.ports')
 local store = require('twophase.store')
 local rpc = require('twophase.rpc')
+local hooks = require('twophase.hooks')
 
 local C = {}
 
@@ -27,30 +28,6 @@ C.busy = nil     -- id of the change this instance is coordinating
 function C.init(topo, me)
     C.topo = topo
     C.me = me
-end
-
--- Test hook: TWOPHASE_CRASH_AT=<point> kills this process with SIGKILL at that point of
--- a change it coordinates ('after_prepare': votes collected, nothing decided;
--- 'after_decision': decision recorded, nobody told).
-local function crash_point(point)
-    if os.getenv('TWOPHASE_CRASH_AT') ~= point then
-        return
-    end
-    log.warn('twophase: TWOPHASE_CRASH_AT=%s: killing myself', point)
-    local ffi = require('ffi')
-    pcall(ffi.cdef, 'int kill(int pid, int sig); int getpid(void);')
-    ffi.C.kill(ffi.C.getpid(), 9)
-    fiber.sleep(10)
-end
-
--- Test hook: TWOPHASE_PAUSE_AT=<point>:<seconds> sleeps at that point ('after_first_vote':
--- the lowest-numbered participant is prepared, nobody else asked yet).
-local function pause_point(point)
-    local v = os.getenv('TWOPHASE_PAUSE_AT')
-    local p, secs = (v or ''):match('^([%w_]+):([%d.]+)$')
-    if p == point then
-        fiber.sleep(tonumber(secs))
-    end
 end
 
 local function parallel(list, f)
@@ -127,7 +104,7 @@ end
 
 -- Phase 2 delivery of rec's decision to the participants that have not acknowledged it;
 -- returns true when every one has.
-local function deliver(rec, timeout)
+local function deliver(rec, timeout, session)
     local op = rec.status == 'commit' and 'commit' or 'abort'
     local todo = {}
     for _, n in ipairs(rec.participants) do
@@ -139,11 +116,13 @@ local function deliver(rec, timeout)
     for _, e in ipairs(rec.change) do
         entries[e.n] = e
     end
-    local sess = rpc.session()
+    local sess = session or rpc.session()
     local res = parallel(todo, function(n)
         return sess:call(n, op, {id = rec.id, entry = entries[n]}, timeout)
     end)
-    sess:close()
+    if session == nil then
+        sess:close()
+    end
     local all = true
     for _, n in ipairs(todo) do
         local r, err = res[n][1], res[n][2]
@@ -278,7 +257,8 @@ function C.apply(change)
         -- anyone else.
         local first = participants[1]
         votes[first] = ask(first)
-        pause_point('after_first_vote')
+        hooks.pause('after_first_vote')
+        hooks.crash('after_first_vote')
         -- If it is locked by another change, nobody else is asked (they would be locked for
         -- nothing); any other no still lets every participant give its own reason.
         local others = {}
@@ -321,8 +301,7 @@ function C.apply(change)
                 ports_of[-j] = res[j][1].port
             end
         end
-        sess:close()
-        crash_point('after_prepare')
+        hooks.crash('after_prepare')
 
         -- Cluster-wide checks the participants cannot make alone.
         local new_of = {}
@@ -366,21 +345,41 @@ function C.apply(change)
         rec.votes = votes
         store.put_coord(rec)
         C.live[id] = nil
-        log.info('twophase: change %s: decided to %s', id, rec.status)
-        crash_point('after_decision')
+        if all then
+            log.info('twophase: change %s: decided to commit', id)
+        else
+            local why = {}
+            for _, n in ipairs(participants) do
+                if not votes[n].ok then
+                    table.insert(why, string.format('instance %d: %s', n, tostring(votes[n].reason)))
+                end
+            end
+            log.info('twophase: change %s: decided to abort (%s)', id, table.concat(why, '; '))
+        end
+        hooks.crash('after_decision')
 
         -- Phase 2.
-        deliver(rec, all and t.commit or t.prepare)
+        deliver(rec, all and t.commit or t.prepare, sess)
+        sess:close()
         if all and not rec.done then
             redeliver(rec)
         end
-        local out = report(rec, votes, rec.acked)
-        return out
+        return report(rec, votes, rec.acked)
     end)
     C.busy = nil
     C.live[id] = nil
     if not ok then
         log.error('twophase: change %s: %s', id, tostring(res))
+        -- What the log says is the outcome: a recorded commit stands (and is delivered),
+        -- anything else is aborted.
+        local rec = store.get_coord(id)
+        if rec ~= nil and rec.status == 'commit' then
+            rec.acked = rec.acked or {}
+            if not rec.done then
+                redeliver(rec)
+            end
+            return {status = 'committed', change = id, error = tostring(res)}
+        end
         return {status = 'aborted', change = id, error = tostring(res)}
     end
     return res

@@ -12,6 +12,7 @@ local errno = require('errno')
 local ports = require('twophase.ports')
 local store = require('twophase.store')
 local rpc = require('twophase.rpc')
+local hooks = require('twophase.hooks')
 
 local P = {}
 
@@ -216,6 +217,7 @@ local function prepare(tx)
         release_reservation()
         return {ok = false, reason = 'cannot record the prepared state: ' .. tostring(perr), port = old}
     end
+    hooks.crash('participant_prepared')
     decision_watch(rec)
     return vote
 end

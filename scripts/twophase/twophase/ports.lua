@@ -1,6 +1,7 @@
 -- Port values, port reservations and the instance's HTTP server.
 
 local socket = require('socket')
+local errno = require('errno')
 local fiber = require('fiber')
 local log = require('log')
 
@@ -48,19 +49,15 @@ function M.show(v)
     return tostring(v)
 end
 
--- Binds and listens on host:port so that nobody else takes the port between the vote
--- and phase 2. Returns the socket, or nil, the error text and errno.
+-- Listens on host:port so that nobody else takes the port between the vote and phase 2
+-- (a client that connects meanwhile is closed at once). Returns the listening socket, or
+-- nil, the error text and errno. socket.tcp_server sets SO_REUSEADDR, as http.server does,
+-- so a port with only TIME_WAIT connections left counts as free.
 function M.reserve(host, port)
-    local s = socket('AF_INET', 'SOCK_STREAM', 'tcp')
+    local s = socket.tcp_server(host, port, function(client) client:close() end)
     if s == nil then
-        return nil, 'cannot create a socket', 0
-    end
-    -- SO_REUSEADDR as http.server uses: a port with only TIME_WAIT connections is free.
-    s:setsockopt('SOL_SOCKET', 'SO_REUSEADDR', true)
-    if not s:bind(host, port) or not s:listen(1) then
-        local err, errno = s:error(), s:errno()
-        s:close()
-        return nil, err, errno
+        local e = errno()
+        return nil, errno.strerror(e), e
     end
     return s
 end
