@@ -620,7 +620,14 @@ fn a_dead_coordinators_lock_expires() {
     assert!(c.log(1).contains(&failure_line(p1, r1)), "{}", c.log(1));
     let (status, out) = c.apply(p3, &format!(r#"{{"1": {r1}, "2": {r2}}}"#));
     assert_eq!((status, out["status"].as_str()), (200, Some("committed")), "{out}");
-    c.assert_serving(&[(r1, Some(1)), (r2, Some(2)), (p3, Some(3)), (p4, None)]);
+    c.assert_serving(&[
+        (r1, Some(1)),
+        (r2, Some(2)),
+        (p1, None),
+        (p2, None),
+        (p3, Some(3)),
+        (p4, None),
+    ]);
 }
 
 /// A participant that dies after recording its prepared state, before voting: the

@@ -5,8 +5,9 @@
 # to another port (all N are participants), and a single instance moves (one participant;
 # the coordinator still asks the other N-1 for their ports). Each participant writes and
 # fsyncs its prepared state and its outcome, the coordinator its log (wal_mode 'fsync',
-# the topology default), so the figures include 2 + 3 fsyncs on one disk.
-#   bash scripts/bench/twophase.sh [rounds] [sizes...]
+# the topology default), so the figures include 2 + 3 fsyncs on one disk; WAL_MODE=write
+# leaves the fsyncs out.
+#   [WAL_MODE=write] bash scripts/bench/twophase.sh [rounds] [sizes...]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-20}
@@ -72,7 +73,7 @@ for n in "${sizes[@]}"; do
 done
 
 echo
-echo "One committed change, POST /config to instance 1 until its answer ($rounds changes each):"
+echo "One committed change, POST /config to instance 1 until its answer ($rounds changes each, wal_mode ${WAL_MODE:-fsync}):"
 echo
 echo "| instances | all move: median | all move: p90 | one moves: median | one moves: p90 |"
 echo "|---|---|---|---|---|"

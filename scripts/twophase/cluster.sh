@@ -4,6 +4,7 @@
 #   scripts/twophase/cluster.sh start [N]    start N instances (default 4)
 #   scripts/twophase/cluster.sh stop         stop them (SIGTERM, then SIGKILL after 5 s)
 #   scripts/twophase/cluster.sh status       pid, liveness and GET / of each instance
+#   scripts/twophase/cluster.sh console I    the console of instance I (node --connect)
 #   scripts/twophase/cluster.sh clean        stop, then remove the run directory
 #
 # Environment:
@@ -13,6 +14,7 @@
 #                       otherwise N = 4 with CREDENTIALS=file uses scripts/twophase/cluster.lua
 #                       and anything else is generated into $TWOPHASE_DIR/cluster.lua
 #   CREDENTIALS         file (default) or swim, for a generated topology
+#   WAL_MODE            fsync (default), write or none, for a generated topology
 #   HTTP_BASE, IPROTO_BASE, SWIM_BASE   first ports of a generated topology (8080, 3301, 3401)
 #   NODE                the node binary (default target/release/node of this repository)
 # With credentials = 'swim' the swim key comes from TWOPHASE_SWIM_KEY or
@@ -40,6 +42,7 @@ generate() { # N path credentials
         echo "return {"
         echo "    credentials = '$cred',"
         echo "    work_dir = '$dir/{n}',"
+        echo "    wal_mode = '${WAL_MODE:-fsync}',"
         echo "    instances = {"
         for i in $(seq 1 "$n"); do
             local line
@@ -69,7 +72,7 @@ start() {
         [ -n "$n" ] || n=$(topology_size "$topo")
     else
         n="${n:-4}"
-        if [ "$n" = 4 ] && [ "$cred" = file ] && [ "$dir" = /tmp/twophase/cluster ]; then
+        if [ "$n" = 4 ] && [ "$cred" = file ] && [ -z "${WAL_MODE:-}" ] && [ "$dir" = /tmp/twophase/cluster ]; then
             topo="$here/cluster.lua"
         else
             topo="$dir/cluster.lua"
@@ -83,6 +86,7 @@ start() {
         export TWOPHASE_SWIM_KEY_FILE="$dir/swim.key"
     fi
     echo "$topo" > "$dir/topology"
+    cd "$dir"   # relative work_dirs of the topology are in the run directory
     for i in $(seq 1 "$n"); do
         nohup "$node" "$here/instance.lua" "$i" "$topo" >> "$dir/$i.log" 2>&1 < /dev/null &
         echo $! > "$dir/$i.pid"
@@ -147,6 +151,16 @@ case "$cmd" in
     start) start "${2:-}" ;;
     stop) stop ;;
     status) status ;;
+    console)
+        [ -n "${2:-}" ] || die "usage: $0 console <instance number>"
+        topo="$(cat "$dir/topology" 2>/dev/null)" || die "no cluster in $dir"
+        cd "$dir"
+        sock="$("$node" -e "
+            package.path = '$here/?.lua;$here/?/init.lua;' .. package.path
+            local t = require('twophase.topology')
+            print(t.work_dir(t.load('$topo'), $2) .. '/console.sock')")"
+        [ -S "$sock" ] || die "no console socket $sock (is instance $2 running?)"
+        exec "$node" --connect "$sock" ;;
     clean) stop; rm -rf "$dir" ;;
-    *) echo "usage: $0 start [N] | stop | status | clean" >&2; exit 2 ;;
+    *) echo "usage: $0 start [N] | stop | status | console I | clean" >&2; exit 2 ;;
 esac

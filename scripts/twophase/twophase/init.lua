@@ -74,6 +74,11 @@ function M.start(n, topo_path)
     coordinator.init(topo, me)
     participant.init(topo, me, http.routes(me, M))
     rawset(_G, 'twophase_rpc', dispatch)
+    -- An admin console on a unix socket in work_dir, for instances in the background:
+    -- node --connect <work_dir>/console.sock (cluster.sh console <n>).
+    local sock = fio.pathjoin(work_dir, 'console.sock')
+    fio.unlink(sock)
+    require('console').listen('unix/:' .. sock)
     participant.start_server()
     participant.recover()
     coordinator.recover()
