@@ -387,6 +387,16 @@ fn the_lecture_table_through_the_console() {
     ));
     assert!(out.contains("status: committed"), "{out}");
     c.assert_serving(&[(p1, Some(1)), (p2, None), (p3, Some(3)), (p4, Some(2))]);
+    let first = out;
+    let id = first
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("- change: ")
+                .or_else(|| l.trim().strip_prefix("change: "))
+        })
+        .expect("the outcome names the change")
+        .to_string();
     // The instances whose port did not change did nothing.
     for n in [1, 3] {
         assert!(
@@ -405,6 +415,24 @@ fn the_lecture_table_through_the_console() {
     let out = c.console_eval(&format!("twophase.apply{{[4] = {p5}}}"));
     assert!(out.contains("status: committed"), "{out}");
     assert_eq!(who(p5), Some(4));
+
+    // Commit and abort are idempotent (what a re-sent decision meets: 1 took part in the
+    // first change), and an abort of a change never prepared here makes a late prepare of
+    // it a no.
+    let again = c.console_eval(&format!("twophase_rpc('commit', {{id = '{id}'}})"));
+    assert!(again.contains("already: true") && again.contains("ok: true"), "{again}");
+    let abort = c.console_eval("twophase_rpc('abort', {id = 'never-prepared'})");
+    assert!(abort.contains("ok: true") && !abort.contains("already"), "{abort}");
+    let abort = c.console_eval("twophase_rpc('abort', {id = 'never-prepared'})");
+    assert!(abort.contains("already: true"), "{abort}");
+    let late = c.console_eval(
+        "twophase_rpc('prepare', {id = 'never-prepared', coordinator = 2, participants = {1}, \
+         change = {{n = 1, v = 1234}}})",
+    );
+    assert!(late.contains("the change was already aborted here"), "{late}");
+    let wrong = c.console_eval(&format!("twophase_rpc('abort', {{id = '{id}'}})"));
+    assert!(wrong.contains("was committed here"), "{wrong}");
+    c.assert_serving(&[(p1, Some(1)), (p3, Some(3)), (p4, Some(2)), (p5, Some(4))]);
 }
 
 /// Two instances swap ports: each one's new port is held by the other until phase 2.

@@ -92,6 +92,7 @@ start() {
         echo $! > "$dir/$i.pid"
     done
     # Wait until every instance has started (its log says so) or died.
+    local failed=0
     for i in $(seq 1 "$n"); do
         for _ in $(seq 1 100); do
             grep -q "entering the event loop" "$dir/$i.log" 2>/dev/null && break
@@ -103,9 +104,11 @@ start() {
         else
             echo "instance $i failed to start; see $dir/$i.log" >&2
             tail -5 "$dir/$i.log" >&2
+            failed=1
         fi
     done
     echo "topology $topo"
+    return "$failed"
 }
 
 stop() {
