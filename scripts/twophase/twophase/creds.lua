@@ -113,7 +113,6 @@ function M.init(topo, me, work_dir)
         gc_mode = 'off',
     })
     s:set_codec({algo = 'aes256', mode = 'gcm', key = digest.sha256(key)})
-    key = nil -- luacheck: ignore
     s:set_payload({n = me.number, u = SWIM_USER, p = secret})
     for _, n in ipairs(topo.numbers) do
         local inst = topo.instances[n]

@@ -170,10 +170,8 @@ local function prepare(tx)
     end
     local old = P.port
     local function no(reason)
+        -- Only a changing port can fail validation: the failure line is always due.
         store.outcome:replace{tx.id, 'aborted'}
-        if e.null and not old then
-            return {ok = false, reason = reason, port = old}
-        end
         failure_line(old, raw_show(e))
         return {ok = false, reason = reason, port = old}
     end
