@@ -18,6 +18,7 @@ pub mod lua_info;
 pub mod lua_tuple;
 pub mod mp;
 pub mod persist;
+pub mod raft;
 pub mod schema;
 pub mod session;
 pub mod space;
