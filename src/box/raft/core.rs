@@ -234,8 +234,8 @@ pub enum Output {
     /// Make `{term, vote}` durable (a RAFT row in the WAL and snapshot), then call
     /// [`Raft::persisted`]. Until then the node acts as a follower and sends nothing new.
     Persist { term: u64, vote: InstanceId },
-    /// Send to every peer.
-    Broadcast(RaftMessage),
+    /// Send to every peer. (Boxed: a vclock is 264 bytes, the other outputs are small.)
+    Broadcast(Box<RaftMessage>),
     /// The status changed.
     Update(Status),
 }
@@ -412,12 +412,12 @@ impl Raft {
     }
 
     /// The volatile term (what decisions use; `box.info.election.term`).
-    pub fn term(&self) -> u64 {
+    pub fn volatile_term(&self) -> u64 {
         self.volatile_term
     }
 
-    /// The volatile vote.
-    pub fn vote(&self) -> InstanceId {
+    /// The volatile vote (`box.info.election.vote`).
+    pub fn volatile_vote(&self) -> InstanceId {
         self.volatile_vote
     }
 
@@ -1097,7 +1097,7 @@ impl Raft {
             self.is_broadcast_scheduled = false;
             let msg = self.message(now);
             self.last_seen_sent = msg.is_leader_seen;
-            self.outputs.push(Output::Broadcast(msg));
+            self.outputs.push(Output::Broadcast(Box::new(msg)));
         }
         let status = self.status();
         if self.last_status != Some(status) {

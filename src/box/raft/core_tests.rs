@@ -69,7 +69,7 @@ fn persists(out: &[Output]) -> Vec<(u64, InstanceId)> {
 fn broadcasts(out: &[Output]) -> Vec<RaftMessage> {
     out.iter()
         .filter_map(|o| match o {
-            Output::Broadcast(m) => Some(m.clone()),
+            Output::Broadcast(m) => Some((**m).clone()),
             _ => None,
         })
         .collect()
@@ -119,7 +119,11 @@ fn election_persists_term_and_vote_before_anything_is_sent() {
     assert_eq!(persists(&out), vec![(2, 1)]);
     assert!(broadcasts(&out).is_empty(), "{out:?}");
     assert_eq!(r.role(), Role::Follower, "a follower until the vote is on disk");
-    assert_eq!((r.term(), r.vote()), (2, 1), "volatile state moves at once");
+    assert_eq!(
+        (r.volatile_term(), r.volatile_vote()),
+        (2, 1),
+        "volatile state moves at once"
+    );
     assert_eq!(r.persisted_state(), (1, 0));
     assert_eq!(r.next_deadline(), None, "no timer during the write");
 
@@ -212,7 +216,7 @@ fn one_vote_per_term_even_before_it_is_persisted() {
     r.handle_message(2, &candidate_msg(3, 2, Vclock::new()), T0 + 3)
         .unwrap();
     assert!(persists(&r.take_outputs()).is_empty());
-    assert_eq!(r.vote(), 4);
+    assert_eq!(r.volatile_vote(), 4);
 }
 
 #[test]
@@ -267,7 +271,7 @@ fn invalid_messages_are_refused_with_tarantool_texts() {
     );
     let for_other = candidate_msg(2, 2, Vclock::new());
     assert_eq!(r.handle_message(1, &for_other, T0), Err(MessageError::BadCandidate));
-    assert_eq!(r.term(), 1, "nothing changed");
+    assert_eq!(r.volatile_term(), 1, "nothing changed");
     assert!(r.take_outputs().is_empty());
 }
 
@@ -412,7 +416,7 @@ fn mode_changes() {
     // voter -> off: Raft stops restricting writes; terms are kept.
     r.set_mode(ElectionMode::Off, T0 + 11 * SECOND);
     assert!(!r.is_ro() && !r.is_enabled());
-    assert_eq!(r.term(), 2);
+    assert_eq!(r.volatile_term(), 2);
     // off -> candidate: waits for a leader to show up first.
     r.set_mode(ElectionMode::Candidate, T0 + 12 * SECOND);
     assert_eq!(r.next_deadline(), Some(T0 + 12 * SECOND + D));
@@ -508,7 +512,7 @@ fn pre_vote_needs_a_quorum_heard_to_start() {
     });
     r.handle_timer(T0 + D);
     assert!(persists(&r.take_outputs()).is_empty(), "isolated: the term stays");
-    assert_eq!(r.term(), 1);
+    assert_eq!(r.volatile_term(), 1);
     r.handle_heartbeat(2, T0 + D + 5);
     assert_eq!(persists(&r.take_outputs()), vec![(2, 1)]);
     // Without pre-vote the isolated node bumps the term anyway (2.6.3).

@@ -487,7 +487,7 @@ impl Limbo {
             .iter()
             .filter(|e| e.is_sync && e.ack_count >= self.quorum)
             .filter_map(|e| e.lsn)
-            .last();
+            .next_back();
         if let Some(lsn) = confirm_lsn.filter(|&l| l > self.confirmed_lsn) {
             self.write_confirm(lsn);
         }
