@@ -659,10 +659,7 @@ impl Raft {
                 }
             }
         }
-        if self.fence_deadline().is_some_and(|d| d <= now) && !self.has_quorum_contact(now) {
-            self.resign(now);
-        }
-        // leader_unseen_deadline: flush broadcasts the flipped is_leader_seen.
+        // Fencing and leader_unseen_deadline: flush resigns, or broadcasts the flip.
         self.flush(now);
     }
 
@@ -1082,6 +1079,11 @@ impl Raft {
                 term: pair.0,
                 vote: pair.1,
             });
+        }
+        if self.fence_deadline().is_some_and(|d| d <= now) && !self.has_quorum_contact(now) {
+            // Also right at the election: votes gathered over a long round may come from peers
+            // that went silent since; such a leader has no quorum to lead.
+            self.resign(now);
         }
         if self.is_write_in_progress && self.persist_in_flight.is_none() && self.is_fully_on_disk() {
             // Nothing left to write (cannot happen: every dump follows a change).

@@ -561,3 +561,25 @@ fn fencing_counts_only_peers_in_our_term() {
     r.handle_timer(T0 + D + 20 + D);
     assert!(r.status().fenced);
 }
+
+#[test]
+fn fencing_leader_elected_with_stale_votes_resigns_at_once() {
+    let mut r = node_with(Config {
+        fencing: true,
+        election_quorum: 3,
+        ..cfg(1, ElectionMode::Candidate)
+    });
+    r.handle_timer(T0 + D);
+    r.persisted(T0 + D);
+    // Node 2 votes early in the round, then goes silent; node 3 votes a death timeout later.
+    r.handle_message(2, &state_msg(2, 1, Role::Follower), T0 + D + 1)
+        .unwrap();
+    r.handle_message(3, &state_msg(2, 1, Role::Follower), T0 + 2 * D + 2)
+        .unwrap();
+    let s = r.status();
+    assert_eq!(
+        (s.role, s.fenced),
+        (Role::Follower, true),
+        "elected, but without a live quorum"
+    );
+}

@@ -101,7 +101,10 @@ fn same_seed_same_run() {
     let opts = Options::default();
     let a = run(77, &opts).unwrap();
     let b = run(77, &opts).unwrap();
-    assert_eq!((a.steps, a.writes, a.committed, a.max_term), (b.steps, b.writes, b.committed, b.max_term));
+    assert_eq!(
+        (a.steps, a.writes, a.committed, a.max_term),
+        (b.steps, b.writes, b.committed, b.max_term)
+    );
     let c = run(78, &opts).unwrap();
     assert_ne!(a.steps, c.steps);
 }
@@ -140,7 +143,8 @@ fn settled(seed: u64, o: Options) -> (Cluster, usize) {
         .expect("no leader");
     let l = c.stable_leader().unwrap();
     let txn = c.client_write(l).unwrap();
-    c.run_until(|c| c.is_acked(txn), death).expect("first write not committed");
+    c.run_until(|c| c.is_acked(txn), death)
+        .expect("first write not committed");
     assert_eq!(c.violation(), None);
     (c, l)
 }
@@ -175,7 +179,11 @@ fn failover_after_leader_crash_takes_a_death_timeout() {
         c.run_until(|c| c.is_acked(txn), death).expect("write after failover");
         c.restart(l);
         c.run_for(2 * death);
-        assert_eq!(c.raft(l).role(), Role::Follower, "the old leader comes back as a follower");
+        assert_eq!(
+            c.raft(l).role(),
+            Role::Follower,
+            "the old leader comes back as a follower"
+        );
         assert_eq!(c.violation(), None);
     });
 }
@@ -188,7 +196,10 @@ fn failover_with_all_candidates_may_split_the_vote() {
         let death = c.opts.death_timeout();
         c.crash(l);
         let took = c.run_until(|c| !c.writable().is_empty(), 20 * death).unwrap();
-        assert!(took >= death - R && took <= death + 4 * c.opts.election_timeout, "{took}");
+        assert!(
+            took >= death - R && took <= death + 4 * c.opts.election_timeout,
+            "{took}"
+        );
         assert_eq!(c.violation(), None);
     });
 }
@@ -214,22 +225,27 @@ fn partitioned_leader_stays_writable_without_fencing() {
 
 #[test]
 fn partitioned_leader_with_fencing_stops_within_the_death_timeout() {
-    seeded("partitioned_leader_with_fencing_stops_within_the_death_timeout", 400, |seed| {
-        let (mut c, l) = settled(seed, opts(false, true));
-        let death = c.opts.death_timeout();
-        // A random moment within the heartbeat period.
-        c.run_for(seed % R);
-        c.isolate(l);
-        let took = c.run_until(|c| !c.is_writable(l), 2 * death).expect("still writable");
-        assert!(took <= death, "read-only after {took} µs, death timeout {death}");
-        assert!(c.raft(l).status().fenced);
-        // The majority elects a new leader, and the old one follows it after the heal.
-        c.run_until(|c| c.writable().len() == 1, 20 * death).expect("no new leader");
-        c.heal();
-        c.run_until(|c| c.stable_leader().is_some_and(|x| x != l), 20 * death)
-            .expect("old leader did not rejoin");
-        assert_eq!(c.violation(), None);
-    });
+    seeded(
+        "partitioned_leader_with_fencing_stops_within_the_death_timeout",
+        400,
+        |seed| {
+            let (mut c, l) = settled(seed, opts(false, true));
+            let death = c.opts.death_timeout();
+            // A random moment within the heartbeat period.
+            c.run_for(seed % R);
+            c.isolate(l);
+            let took = c.run_until(|c| !c.is_writable(l), 2 * death).expect("still writable");
+            assert!(took <= death, "read-only after {took} µs, death timeout {death}");
+            assert!(c.raft(l).status().fenced);
+            // The majority elects a new leader, and the old one follows it after the heal.
+            c.run_until(|c| c.writable().len() == 1, 20 * death)
+                .expect("no new leader");
+            c.heal();
+            c.run_until(|c| c.stable_leader().is_some_and(|x| x != l), 20 * death)
+                .expect("old leader did not rejoin");
+            assert_eq!(c.violation(), None);
+        },
+    );
 }
 
 /// Cut node `i` from the leader only, or from everyone, for 10 death timeouts, heal, and
@@ -255,13 +271,17 @@ fn disruption(seed: u64, pre_vote: bool, from_everyone: bool) -> (u64, bool) {
 
 #[test]
 fn pre_vote_keeps_a_follower_cut_from_the_leader_from_disrupting() {
-    seeded("pre_vote_keeps_a_follower_cut_from_the_leader_from_disrupting", 500, |seed| {
-        // The third node still sees the leader: with pre-vote nothing happens.
-        assert_eq!(disruption(seed, true, false), (0, false));
-        // 2.6.3: the cut follower starts elections; its new term deposes the leader.
-        let (terms, _) = disruption(seed, false, false);
-        assert!(terms > 0);
-    });
+    seeded(
+        "pre_vote_keeps_a_follower_cut_from_the_leader_from_disrupting",
+        500,
+        |seed| {
+            // The third node still sees the leader: with pre-vote nothing happens.
+            assert_eq!(disruption(seed, true, false), (0, false));
+            // 2.6.3: the cut follower starts elections; its new term deposes the leader.
+            let (terms, _) = disruption(seed, false, false);
+            assert!(terms > 0);
+        },
+    );
 }
 
 #[test]
