@@ -184,6 +184,8 @@ pub struct Row {
 /// What travels between two nodes: any of a Raft state, an ack, a piece of the sender's WAL.
 #[derive(Debug, Clone, Default)]
 struct Packet {
+    /// The sender's instance id when it sent this (a rebootstrap gives a node a new one).
+    from_id: InstanceId,
     raft: Option<RaftMessage>,
     /// The sender's vclock, and how far it has read the receiver's WAL (epoch, index).
     ack: Option<(Vclock, u64, usize)>,
@@ -830,6 +832,7 @@ impl Cluster {
                 raft: Some(msg.clone()),
                 ack,
                 rows: rows.filter(|(_, _, r)| !r.is_empty()),
+                ..Packet::default()
             };
             self.send(i, j, packet);
         }
@@ -840,7 +843,7 @@ impl Cluster {
             return;
         }
         let now = self.now;
-        let from_id = self.nodes[from].id;
+        let from_id = packet.from_id;
         let Some(live) = self.nodes[to].live.as_mut() else {
             return;
         };
@@ -866,14 +869,13 @@ impl Cluster {
             }
         }
         if let Some((epoch, index, rows)) = packet.rows {
-            self.receive_rows(to, from, epoch, index, rows);
+            self.receive_rows(to, from, from_id, epoch, index, rows);
         }
         self.drain(to);
     }
 
     /// The applier: apply `rows` (node `from`'s WAL from `index`) on node i, in order.
-    fn receive_rows(&mut self, i: usize, from: usize, epoch: u64, index: usize, rows: Vec<Row>) {
-        let from_id = self.nodes[from].id;
+    fn receive_rows(&mut self, i: usize, from: usize, from_id: InstanceId, epoch: u64, index: usize, rows: Vec<Row>) {
         let Some(live) = self.nodes[i].live.as_mut() else {
             return;
         };
@@ -1298,10 +1300,11 @@ impl Cluster {
 
     // ===== plumbing =====
 
-    fn send(&mut self, from: usize, to: usize, packet: Packet) {
+    fn send(&mut self, from: usize, to: usize, mut packet: Packet) {
         if self.loss > 0.0 && self.rng.random::<f64>() < self.loss {
             return;
         }
+        packet.from_id = self.nodes[from].id;
         let (lo, hi) = self.opts.delay;
         let at = (self.now + self.rng.random_range(lo..=hi)).max(self.link_arrival[from][to]);
         self.link_arrival[from][to] = at;
