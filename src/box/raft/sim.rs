@@ -156,6 +156,9 @@ pub struct Report {
     pub divergences: u64,
     /// Those of them where the discarded row had been reported committed to its client.
     pub acked_divergences: u64,
+    /// Writes reported committed to their client while fewer than a quorum of nodes held
+    /// them (the others' vclocks covered them as rolled back or NOP'd rows).
+    pub under_replicated_acks: u64,
     /// Schedules where, after the heal, no node could win an election by the vclock rule
     /// (so liveness could not be asked of them).
     pub stuck: u64,
@@ -1115,6 +1118,10 @@ impl Cluster {
         if waited {
             self.acked.insert(txn);
             self.report.committed += 1;
+            if self.holders(txn) < self.quorum {
+                self.report.under_replicated_acks += 1;
+                self.log(|| format!("txn {txn} acknowledged while held by fewer than a quorum"));
+            }
         }
         if self.diverged.contains(&i) {
             return;
@@ -1147,7 +1154,7 @@ impl Cluster {
     /// Node `victim` discarded `txn` (rolled it back, or its applier filtered it out), which
     /// `donor` committed at `pos`: a 2.6.3 split (see the module doc).
     fn diverge(&mut self, victim: usize, donor: usize, pos: usize, txn: TxnId) {
-        if !self.diverged.insert(victim) {
+        if self.diverged.contains(&victim) || self.diverged.contains(&donor) {
             return;
         }
         // Copy the most advanced log that committed the row: `donor` may just lag.
@@ -1156,6 +1163,20 @@ impl Cluster {
             .filter(|&k| self.nodes[k].applied.get(pos) == Some(&txn))
             .max_by_key(|&k| (self.nodes[k].applied.len(), self.nodes[k].wal.len()))
             .unwrap_or(donor);
+        // The operator keeps acknowledged writes: when the discarding side holds some the
+        // other lacks, it is the other side that is rebuilt (losing only unacknowledged rows).
+        let (victim, donor) = match (self.acked_lost_by(victim, donor), self.acked_lost_by(donor, victim)) {
+            (None, _) => (victim, donor),
+            (Some(_), None) => (donor, victim),
+            (Some(a), Some(b)) => {
+                self.fail(format!(
+                    "split with acknowledged writes on both sides: node {} alone has {a:?}, node {} alone has {b:?}",
+                    self.nodes[victim].id, self.nodes[donor].id
+                ));
+                return;
+            }
+        };
+        self.diverged.insert(victim);
         if self.acked.contains(&txn) {
             self.report.acked_divergences += 1;
         }
@@ -1163,13 +1184,38 @@ impl Cluster {
         let committed_in = self.nodes[donor].committed_term.get(&txn).copied().unwrap_or(0);
         self.log(|| {
             format!(
-                "divergence at {pos}: {} discarded {txn} (PROMOTE term {discarded_in}), {} committed it (term \
-                 {committed_in})",
+                "divergence at {pos}: txn {txn} (discarded under PROMOTE term {discarded_in}, committed under term \
+                 {committed_in}); rebuild {} from {}",
                 victim + 1,
                 donor + 1
             )
         });
         self.pending_rebootstraps.push((victim, donor));
+    }
+
+    /// Acknowledged writes in `victim`'s applied log that `donor`'s lacks: what rebuilding
+    /// `victim` from `donor` would lose.
+    fn acked_lost_by(&self, victim: usize, donor: usize) -> Option<Vec<TxnId>> {
+        let kept: HashSet<TxnId> = self.nodes[donor].applied.iter().copied().collect();
+        let lost: Vec<TxnId> = self.nodes[victim]
+            .applied
+            .iter()
+            .copied()
+            .filter(|t| self.acked.contains(t) && !kept.contains(t))
+            .collect();
+        (!lost.is_empty()).then_some(lost)
+    }
+
+    /// How many nodes hold `txn` as a live row (committed, or written and waiting), not
+    /// rolled back or filtered out.
+    fn holders(&self, txn: TxnId) -> usize {
+        self.nodes
+            .iter()
+            .filter(|n| {
+                !n.discarded.contains_key(&txn)
+                    && (n.applied.contains(&txn) || n.wal.iter().any(|r| r.body == RowBody::Data(txn)))
+            })
+            .count()
     }
 
     /// Invariant 5: a leader of the newest term that took the limbo over holds every

@@ -32,7 +32,8 @@ fn sweep(name: &str, base: u64, count: u64, opts: Options) -> Vec<Report> {
     println!(
         "{name}: {} schedules, {} steps; {} writes, {} committed, {} rolled back; {} crashes, {} partitions, \
          {} leaders; {} divergences (2.6.3: discarded here, confirmed by a newer PROMOTE there), {} of them \
-         of acknowledged writes; {} stuck (no node electable by vclock); liveness median {} ms, worst {} ms",
+         of acknowledged writes; {} writes acknowledged while held by fewer than a quorum; {} stuck (no node \
+         electable by vclock); liveness median {} ms, worst {} ms",
         reports.len(),
         sum(|r| r.steps),
         sum(|r| r.writes),
@@ -43,6 +44,7 @@ fn sweep(name: &str, base: u64, count: u64, opts: Options) -> Vec<Report> {
         sum(|r| r.leaders),
         sum(|r| r.divergences),
         sum(|r| r.acked_divergences),
+        sum(|r| r.under_replicated_acks),
         sum(|r| r.stuck),
         median / 1000,
         worst / 1000,
