@@ -1146,8 +1146,8 @@ impl Cluster {
                 self.fail(format!(
                     "applied logs differ at {pos}: node {i_id} has txn {txn}, node {j_id} txn {other}"
                 ));
+                return;
             }
-            return;
         }
     }
 
@@ -1193,29 +1193,29 @@ impl Cluster {
         self.pending_rebootstraps.push((victim, donor));
     }
 
-    /// Acknowledged writes in `victim`'s applied log that `donor`'s lacks: what rebuilding
-    /// `victim` from `donor` would lose.
+    /// Acknowledged writes in `victim`'s applied log that `donor` does not hold: what
+    /// rebuilding `victim` from `donor` would lose.
     fn acked_lost_by(&self, victim: usize, donor: usize) -> Option<Vec<TxnId>> {
-        let kept: HashSet<TxnId> = self.nodes[donor].applied.iter().copied().collect();
         let lost: Vec<TxnId> = self.nodes[victim]
             .applied
             .iter()
             .copied()
-            .filter(|t| self.acked.contains(t) && !kept.contains(t))
+            .filter(|&t| self.acked.contains(&t) && !self.holds(donor, t))
             .collect();
         (!lost.is_empty()).then_some(lost)
     }
 
-    /// How many nodes hold `txn` as a live row (committed, or written and waiting), not
-    /// rolled back or filtered out.
+    /// Node k holds `txn` as a live row: committed, or written and waiting, not rolled back
+    /// or filtered out.
+    fn holds(&self, k: usize, txn: TxnId) -> bool {
+        let n = &self.nodes[k];
+        !n.discarded.contains_key(&txn)
+            && (n.applied.contains(&txn) || n.wal.iter().any(|r| r.body == RowBody::Data(txn)))
+    }
+
+    /// How many nodes hold `txn` as a live row.
     fn holders(&self, txn: TxnId) -> usize {
-        self.nodes
-            .iter()
-            .filter(|n| {
-                !n.discarded.contains_key(&txn)
-                    && (n.applied.contains(&txn) || n.wal.iter().any(|r| r.body == RowBody::Data(txn)))
-            })
-            .count()
+        (0..self.len()).filter(|&k| self.holds(k, txn)).count()
     }
 
     /// Invariant 5: a leader of the newest term that took the limbo over holds every
@@ -1574,7 +1574,22 @@ fn liveness(c: &mut Cluster) {
             .is_some_and(|l| (0..c.len()).all(|i| c.nodes[i].applied == c.nodes[l].applied))
     };
     if c.run_until(converged, bound).is_none() {
-        c.fail("applied logs did not converge after the heal".to_string());
+        let logs: Vec<String> = (0..c.len())
+            .map(|i| {
+                let a = &c.nodes[i].applied;
+                let tail = &a[a.len().saturating_sub(4)..];
+                format!(
+                    "{}: {} rows, ..{tail:?} limbo {}",
+                    c.nodes[i].id,
+                    a.len(),
+                    c.live(i).limbo.len()
+                )
+            })
+            .collect();
+        c.fail(format!(
+            "applied logs did not converge after the heal: {}",
+            logs.join("; ")
+        ));
         return;
     }
     if let Some(l) = c.stable_leader() {
