@@ -547,6 +547,51 @@ fn failure_detection_suspect_dead_gc() {
 }
 
 #[test]
+fn gossiped_suspicion_is_checked_at_once() {
+    // Member 2 says member 1 is suspected. We ping member 1 right away (not when our round
+    // reaches it); the count restarts at the status change, and 3 expiries make it dead
+    // (§2.3), i.e. 3 ack timeouts after the gossip, well before our first round step.
+    let mut s = core_with(GcMode::Off);
+    s.handle_packet(ping(1, inc(1, 0)), T0);
+    s.handle_packet(ping(2, inc(1, 0)), T0);
+    s.take_outgoing();
+    s.take_events();
+    let t = T0 + 10;
+    s.handle_packet(gossip(2, vec![rec(1, Status::Suspected, inc(1, 0), None)]), t);
+    let out = s.take_outgoing();
+    assert_eq!(out.len(), 1, "one ping to the suspect: {out:?}");
+    assert_eq!(out[0].to, addr(1));
+    assert_eq!(
+        out[0].packet.body.failure_detection.map(|f| f.kind),
+        Some(FailureDetectionKind::Ping)
+    );
+    // The ping tells the suspect about the suspicion, so a live one refutes it.
+    let told = out[0].packet.body.dissemination.as_ref().unwrap();
+    assert!(told.iter().any(|r| r.uuid == uuid(1) && r.status == Status::Suspected));
+    assert_eq!(s.member(&uuid(1)).unwrap().status(), Status::Suspected);
+    run(&mut s, t + 3 * ACK - 1);
+    assert_eq!(s.member(&uuid(1)).unwrap().status(), Status::Suspected);
+    run(&mut s, t + 3 * ACK);
+    assert_eq!(s.member(&uuid(1)).unwrap().status(), Status::Dead);
+    assert!(t + 3 * ACK < T0 + HB, "dead before the first round step");
+
+    // A live suspect's ack clears it at once (direct contact, §2.3).
+    let mut s = core_with(GcMode::Off);
+    s.handle_packet(ping(1, inc(1, 0)), T0);
+    s.handle_packet(ping(2, inc(1, 0)), T0);
+    s.take_outgoing();
+    s.handle_packet(gossip(2, vec![rec(1, Status::Suspected, inc(1, 0), None)]), t);
+    s.take_outgoing();
+    s.handle_packet(ack(1, inc(1, 0)), t + 100);
+    assert_eq!(s.member(&uuid(1)).unwrap().status(), Status::Alive);
+    // Gossip about an already suspected member sends nothing more.
+    s.handle_packet(gossip(2, vec![rec(1, Status::Suspected, inc(1, 0), None)]), t + 200);
+    s.take_outgoing();
+    s.handle_packet(gossip(2, vec![rec(1, Status::Suspected, inc(1, 0), None)]), t + 300);
+    assert!(s.take_outgoing().is_empty());
+}
+
+#[test]
 fn dead_member_is_pinged_forever_with_gc_off() {
     // §2.3 and §5.9: with GC off a dead member stays and gets a ping every ack timeout.
     let mut s = core_with(GcMode::Off);
