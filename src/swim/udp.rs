@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use mlua::WeakLua;
 use rand::rngs::SmallRng;
 use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -35,6 +36,11 @@ use crate::runtime::errors::BoxError;
 /// quit storm) must not be dropped by the kernel's 208 KiB default (rust-stack.md §5).
 /// The kernel caps it at `rmem_max`.
 const RCVBUF: usize = 4 << 20;
+
+/// Datagrams taken from the socket per `recvmmsg` call. One round step of a 200-member
+/// cluster rarely queues more than a few per socket; 8 buffers (12 KiB) cover the bursts of a
+/// join or a quit without making every instance carry a big buffer.
+const RECV_BATCH: usize = 8;
 
 /// At most this many driver log lines per second per instance: a flood of garbage must not
 /// turn into a flood of log lines (Tarantool rate-limits its decode errors too).
@@ -173,6 +179,60 @@ fn broadcast_targets(port: u16) -> Vec<SocketAddrV4> {
     out
 }
 
+// ===== batched receive =====
+
+/// Buffers for one `recvmmsg` call. Each is one byte longer than the biggest valid
+/// datagram, so an oversized one shows up as such instead of being silently cut.
+struct RecvBatch {
+    bufs: Vec<[u8; UDP_PACKET_SIZE + 1]>,
+    lens: [usize; RECV_BATCH],
+}
+
+impl RecvBatch {
+    fn new() -> RecvBatch {
+        RecvBatch {
+            bufs: vec![[0; UDP_PACKET_SIZE + 1]; RECV_BATCH],
+            lens: [0; RECV_BATCH],
+        }
+    }
+
+    /// Reads up to `RECV_BATCH` queued datagrams without blocking; WouldBlock when there
+    /// are none.
+    fn recv(&mut self, fd: std::os::fd::RawFd) -> std::io::Result<usize> {
+        // Safety: every iovec points into a buffer of `self.bufs` that outlives the call,
+        // with its true length; the kernel writes only there and into `msgs`.
+        let mut iovs: [libc::iovec; RECV_BATCH] = unsafe { std::mem::zeroed() };
+        let mut msgs: [libc::mmsghdr; RECV_BATCH] = unsafe { std::mem::zeroed() };
+        for ((iov, msg), buf) in iovs.iter_mut().zip(msgs.iter_mut()).zip(self.bufs.iter_mut()) {
+            iov.iov_base = buf.as_mut_ptr().cast();
+            iov.iov_len = buf.len();
+            msg.msg_hdr.msg_iov = iov;
+            msg.msg_hdr.msg_iovlen = 1;
+        }
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                msgs.as_mut_ptr(),
+                RECV_BATCH as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let n = n as usize;
+        for (len, msg) in self.lens.iter_mut().zip(msgs.iter()).take(n) {
+            *len = msg.msg_len as usize;
+        }
+        Ok(n)
+    }
+
+    fn datagram(&self, k: usize) -> &[u8] {
+        &self.bufs[k][..self.lens[k].min(UDP_PACKET_SIZE + 1)]
+    }
+}
+
 // ===== member snapshots =====
 
 /// What a Lua member object reads: the member's last known state, refreshed after every
@@ -237,6 +297,11 @@ pub struct Instance {
     events_ready: Notify,
     /// Wakes the timer task to recompute the next deadline.
     timer_kick: Notify,
+    /// The deadline the timer task sleeps until (`None`: it waits for a kick). Inputs kick
+    /// it only when they bring the next deadline earlier: most packets (acks, gossip) do
+    /// not, and waking the task and re-arming its timer after each one cost more than the
+    /// packet itself.
+    timer_armed: Cell<Option<u64>>,
     lua: WeakLua,
 }
 
@@ -263,6 +328,7 @@ impl Instance {
             }),
             events_ready: Notify::new(),
             timer_kick: Notify::new(),
+            timer_armed: Cell::new(None),
             lua: lua.weak(),
         })
     }
@@ -333,7 +399,10 @@ impl Instance {
         if st.collect {
             self.events_ready.notify_one();
         }
-        self.timer_kick.notify_one();
+        let next = st.core.as_ref().and_then(|c| c.next_deadline());
+        if next.is_some_and(|at| self.timer_armed.get().is_none_or(|armed| at < armed)) {
+            self.timer_kick.notify_one();
+        }
         lines
     }
 
@@ -441,11 +510,30 @@ impl Instance {
     fn spawn_recv(self: &Rc<Self>, sock: Rc<UdpSocket>) -> JoinHandle<()> {
         let inst = self.clone();
         tokio::task::spawn_local(async move {
-            // One byte more than the biggest valid datagram, to see oversized ones.
-            let mut buf = vec![0u8; UDP_PACKET_SIZE + 1];
+            let mut batch = RecvBatch::new();
             loop {
-                match sock.recv_from(&mut buf).await {
-                    Ok((n, _from)) => inst.on_datagram(&buf[..n]),
+                let mut got = 0;
+                let r = match sock.readable().await {
+                    // A batch that is not full emptied the queue: report WouldBlock so that
+                    // tokio clears the readiness now, instead of learning it from one more
+                    // recvfrom per datagram that fails with EAGAIN. A datagram arriving
+                    // later is a new edge for epoll, so none is missed.
+                    Ok(()) => sock.try_io(Interest::READABLE, || {
+                        got = batch.recv(sock.as_raw_fd())?;
+                        if got < RECV_BATCH {
+                            Err(std::io::ErrorKind::WouldBlock.into())
+                        } else {
+                            Ok(())
+                        }
+                    }),
+                    Err(e) => Err(e),
+                };
+                for k in 0..got {
+                    inst.on_datagram(batch.datagram(k));
+                }
+                match r {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(e) => {
                         let lines = {
                             let mut st = inst.st.borrow_mut();
@@ -468,6 +556,7 @@ impl Instance {
         tokio::task::spawn_local(async move {
             loop {
                 let deadline = inst.st.borrow().core.as_ref().and_then(|c| c.next_deadline());
+                inst.timer_armed.set(deadline);
                 match deadline {
                     Some(at) => {
                         let now = now_us();
