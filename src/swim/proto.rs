@@ -279,13 +279,32 @@ fn put_incarnation(out: &mut Vec<u8>, gen_key: u8, ver_key: u8, inc: &Incarnatio
 
 /// Appends one member record: `86`/`87`, then keys 0..=5 (and 6) with fixed widths.
 pub fn encode_record(rec: &MemberRecord, out: &mut Vec<u8>) {
-    out.push(mp::FIXMAP | if rec.payload.is_some() { 7 } else { 6 });
-    out.push(MEMBER_STATUS);
+    // Composed on the stack and appended at once: a packet is mostly records, and byte-wise
+    // pushes cost a capacity check each.
+    let mut head = [0u8; RECORD_SIZE];
+    head[0] = mp::FIXMAP | if rec.payload.is_some() { 7 } else { 6 };
+    head[1] = MEMBER_STATUS;
     // Statuses 0..=3 are positive fixints.
-    out.push(rec.status as u8);
-    put_addr(out, MEMBER_ADDRESS, MEMBER_PORT, &rec.addr);
-    put_uuid(out, MEMBER_UUID, &rec.uuid);
-    put_incarnation(out, MEMBER_GENERATION, MEMBER_VERSION, &rec.incarnation);
+    head[2] = rec.status as u8;
+    head[3] = MEMBER_ADDRESS;
+    head[4] = mp::UINT32;
+    head[5..9].copy_from_slice(&u32::from(*rec.addr.ip()).to_be_bytes());
+    head[9] = MEMBER_PORT;
+    head[10] = mp::UINT16;
+    head[11..13].copy_from_slice(&rec.addr.port().to_be_bytes());
+    head[13] = MEMBER_UUID;
+    head[14] = mp::BIN8;
+    // UUID_LEN (16) fits the one-byte bin8 length.
+    head[15] = UUID_LEN as u8;
+    // Tarantool copies its in-memory struct: the first three fields little-endian (spec §3.6).
+    head[16..32].copy_from_slice(&rec.uuid.to_bytes_le());
+    head[32] = MEMBER_GENERATION;
+    head[33] = mp::UINT64;
+    head[34..42].copy_from_slice(&rec.incarnation.generation.to_be_bytes());
+    head[42] = MEMBER_VERSION;
+    head[43] = mp::UINT64;
+    head[44..52].copy_from_slice(&rec.incarnation.version.to_be_bytes());
+    out.extend_from_slice(&head);
     if let Some(payload) = &rec.payload {
         // Always bin16, even for short payloads. A payload is at most MAX_PAYLOAD_SIZE; a
         // longer one (a caller bug) is cut to what a bin16 can say so the output stays valid.
@@ -749,7 +768,81 @@ fn decode_incarnation(
     Ok(true)
 }
 
+/// A record in the exact layout Tarantool and node send (spec §3.5: keys 0..=5 in order with
+/// fixed widths, then an optional bin16 payload), read at fixed offsets. `None` for anything
+/// else, including a valid record laid out differently or an invalid one: the general decoder
+/// below then reads it, so both accept the same inputs and give the same result; this one
+/// only skips the per-key dispatch for the common case.
+fn decode_record_fixed(r: &mut Reader<'_>) -> Option<MemberRecord> {
+    let b = r.buf.get(r.pos..)?;
+    let head: &[u8; RECORD_SIZE] = b.get(..RECORD_SIZE)?.try_into().ok()?;
+    let with_payload = match head[0] {
+        0x86 => false,
+        0x87 => true,
+        _ => return None,
+    };
+    let fixed_bytes_match = head[1] == MEMBER_STATUS
+        && head[3] == MEMBER_ADDRESS
+        && head[4] == mp::UINT32
+        && head[9] == MEMBER_PORT
+        && head[10] == mp::UINT16
+        && head[13] == MEMBER_UUID
+        && head[14] == mp::BIN8
+        && usize::from(head[15]) == UUID_LEN
+        && head[32] == MEMBER_GENERATION
+        && head[33] == mp::UINT64
+        && head[42] == MEMBER_VERSION
+        && head[43] == mp::UINT64;
+    if !fixed_bytes_match {
+        return None;
+    }
+    let status = Status::from_wire(u64::from(head[2]))?;
+    let be32 = |at: usize| u32::from_be_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
+    let be64 = |at: usize| (u64::from(be32(at)) << 32) | u64::from(be32(at + 4));
+    let ip = be32(5);
+    let port = u16::from_be_bytes([head[11], head[12]]);
+    let uuid_bytes: [u8; UUID_LEN] = head[16..32].try_into().ok()?;
+    let uuid = Uuid::from_bytes_le(uuid_bytes);
+    if addr_is_empty(ip, port) || uuid.is_nil() {
+        return None;
+    }
+    let incarnation = Incarnation::new(be64(34), be64(44));
+    let mut end = RECORD_SIZE;
+    let payload = if with_payload {
+        let tail = b.get(RECORD_SIZE..RECORD_SIZE + RECORD_PAYLOAD_OVERHEAD)?;
+        if tail[0] != MEMBER_PAYLOAD || tail[1] != mp::BIN16 {
+            return None;
+        }
+        let len = usize::from(u16::from_be_bytes([tail[2], tail[3]]));
+        if len > MAX_PAYLOAD_SIZE {
+            return None;
+        }
+        let start = RECORD_SIZE + RECORD_PAYLOAD_OVERHEAD;
+        let bytes = b.get(start..start + len)?;
+        end = start + len;
+        Some(bytes.to_vec())
+    } else {
+        None
+    };
+    r.pos += end;
+    Some(MemberRecord {
+        status,
+        addr: addr(ip, port),
+        uuid,
+        incarnation,
+        payload,
+    })
+}
+
 fn decode_record(r: &mut Reader<'_>, s: Section) -> Result<MemberRecord, DecodeError> {
+    match decode_record_fixed(r) {
+        Some(rec) => Ok(rec),
+        None => decode_record_general(r, s),
+    }
+}
+
+/// A record in any valid MessagePack layout, key by key.
+fn decode_record_general(r: &mut Reader<'_>, s: Section) -> Result<MemberRecord, DecodeError> {
     let n = r.map(s)?;
     let mut status = Status::Alive;
     let (mut ip, mut port, mut uuid) = (0u32, 0u16, Uuid::nil());
@@ -1679,6 +1772,44 @@ mod tests {
             }
         }
         assert!(ok > 1000, "mutations keep some packets valid: {ok}");
+    }
+
+    /// The fixed-offset record reader must agree with the key-by-key one on every input it
+    /// accepts (same record, same bytes consumed), and accept the sender layout itself.
+    #[test]
+    fn fixed_layout_record_reader_agrees_with_the_general_one() {
+        let mut rng = StdRng::seed_from_u64(0x5717_0003);
+        let mut accepted = 0;
+        for i in 0..100_000 {
+            let rec = &random_record(&mut rng);
+            let mut bytes = Vec::new();
+            encode_record(rec, &mut bytes);
+            bytes.extend_from_slice(&[0xc0, 0xc0]);
+            if i % 2 == 1 {
+                for _ in 0..rng.random_range(1..3) {
+                    let at = rng.random_range(0..bytes.len());
+                    bytes[at] = match rng.random_range(0..3) {
+                        0 => rng.random(),
+                        1 => bytes[at] ^ (1 << rng.random_range(0..8)),
+                        _ => [0x00, 0x03, 0x04, 0x07, 0x10, 0x86, 0x87, 0xc4, 0xc5, 0xcf][rng.random_range(0..10)],
+                    };
+                }
+            }
+            let mut fixed = Reader::new(&bytes);
+            let mut general = Reader::new(&bytes);
+            let Some(got) = decode_record_fixed(&mut fixed) else {
+                assert!(i % 2 == 1, "case {i}: the sender layout must take the fixed path");
+                continue;
+            };
+            accepted += 1;
+            let want = decode_record_general(&mut general, Section::Dissemination);
+            assert_eq!(Ok(&got), want.as_ref(), "case {i}: {bytes:02x?}");
+            assert_eq!(fixed.pos, general.pos, "case {i}");
+            if i % 2 == 0 {
+                assert_eq!(&got, rec, "case {i}");
+            }
+        }
+        assert!(accepted > 50_000, "{accepted}");
     }
 
     pub(crate) fn mutate(rng: &mut StdRng, seeds: &[Vec<u8>]) -> Vec<u8> {
