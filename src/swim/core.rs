@@ -71,7 +71,7 @@ use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use uuid::Uuid;
 
-use super::member::{ceil_log2, event, incarnation_bits, GcMode, KeyedHash, Member, MemberEvent, MemberId};
+use super::member::{ceil_log2, event, incarnation_bits, GcMode, Member, MemberEvent, MemberId, MemberIndex};
 use super::proto::{
     self, Body, FailureDetection, FailureDetectionKind, Incarnation, MemberRecord, Meta, Packet, Route, Status,
     MAX_PACKET_SIZE, MAX_PAYLOAD_SIZE,
@@ -260,7 +260,7 @@ pub struct Swim {
     /// The member table. Order is arbitrary (swap-remove) and plays the role of
     /// Tarantool's hash-table order for "start at a random slot" walks.
     members: Vec<Member>,
-    index: HashMap<Uuid, usize, KeyedHash>,
+    index: MemberIndex,
     next_id: u64,
 
     /// Members still to ping in this round, head first. Removed members are skipped lazily.
@@ -312,7 +312,7 @@ impl Swim {
             health: 0,
             rng,
             members: Vec::new(),
-            index: HashMap::with_hasher(KeyedHash(hash_key)),
+            index: MemberIndex::new(hash_key),
             next_id: 0,
             round_queue: VecDeque::new(),
             round_at: None,
@@ -416,7 +416,7 @@ impl Swim {
         if uuid.is_nil() {
             return Err(SwimError::Mandatory);
         }
-        if self.index.contains_key(&uuid) {
+        if self.find(&uuid).is_some() {
             return Err(SwimError::UuidExists);
         }
         let old = self.self_index();
@@ -444,7 +444,7 @@ impl Swim {
         if uuid.is_nil() || addr.port() == 0 || addr.ip().is_unspecified() {
             return Err(SwimError::Mandatory);
         }
-        if self.index.contains_key(&uuid) {
+        if self.find(&uuid).is_some() {
             return Err(SwimError::UuidExists);
         }
         let i = self.insert(uuid, addr, Status::Alive, now);
@@ -458,7 +458,7 @@ impl Swim {
         if uuid == self.self_uuid {
             return Err(SwimError::RemoveSelf);
         }
-        if let Some(&i) = self.index.get(&uuid) {
+        if let Some(i) = self.find(&uuid) {
             self.delete(i);
         }
         Ok(())
@@ -552,7 +552,7 @@ impl Swim {
     }
 
     pub fn member(&self, uuid: &Uuid) -> Option<&Member> {
-        self.index.get(uuid).map(|&i| &self.members[i])
+        self.find(uuid).map(|i| &self.members[i])
     }
 
     pub fn self_member(&self) -> &Member {
@@ -707,8 +707,8 @@ impl Swim {
             self.learn_about_self(fd.incarnation, Status::Alive);
             return true;
         }
-        let i = match self.index.get(&uuid) {
-            Some(&i) => {
+        let i = match self.find(&uuid) {
+            Some(i) => {
                 if fd.incarnation < self.members[i].incarnation {
                     self.stats.dropped_stale += 1;
                     return false;
@@ -1089,11 +1089,15 @@ impl Swim {
 impl Swim {
     fn self_index(&self) -> usize {
         // Self is always in the table: it is never deleted, only replaced (set_uuid).
-        self.index[&self.self_uuid]
+        self.find(&self.self_uuid).expect("self is in the table")
+    }
+
+    fn find(&self, uuid: &Uuid) -> Option<usize> {
+        self.index.get(uuid, &self.members)
     }
 
     fn resolve(&self, r: MemberRef) -> Option<usize> {
-        let &i = self.index.get(&r.uuid)?;
+        let i = self.find(&r.uuid)?;
         (self.members[i].id == r.id).then_some(i)
     }
 
@@ -1102,7 +1106,7 @@ impl Swim {
         let m = Member::new(MemberId(self.next_id), uuid, addr, status);
         let i = self.members.len();
         self.members.push(m);
-        self.index.insert(uuid, i);
+        self.index.insert(&uuid, i);
         // The round timer starts with the second member; the first step is a full period
         // away (spec §2.2).
         if self.members.len() > 1 && self.round_at.is_none() && !self.quit {
@@ -1112,11 +1116,12 @@ impl Swim {
     }
 
     fn delete(&mut self, i: usize) {
+        let last = self.members.len() - 1;
         let m = self.members.swap_remove(i);
-        self.index.remove(&m.uuid);
-        if i < self.members.len() {
+        self.index.remove(&m.uuid, i);
+        if i < last {
             let moved = self.members[i].uuid;
-            self.index.insert(moved, i);
+            self.index.repoint(&moved, last, i);
         }
         if m.in_dissemination {
             self.dissemination.retain(|r| r.id != m.id);
@@ -1248,7 +1253,7 @@ impl Swim {
             self.learn_about_self(rec.incarnation, rec.status);
             return;
         }
-        let Some(&i) = self.index.get(&rec.uuid) else {
+        let Some(i) = self.find(&rec.uuid) else {
             match rec.status {
                 Status::Left => {}
                 Status::Dead if self.gc_mode == GcMode::On => {}
@@ -1349,7 +1354,7 @@ impl Swim {
             }
             return;
         }
-        let Some(&i) = self.index.get(&uuid) else { return };
+        let Some(i) = self.find(&uuid) else { return };
         let m = &mut self.members[i];
         if inc < m.incarnation {
             return;
