@@ -385,11 +385,16 @@ impl Instance {
                 plain.clear();
                 wire.clear();
                 proto::encode(&o.packet, &mut plain);
-                st.codec.encrypt(&plain, &mut wire, &mut st.rng);
+                let datagram = if st.codec.is_none() {
+                    &plain
+                } else {
+                    st.codec.encrypt(&plain, &mut wire, &mut st.rng);
+                    &wire
+                };
                 // A direct syscall: tokio's try_send_to refuses until the reactor has seen
                 // the socket writable once, and a UDP send does not block anyway.
                 let to = socket2::SockAddr::from(SocketAddr::V4(o.to));
-                if let Err(e) = socket2::SockRef::from(&*sock).send_to(&wire, &to) {
+                if let Err(e) = socket2::SockRef::from(&*sock).send_to(datagram, &to) {
                     st.drops.send_errors += 1;
                     Self::note(st, &mut lines, format!("SystemError sendto({}): {e}", o.to));
                 }
@@ -461,7 +466,12 @@ impl Instance {
                 st.drops.dropped_oversized += 1;
                 return;
             }
-            let plain = match st.codec.decrypt(data) {
+            let decrypted = if st.codec.is_none() {
+                Ok(std::borrow::Cow::Borrowed(data))
+            } else {
+                st.codec.decrypt(data).map(std::borrow::Cow::Owned)
+            };
+            let plain = match decrypted {
                 Ok(p) => p,
                 Err(e) => {
                     st.drops.dropped_crypto += 1;
