@@ -879,20 +879,36 @@ fn no_panic_on_random_packets() {
     }
 }
 
-/// Gossip about an unknown member sends one probe per ack timeout, however many packets
-/// name it meanwhile; `probe_member` is never coalesced.
+/// Gossip about an unknown member sends one probe, however many packets name it while the
+/// answer is awaited; an unanswered probe is sent again at the round steps after its
+/// deadline, [`PROBE_ATTEMPTS`] in all, then the next gossip starts over; an answer ends it.
+/// `probe_member` is never coalesced.
 #[test]
-fn gossip_probes_coalesced_per_ack_timeout() {
+fn gossip_probes_coalesced_and_retried() {
     let mut s = core();
-    let probes = |s: &mut Swim| s.take_outgoing().iter().filter(|o| o.to == addr(2)).count();
+    // Member 3 is known, so rounds run (a step every HB from T0 + HB).
+    s.handle_packet(ping(3, inc(1, 0)), T0);
+    s.take_outgoing();
+    let probes = |out: Vec<Outgoing>| out.iter().filter(|o| o.to == addr(2)).count();
     s.handle_packet(gossip(3, vec![rec(2, Status::Alive, inc(1, 0), None)]), T0);
-    assert_eq!(probes(&mut s), 1);
+    assert_eq!(probes(s.take_outgoing()), 1);
     s.handle_packet(gossip(3, vec![rec(2, Status::Alive, inc(1, 0), None)]), T0 + ACK - 1);
-    assert_eq!(probes(&mut s), 0);
+    assert_eq!(probes(s.take_outgoing()), 0);
     assert_eq!(s.stats().probes_coalesced, 1);
     s.probe_member(addr(2), T0 + ACK - 1);
-    assert_eq!(probes(&mut s), 1);
+    assert_eq!(probes(s.take_outgoing()), 1);
     s.handle_packet(gossip(3, vec![rec(2, Status::Suspected, inc(1, 0), None)]), T0 + ACK);
-    assert_eq!(probes(&mut s), 1, "the probe is due: ask again");
-    assert!(s.member(&uuid(2)).is_none());
+    assert_eq!(probes(s.take_outgoing()), 0, "still waiting for the retry");
+    let retries = |s: &mut Swim, until| probes(run(s, until).into_iter().map(|(_, o)| o).collect());
+    assert_eq!(retries(&mut s, T0 + HB), 1, "second attempt at the first step");
+    assert_eq!(retries(&mut s, T0 + 2 * HB), 1, "third attempt");
+    assert_eq!(retries(&mut s, T0 + 3 * HB), 0, "given up");
+    assert_eq!(s.stats().probes_retried, u64::from(PROBE_ATTEMPTS - 1));
+    s.handle_packet(gossip(3, vec![rec(2, Status::Alive, inc(1, 0), None)]), T0 + 3 * HB + 1);
+    assert_eq!(probes(s.take_outgoing()), 1, "new gossip, new probe");
+    // The answer adds the member and ends the probing: no more retries.
+    s.handle_packet(ack(2, inc(1, 0)), T0 + 3 * HB + 2);
+    assert!(s.member(&uuid(2)).is_some());
+    run(&mut s, T0 + 6 * HB);
+    assert_eq!(s.stats().probes_retried, u64::from(PROBE_ATTEMPTS - 1));
 }

@@ -331,6 +331,7 @@ fn internal(lua: &Lua) -> LuaResult<LuaTable> {
                 ("dropped_bad_records", s.dropped_bad_records),
                 ("acks_coalesced", s.acks_coalesced),
                 ("probes_coalesced", s.probes_coalesced),
+                ("probes_retried", s.probes_retried),
                 ("suspicions", s.suspicions),
                 ("deaths", s.deaths),
                 ("refutations", s.refutations),
