@@ -105,7 +105,9 @@ enum Action {
     Deliver {
         from: usize,
         to: SocketAddrV4,
-        packet: Packet,
+        /// Boxed: the queue is a heap that moves its entries on every push and pop, and a
+        /// packet inline is 136 bytes.
+        packet: Box<Packet>,
     },
     Timer {
         node: usize,
@@ -414,7 +416,7 @@ impl Cluster {
                 match self.nodes[dst].swim.as_mut() {
                     Some(s) => {
                         self.net.delivered += 1;
-                        s.handle_packet(packet, self.now);
+                        s.handle_packet(*packet, self.now);
                         self.sync(dst);
                     }
                     None => self.net.unreachable += 1,
@@ -509,7 +511,7 @@ impl Cluster {
                 Action::Deliver {
                     from: i,
                     to: o.to,
-                    packet: o.packet,
+                    packet: Box::new(o.packet),
                 },
             );
         }
