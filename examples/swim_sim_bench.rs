@@ -1,78 +1,188 @@
-//! Simulator benchmark: rounds to full dissemination and simulation speed.
+//! Simulator benchmark: how many protocol rounds SWIM needs, and how fast the simulator is.
 //!
-//!     cargo run --release --example swim_sim_bench [N ...]      (default: 1000 10000)
+//!     bash scripts/bench/swim-sim.sh [--events N,N,..] [--join N,N,..] [--large N] [--large-rounds R]
+//!     (defaults: --events 125,250,500,1000,2000,4000 --join 250,500,1000 --large 10000
+//!      --large-rounds 10)
 //!
-//! For each N: N nodes each learn one seed node (node 0), then the simulator runs until
-//! every node knows every other node as alive. Reported: rounds (heartbeat periods) to
-//! full knowledge against log2 N, rounds for one later event (a payload change) to reach
-//! every member, then the rate of a steady full cluster in simulated
-//! member-rounds per wall-clock second. `SIM_SEED` picks the seed (default 1).
+//! All counts are in rounds (heartbeat periods) with the demo's settings: 1 s heartbeat,
+//! 0.1 s ack timeout, 0.1–1 ms delays, no loss.
+//!
+//! * **One event**: the quantity the SWIM paper shows to be O(log N), the time for one
+//!   membership update to reach every member by piggybacking. Every node knows every other
+//!   with its real incarnation ([`Cluster::join_full_converged`]); once the queues are empty,
+//!   one node at a time changes its payload (a new incarnation) and the simulator runs until
+//!   every node holds it. Ten events per N, each from a random node. Speed is simulated
+//!   member-rounds per wall-clock second in this steady cluster, and packets per second.
+//! * **Join, first rounds**: a full mesh holds N² member entries (about 180 bytes each with
+//!   the index and the round queue): 2.9 GB at N = 4,000 but 18 GB at N = 10,000, more
+//!   than this machine can lend a benchmark, and joining needs about N² packets (every pair
+//!   meets directly, spec §2.5), most of them in one round: 61 million packets, 12 GB and 6
+//!   minutes at round 11 for N = 10,000. So N = 10,000 runs the first rounds only, before
+//!   that storm: how far knowledge gets and how fast the simulator steps.
+//! * **Join**: N nodes that each know only node 0, until all know all. Not one event but N²
+//!   direct contacts, so it grows faster than log N; the table states c = rounds / log2 N.
+//!
+//! Sizes whose full mesh is estimated above `SWIM_SIM_MAX_GB` (default 4) are listed as
+//! skipped. `SIM_SEED` picks the seed (default 1): the rounds replay exactly.
 
 use std::time::Instant;
 
-use node::sim::{seed_from_env, Cluster};
+use node::sim::{node_uuid, seed_from_env, Cluster};
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+
+/// Bytes per member entry of a full mesh, measured (the entry, its index slots, its place in
+/// the round queue, allocator overhead): 769 MB of RSS for N = 2,000.
+const BYTES_PER_ENTRY: f64 = 184.0;
+/// Events timed per N.
+const EVENTS: usize = 10;
+
+fn sizes(args: &[String], flag: &str, default: &[usize]) -> Vec<usize> {
+    match args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)) {
+        Some(list) => list.split(',').filter_map(|s| s.trim().parse().ok()).collect(),
+        None => default.to_vec(),
+    }
+}
+
+fn mesh_gb(n: usize) -> f64 {
+    (n as f64) * (n as f64) * BYTES_PER_ENTRY / 1e9
+}
 
 fn main() {
-    let sizes: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
-    let sizes = if sizes.is_empty() { vec![1000, 10000] } else { sizes };
+    let args: Vec<String> = std::env::args().collect();
     let seed = seed_from_env(1);
-    println!(
-        "member entry: {} bytes; a full mesh of N holds N² of them",
-        std::mem::size_of::<node::swim::member::Member>()
-    );
-    for n in sizes {
-        let wall = Instant::now();
-        let mut c = Cluster::new(n, seed);
-        c.join_all_through(0);
-        let hb = c.cfg.heartbeat_rate;
-        let log2n = (n as f64).log2();
-        let took = c.run_until(Cluster::all_alive_known, (20.0 * log2n) as u64 * hb);
-        let join_wall = wall.elapsed().as_secs_f64();
-        let Some(took) = took else {
+    let max_gb: f64 = std::env::var("SWIM_SIM_MAX_GB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4.0);
+    let event_sizes = sizes(&args, "--events", &[125, 250, 500, 1000, 2000, 4000]);
+    let join_sizes = sizes(&args, "--join", &[250, 500, 1000]);
+    let large_sizes = sizes(&args, "--large", &[10000]);
+    let large_rounds = sizes(&args, "--large-rounds", &[10])[0];
+
+    println!("One event in a fully joined cluster (seed {seed}; {EVENTS} events per N):");
+    println!();
+    println!("| N | log2 N | TTD | rounds to reach all: mean | max | mean / log2 N | member-rounds/s | packets/s |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for &n in &event_sizes {
+        if mesh_gb(n) > max_gb {
             println!(
-                "N = {n}: no full knowledge within {:.0} rounds (seed {seed})",
-                20.0 * log2n
+                "| {n} | {:.1} | | skipped: a full mesh needs about {:.0} GB (SWIM_SIM_MAX_GB = {max_gb}) | | | | |",
+                (n as f64).log2(),
+                mesh_gb(n)
             );
             continue;
-        };
-        let rounds = took as f64 / hb as f64;
+        }
+        one_event_row(n, seed);
+    }
+    println!();
+    println!("Join through one seed, first rounds only (seed {seed}; a full mesh does not fit):");
+    println!();
+    println!("| N | round | members known: min | mean | packets this round | wall this round | member-rounds/s |");
+    println!("|---|---|---|---|---|---|---|");
+    for &n in &large_sizes {
+        join_start_rows(n, large_rounds, seed);
+    }
+    println!();
+    println!("Join through one seed (seed {seed}):");
+    println!();
+    println!("| N | log2 N | rounds until all know all | c = rounds / log2 N | packets | wall |");
+    println!("|---|---|---|---|---|---|");
+    for &n in &join_sizes {
+        join_row(n, seed);
+    }
+}
+
+fn one_event_row(n: usize, seed: u64) {
+    let log2n = (n as f64).log2();
+    let mut c = Cluster::new(n, seed);
+    c.join_full_converged();
+    let hb = c.cfg.heartbeat_rate;
+    let ttd = (n as f64).log2().ceil() as u64 + 1;
+    // The join's own events leave the queues within one TTD.
+    let quiet = |c: &Cluster| (0..c.len()).all(|i| c.swim(i).queued_events() == 0);
+    if c.run_until(quiet, 4 * ttd * hb).is_none() {
         println!(
-            "N = {n:>6}: full knowledge in {rounds:5.1} rounds = {:.2} · log2 N (log2 N = {log2n:.1}); \
-             join simulated in {join_wall:.1} s wall, {:.0} member-rounds/s, {} packets ({} over receive buffers)",
-            rounds / log2n,
-            n as f64 * rounds / join_wall,
-            c.net.sent,
-            c.net.overflow
+            "| {n} | {log2n:.1} | {ttd} | not quiet after {} rounds | | | | |",
+            4 * ttd
         );
-        // One event in the converged cluster: node 1's new payload (a version bump).
-        let want = c.with(1, |s, now| {
-            s.set_payload(b"\xa3new", now).expect("small payload");
+        return;
+    }
+    let mut rng = SmallRng::seed_from_u64(seed ^ n as u64);
+    let mut took = Vec::new();
+    for e in 0..EVENTS {
+        let k = rng.random_range(0..n);
+        let want = c.with(k, |s, now| {
+            s.set_payload(&[0xa1, b'a' + e as u8], now).expect("small payload");
             s.self_member().incarnation()
         });
-        let subject = c.node(1).uuid;
-        let seen =
+        let subject = node_uuid(k);
+        let everywhere =
             |c: &Cluster| (0..c.len()).all(|i| c.swim(i).member(&subject).is_some_and(|m| m.incarnation() >= want));
-        match c.run_until(seen, (20.0 * log2n) as u64 * hb) {
-            Some(t) => {
-                let r = t as f64 / hb as f64;
+        match c.run_until(everywhere, 40 * ttd * hb) {
+            Some(t) => took.push(t as f64 / hb as f64),
+            None => {
                 println!(
-                    "           one event reaches all in {r:.1} rounds = {:.2} · log2 N",
-                    r / log2n
-                )
+                    "| {n} | {log2n:.1} | {ttd} | event {e} did not reach everyone in {} rounds | | | | |",
+                    40 * ttd
+                );
+                return;
             }
-            None => println!(
-                "           one event did not reach everyone in {:.0} rounds",
-                20.0 * log2n
-            ),
         }
-        let steady_rounds = 10.0;
+        // The next event starts once this one has left every queue.
+        c.run_rounds(ttd as f64);
+    }
+    let steady_rounds = 10.0;
+    let (sent0, wall) = (c.net.sent, Instant::now());
+    c.run_rounds(steady_rounds);
+    let w = wall.elapsed().as_secs_f64();
+    let mean = took.iter().sum::<f64>() / took.len() as f64;
+    let max = took.iter().cloned().fold(0.0, f64::max);
+    println!(
+        "| {n} | {log2n:.1} | {ttd} | {mean:.1} | {max:.1} | {:.2} | {:.0} | {:.0} |",
+        mean / log2n,
+        n as f64 * steady_rounds / w,
+        (c.net.sent - sent0) as f64 / w
+    );
+}
+
+fn join_row(n: usize, seed: u64) {
+    let log2n = (n as f64).log2();
+    let wall = Instant::now();
+    let mut c = Cluster::new(n, seed);
+    c.join_all_through(0);
+    let hb = c.cfg.heartbeat_rate;
+    let limit = (40.0 * log2n) as u64;
+    match c.run_until(Cluster::all_alive_known, limit * hb) {
+        Some(t) => {
+            let rounds = t as f64 / hb as f64;
+            println!(
+                "| {n} | {log2n:.1} | {rounds:.1} | {:.2} | {} | {:.1} s |",
+                rounds / log2n,
+                c.net.sent,
+                wall.elapsed().as_secs_f64()
+            );
+        }
+        None => println!("| {n} | {log2n:.1} | not within {limit} | | {} | |", c.net.sent),
+    }
+}
+
+/// The first `rounds` rounds of a join through node 0, round by round: how far knowledge
+/// gets and what the simulator's speed is while the probe storms run.
+fn join_start_rows(n: usize, rounds: usize, seed: u64) {
+    let mut c = Cluster::new(n, seed);
+    c.join_all_through(0);
+    for r in 1..=rounds {
         let (sent0, wall) = (c.net.sent, Instant::now());
-        c.run_rounds(steady_rounds);
+        c.run_rounds(1.0);
         let w = wall.elapsed().as_secs_f64();
+        let sizes: Vec<usize> = (0..n).map(|i| c.swim(i).size()).collect();
+        let min = sizes.iter().min().copied().unwrap_or(0);
+        let mean = sizes.iter().sum::<usize>() as f64 / n as f64;
         println!(
-            "           steady state: {:.0} member-rounds/s ({:.0} packets/s wall), seed {seed}",
-            n as f64 * steady_rounds / w,
-            (c.net.sent - sent0) as f64 / w
+            "| {n} | {r} | {min} | {mean:.0} | {} | {w:.2} s | {:.0} |",
+            c.net.sent - sent0,
+            n as f64 / w
         );
     }
 }

@@ -591,6 +591,11 @@ impl Swim {
         self.members.iter()
     }
 
+    /// Members queued for dissemination (0 in a quiet cluster).
+    pub fn queued_events(&self) -> usize {
+        self.dissemination.len()
+    }
+
     pub fn stats(&self) -> &Stats {
         &self.stats
     }

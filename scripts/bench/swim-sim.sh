@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The simulator benchmark (examples/swim_sim_bench.rs): rounds for one event to reach a fully
+# joined cluster against log2 N (the SWIM paper's O(log N)), the first rounds of a
+# 10,000-member join, rounds for N members to join through one seed, and the simulator's speed
+# in member-rounds per second. Deterministic in rounds for a given SIM_SEED (default 1);
+# the speed columns depend on the machine. Peak memory about 3 GB (the 4,000-member mesh).
+#   bash scripts/bench/swim-sim.sh [--events N,N,..] [--join N,N,..] [--large N] [--large-rounds R]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+cargo build --release -q --example swim_sim_bench
+./target/release/examples/swim_sim_bench "$@"
