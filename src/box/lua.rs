@@ -5,9 +5,11 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::ffi::c_int;
 use std::rc::Rc;
 use std::time::Instant;
 
+use mlua::ffi;
 use mlua::prelude::*;
 
 use super::access;
@@ -244,6 +246,256 @@ fn write(lua: &Lua, req: Request<'_>) -> LuaResult<(LuaValue, Option<i64>)> {
     Ok((push(lua, space_id, tuple)?, ticket.map(|t| t as i64)))
 }
 
+// {{{ raw C functions: the hot requests straight off the Lua stack
+//
+// `insert`, `replace`, `get` and `wal_done` are called for nearly every request, and mlua's
+// way into Rust (typed arguments moved to its ref thread, the callback wrapper, results
+// moved back) cost as much as the request itself. These read their arguments off the stack
+// and push their results onto it; whatever they do not handle (system spaces, values the raw
+// encoder leaves, a box that is not configured) they hand, before changing anything, to
+// the mlua version of the function, which then does all of it.
+
+/// Upvalues of the raw request functions (see [`raw_function`]).
+const UV_NULL: c_int = ffi::lua_upvalueindex(1);
+const UV_ARRAY_MT: c_int = ffi::lua_upvalueindex(2);
+const UV_TUPLE_MT: c_int = ffi::lua_upvalueindex(3);
+/// The mlua version of the function.
+const UV_SLOW: c_int = ffi::lua_upvalueindex(4);
+/// `wal_done`'s ending for outcomes that need Lua (see [`raw_wal_done`]).
+const UV_FINISH: c_int = ffi::lua_upvalueindex(5);
+
+/// What a raw request function did.
+enum Outcome {
+    /// Handled: the tuple to return (nil for none) and the commit ticket to wait on.
+    Done(Option<Tuple>, Option<Rc<TupleFormat>>, Option<u64>),
+    /// Nothing done: the mlua version does it all.
+    Slow,
+    Failed(LuaError),
+}
+
+thread_local! {
+    /// The raw requests' encoding buffer, reused (a tuple copies what it needs).
+    static ENCODE_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// What `wal_done` leaves to its mlua ending.
+    static WAL_OUTCOME: RefCell<Option<LuaResult<bool>>> = const { RefCell::new(None) };
+}
+
+/// A raw request function with its upvalues: the raw encoder's pointers, the mlua version
+/// and (for `wal_done`) its ending.
+fn raw_function(
+    lua: &Lua,
+    f: ffi::lua_CFunction,
+    slow: LuaFunction,
+    finish: Option<LuaFunction>,
+) -> LuaResult<LuaFunction> {
+    let [null, array_mt, tuple_mt] = lua_tuple::raw_cx_values(lua)?;
+    let finish = finish.map_or(LuaValue::Nil, LuaValue::Function);
+    lua_tuple::c_closure(lua, f, &[null, array_mt, tuple_mt, LuaValue::Function(slow), finish])
+}
+
+/// The raw encoder's pointers, from the upvalues.
+///
+/// # Safety
+/// `l` is a raw request function's state.
+unsafe fn raw_cx(l: *mut ffi::lua_State) -> lua_tuple::RawCx {
+    lua_tuple::RawCx {
+        null: ffi::lua_topointer(l, UV_NULL),
+        array_mt: ffi::lua_topointer(l, UV_ARRAY_MT),
+        tuple_mt: ffi::lua_topointer(l, UV_TUPLE_MT),
+        sparse_ratio: lua_tuple::SPARSE_RATIO,
+    }
+}
+
+/// A number argument holding a whole value in `0..=max` (the rest goes the slow way, whose
+/// conversion gives the errors).
+///
+/// # Safety
+/// `idx` is a valid index of `l`.
+unsafe fn arg_whole(l: *mut ffi::lua_State, idx: c_int, max: f64) -> Option<f64> {
+    if ffi::lua_type(l, idx) != ffi::LUA_TNUMBER {
+        return None;
+    }
+    let n = ffi::lua_tonumber(l, idx);
+    (n >= 0.0 && n <= max && n.fract() == 0.0).then_some(n)
+}
+
+/// Ends a raw request function: returns (tuple or nil, ticket or nil), hands over to the
+/// mlua version, or raises.
+///
+/// # Safety
+/// `l` is a raw request function's state; `nargs` is how many arguments the mlua version
+/// takes.
+unsafe fn finish_request(l: *mut ffi::lua_State, outcome: Outcome, nargs: c_int, nresults: c_int) -> c_int {
+    match outcome {
+        Outcome::Slow => lua_tuple::call_with_args(l, UV_SLOW, nargs),
+        Outcome::Failed(e) => lua_tuple::raise(l, e),
+        Outcome::Done(tuple, format, ticket) => {
+            match tuple {
+                Some(t) => lua_tuple::push_raw(l, t, format),
+                None => ffi::lua_pushnil(l),
+            }
+            if nresults == 2 {
+                match ticket {
+                    Some(t) => ffi::lua_pushnumber(l, t as f64),
+                    None => ffi::lua_pushnil(l),
+                }
+            }
+            nresults
+        }
+    }
+}
+
+/// `internal.insert(space_id, tuple)` / `internal.replace(space_id, tuple)`.
+unsafe extern "C-unwind" fn raw_insert(l: *mut ffi::lua_State) -> c_int {
+    // Safety: Lua calls this with the upvalues of `raw_function`.
+    unsafe {
+        let outcome = raw_put(l, true);
+        finish_request(l, outcome, 2, 2)
+    }
+}
+
+unsafe extern "C-unwind" fn raw_replace(l: *mut ffi::lua_State) -> c_int {
+    // Safety: as for `raw_insert`.
+    unsafe {
+        let outcome = raw_put(l, false);
+        finish_request(l, outcome, 2, 2)
+    }
+}
+
+/// # Safety
+/// `l` is a raw request function's state.
+unsafe fn raw_put(l: *mut ffi::lua_State, insert: bool) -> Outcome {
+    let Some(space_id) = arg_whole(l, 1, u32::MAX as f64).map(|n| n as u32) else {
+        return Outcome::Slow;
+    };
+    // A system space's change rebuilds box.space, which calls Lua.
+    if Schema::is_system(space_id) || space_id == schema::SCHEMA_ID {
+        return Outcome::Slow;
+    }
+    let cx = raw_cx(l);
+    let tuple = match lua_tuple::raw_tuple(l, 2, UV_TUPLE_MT) {
+        // A new tuple, as Tarantool makes one: identity (`==`) must differ.
+        Some(t) => Tuple::from_trusted(t.tuple.data()),
+        None if ffi::lua_type(l, 2) == ffi::LUA_TTABLE => {
+            let encoded = ENCODE_BUF.with(|b| {
+                let mut b = b.borrow_mut();
+                b.clear();
+                // The raw encoder gives arrays only (or gives up).
+                lua_tuple::raw_value(l, 2, &mut b, 0, &cx)
+                    .ok()
+                    .map(|()| Tuple::from_trusted(&b))
+            });
+            match encoded {
+                Some(t) => t,
+                None => return Outcome::Slow,
+            }
+        }
+        None => return Outcome::Slow,
+    };
+    let fid = fiber::current_id();
+    let req = if insert {
+        Request::Insert { space_id, tuple }
+    } else {
+        Request::Replace { space_id, tuple }
+    };
+    let done = with_box(|rt| {
+        let (shown, stmt) = rt.db.execute(fid, rt.effective_uid(), req, true)?;
+        let in_txn = rt.db.in_txn(fid);
+        let ticket = match stmt {
+            Some(stmt) => commit_stmts(rt, vec![stmt])?,
+            None => None,
+        };
+        let format = if shown.is_some() { rt.format_of(space_id) } else { None };
+        Ok((shown, format, ticket, in_txn))
+    });
+    match done {
+        Ok((shown, format, ticket, in_txn)) => {
+            if in_txn {
+                fiber::watch_next_yield(fid, on_yield);
+            }
+            Outcome::Done(shown, format, ticket)
+        }
+        Err(e) => Outcome::Failed(e),
+    }
+}
+
+/// `internal.get(space_id, index_id, key)`.
+unsafe extern "C-unwind" fn raw_get(l: *mut ffi::lua_State) -> c_int {
+    // Safety: as for `raw_insert`.
+    unsafe {
+        let outcome = raw_get_outcome(l);
+        finish_request(l, outcome, 3, 1)
+    }
+}
+
+/// # Safety
+/// `l` is a raw request function's state.
+unsafe fn raw_get_outcome(l: *mut ffi::lua_State) -> Outcome {
+    let (Some(space_id), Some(index_id)) = (arg_whole(l, 1, u32::MAX as f64), arg_whole(l, 2, u32::MAX as f64)) else {
+        return Outcome::Slow;
+    };
+    let (space_id, index_id) = (space_id as u32, index_id as u32);
+    let cx = raw_cx(l);
+    let found = ENCODE_BUF.with(|b| {
+        let mut key = b.borrow_mut();
+        key.clear();
+        if !lua_tuple::raw_key(l, 3, &cx, &mut key) {
+            return None;
+        }
+        Some(with_box(|rt| {
+            let uid = rt.effective_uid();
+            let (sid, space, _) = read_target(rt, uid, space_id, index_id)?;
+            let t = super::db::find_exact(space, index_id, &key)?.filter(|t| visible(rt, uid, space_id, t));
+            rt.db.stats.select += 1;
+            let format = if t.is_some() { rt.format_of(sid) } else { None };
+            Ok((t, format))
+        }))
+    });
+    match found {
+        None => Outcome::Slow,
+        Some(Ok((t, format))) => Outcome::Done(t, format, None),
+        Some(Err(e)) => Outcome::Failed(e),
+    }
+}
+
+/// `internal.wal_done(ticket)`: true once the commit's WAL write is done, false (the fiber
+/// is registered as its waiter) before. A failed write, or one after which box.space must
+/// be rebuilt, ends in the mlua function `UV_FINISH`, as the outcome is known by then.
+unsafe extern "C-unwind" fn raw_wal_done(l: *mut ffi::lua_State) -> c_int {
+    // Safety: as for `raw_insert`; nothing to drop is alive when a Lua call may unwind.
+    unsafe {
+        let Some(ticket) = arg_whole(l, 1, u64::MAX as f64).map(|n| n as u64) else {
+            return lua_tuple::call_with_args(l, UV_SLOW, 1);
+        };
+        let fid = fiber::current_id();
+        let outcome = with_runtime(|rt| {
+            let r = match rt.persist.as_mut() {
+                Some(p) => p.poll_done(&mut rt.db, ticket, Waiter::Fiber(fid)),
+                None => Ok(true),
+            };
+            (r, rt.db.schema.version != rt.schema_version_seen)
+        });
+        match outcome {
+            Some((Ok(false), _)) => {
+                ffi::lua_pushboolean(l, 0);
+                1
+            }
+            Some((Ok(true), false)) => {
+                ffi::lua_pushboolean(l, 1);
+                1
+            }
+            Some((result, _)) => {
+                WAL_OUTCOME.with(|o| *o.borrow_mut() = Some(result.map_err(ClientError::into_lua_err)));
+                lua_tuple::call_with_args(l, UV_FINISH, 0)
+            }
+            // Not configured: the mlua version says so.
+            None => lua_tuple::call_with_args(l, UV_SLOW, 1),
+        }
+    }
+}
+
+// }}}
+
 fn push(lua: &Lua, space_id: u32, t: Option<Tuple>) -> LuaResult<LuaValue> {
     match t {
         None => Ok(LuaValue::Nil),
@@ -479,20 +731,16 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
     )?;
 
     // {{{ writes
-    m.set(
-        "insert",
-        lua.create_function(|lua, (space_id, tuple): (u32, LuaValue)| {
-            let tuple = lua_tuple::tuple_from_lua(lua, &tuple)?;
-            write(lua, Request::Insert { space_id, tuple })
-        })?,
-    )?;
-    m.set(
-        "replace",
-        lua.create_function(|lua, (space_id, tuple): (u32, LuaValue)| {
-            let tuple = lua_tuple::tuple_from_lua(lua, &tuple)?;
-            write(lua, Request::Replace { space_id, tuple })
-        })?,
-    )?;
+    let slow_insert = lua.create_function(|lua, (space_id, tuple): (u32, LuaValue)| {
+        let tuple = lua_tuple::tuple_from_lua(lua, &tuple)?;
+        write(lua, Request::Insert { space_id, tuple })
+    })?;
+    m.set("insert", raw_function(lua, raw_insert, slow_insert, None)?)?;
+    let slow_replace = lua.create_function(|lua, (space_id, tuple): (u32, LuaValue)| {
+        let tuple = lua_tuple::tuple_from_lua(lua, &tuple)?;
+        write(lua, Request::Replace { space_id, tuple })
+    })?;
+    m.set("replace", raw_function(lua, raw_replace, slow_replace, None)?)?;
     m.set(
         "update",
         lua.create_function(|lua, (space_id, index_id, key, ops): (u32, u32, LuaValue, LuaValue)| {
@@ -605,21 +853,19 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
     // }}}
 
     // {{{ reads
-    m.set(
-        "get",
-        lua.create_function(|lua, (space_id, index_id, key): (u32, u32, LuaValue)| {
-            let key = key_bytes(lua, &key)?;
-            let (sid, t) = with_box(|rt| {
-                let (sid, space, _) = read_target(rt, rt.effective_uid(), space_id, index_id)?;
-                let t = super::db::find_exact(space, index_id, &key)?
-                    .filter(|t| visible(rt, rt.effective_uid(), space_id, t));
-                rt.db.stats.select += 1;
-                Ok((sid, t))
-            })?;
-            // nil for none: lua/box.lua turns it into no value, as Tarantool returns.
-            push(lua, sid, t)
-        })?,
-    )?;
+    let slow_get = lua.create_function(|lua, (space_id, index_id, key): (u32, u32, LuaValue)| {
+        let key = key_bytes(lua, &key)?;
+        let (sid, t) = with_box(|rt| {
+            let (sid, space, _) = read_target(rt, rt.effective_uid(), space_id, index_id)?;
+            let t =
+                super::db::find_exact(space, index_id, &key)?.filter(|t| visible(rt, rt.effective_uid(), space_id, t));
+            rt.db.stats.select += 1;
+            Ok((sid, t))
+        })?;
+        // nil for none: lua/box.lua turns it into no value, as Tarantool returns.
+        push(lua, sid, t)
+    })?;
+    m.set("get", raw_function(lua, raw_get, slow_get, None)?)?;
     m.set(
         "select",
         lua.create_function(
@@ -842,20 +1088,28 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
             after_write(lua)
         })?,
     )?;
+    let slow_wal_done = lua.create_function(|lua, ticket: u64| {
+        let fid = fid(lua);
+        let outcome = with_box(|rt| match rt.persist.as_mut() {
+            Some(p) => p.poll_done(&mut rt.db, ticket, Waiter::Fiber(fid)),
+            None => Ok(true),
+        });
+        if !matches!(outcome, Ok(false)) {
+            // A failed write rolled statements back: DDL among them changes box.space.
+            after_write(lua)?;
+        }
+        outcome
+    })?;
+    let finish_wal_done = lua.create_function(|lua, ()| {
+        let outcome = WAL_OUTCOME
+            .with(|o| o.borrow_mut().take())
+            .unwrap_or_else(|| Err(LuaError::runtime("wal_done: no outcome")));
+        after_write(lua)?;
+        outcome
+    })?;
     m.set(
         "wal_done",
-        lua.create_function(|lua, ticket: u64| {
-            let fid = fid(lua);
-            let outcome = with_box(|rt| match rt.persist.as_mut() {
-                Some(p) => p.poll_done(&mut rt.db, ticket, Waiter::Fiber(fid)),
-                None => Ok(true),
-            });
-            if !matches!(outcome, Ok(false)) {
-                // A failed write rolled statements back: DDL among them changes box.space.
-                after_write(lua)?;
-            }
-            outcome
-        })?,
+        raw_function(lua, raw_wal_done, slow_wal_done, Some(finish_wal_done))?,
     )?;
     // A function: the fiber module (which registers the park) loads after this table.
     m.set(

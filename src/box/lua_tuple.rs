@@ -1,7 +1,10 @@
 //! `box.tuple`: tuples as Lua sees them, with Tarantool 2.6's methods, texts and quirks.
 //!
 //! A tuple is a userdata holding a [`Tuple`] (the stored MessagePack, shared, never copied)
-//! and the names of its space format. Fields are decoded from the MessagePack on access,
+//! and the names of its space format: a plain `lua_newuserdata` block with one shared
+//! metatable whose `__index`, `__len`, `__eq` and `__gc` are raw C functions (an mlua
+//! userdata costs a type lookup, protected calls and an environment table per tuple, more
+//! than the rest of a `space:replace`). Fields are decoded from the MessagePack on access,
 //! straight into Lua values. Lua tables become MessagePack through a raw-stack encoder for
 //! the common shapes (numbers, strings, booleans, nil/box.NULL, nested plain arrays); any
 //! other value (maps, cdata, other tuples, tables with a metatable) makes it start over on a
@@ -17,7 +20,7 @@
 
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
-use std::ffi::c_void;
+use std::ffi::{c_int, c_void};
 use std::rc::Rc;
 
 use mlua::ffi;
@@ -76,11 +79,15 @@ impl TupleFormat {
     }
 }
 
-/// A tuple as Lua sees it (userdata).
+/// A tuple as Lua sees it: what a tuple userdata's block holds (see [`push_raw`]).
 pub struct LuaTuple {
     pub tuple: Tuple,
     pub format: Option<Rc<TupleFormat>>,
 }
+
+/// The block of a tuple userdata: None once its `__gc` has run (a finalizer may be called
+/// again by hand through `debug.getmetatable`).
+type Slot = Option<LuaTuple>;
 
 /// The generator `t:pairs()` returns: it remembers where the last field ended, so that a
 /// loop reads each field once.
@@ -99,6 +106,9 @@ struct Shared {
     array_mt: LuaTable,
     array_mt_ptr: usize,
     map_mt: LuaTable,
+    /// The metatable of tuple userdata (also in the registry under [`TUPLE_MT_KEY`]).
+    tuple_mt: LuaTable,
+    tuple_mt_ptr: usize,
     methods: LuaTable,
     /// `uuid.frombin(bin, 'b')` and "the RFC bytes of a uuid, or nil", once the uuid module
     /// is first needed.
@@ -110,7 +120,7 @@ struct Shared {
 const MAX_DEPTH: u32 = 128;
 const MAX_DECODE_DEPTH: u32 = 1000;
 /// Tarantool's `luaL_msgpack_default` sparse-array rule; box.tuple.new turns it off.
-const SPARSE_RATIO: u32 = 2;
+pub(crate) const SPARSE_RATIO: u32 = 2;
 const SPARSE_SAFE: u32 = 10;
 /// MessagePack extension type of a UUID.
 const MP_UUID: i8 = 2;
@@ -151,19 +161,26 @@ fn write_number(out: &mut Vec<u8>, n: f64) {
     }
 }
 
-/// Pointers that identify the tables and cdata the raw encoder recognises.
-struct RawCx {
-    null: *const c_void,
-    array_mt: *const c_void,
-    sparse_ratio: u32,
+/// Pointers that identify the tables, cdata and userdata the raw encoder recognises.
+pub(crate) struct RawCx {
+    pub null: *const c_void,
+    pub array_mt: *const c_void,
+    pub tuple_mt: *const c_void,
+    pub sparse_ratio: u32,
 }
 
 /// The raw encoder met something it leaves to the slow path.
-struct Slow;
+pub(crate) struct Slow;
 
 /// Encodes the value at stack slot `idx`. Nothing here can raise a Lua error, so no
 /// longjmp crosses these frames.
-unsafe fn raw_value(l: *mut ffi::lua_State, idx: i32, out: &mut Vec<u8>, depth: u32, cx: &RawCx) -> Result<(), Slow> {
+pub(crate) unsafe fn raw_value(
+    l: *mut ffi::lua_State,
+    idx: i32,
+    out: &mut Vec<u8>,
+    depth: u32,
+    cx: &RawCx,
+) -> Result<(), Slow> {
     match ffi::lua_type(l, idx) {
         ffi::LUA_TNIL => mp::write_nil(out),
         ffi::LUA_TBOOLEAN => mp::write_bool(out, ffi::lua_toboolean(l, idx) != 0),
@@ -178,6 +195,10 @@ unsafe fn raw_value(l: *mut ffi::lua_State, idx: i32, out: &mut Vec<u8>, depth: 
         }
         ffi::LUA_TTABLE => raw_table(l, idx, out, depth + 1, cx)?,
         ffi::LUA_TCDATA if ffi::lua_topointer(l, idx) == cx.null => mp::write_nil(out),
+        ffi::LUA_TUSERDATA => match tuple_at(l, idx, cx.tuple_mt) {
+            Some(t) => out.extend_from_slice(t.tuple.data()),
+            None => return Err(Slow),
+        },
         _ => return Err(Slow),
     }
     Ok(())
@@ -242,15 +263,24 @@ fn raw_encode(lua: &Lua, sh: &Shared, v: &LuaValue, out: &mut Vec<u8>, sparse_ra
     let cx = RawCx {
         null: sh.null_ptr as *const c_void,
         array_mt: sh.array_mt_ptr as *const c_void,
+        tuple_mt: sh.tuple_mt_ptr as *const c_void,
         sparse_ratio,
     };
-    let mut ok = false;
-    // Safety: the callback reads the one argument mlua pushed and leaves the stack balanced.
-    unsafe {
-        lua.exec_raw::<()>(v, |l| {
-            ok = raw_value(l, 1, out, 0, &cx).is_ok();
-        })?;
-    }
+    // Unprotected (no pcall, as `exec_raw` makes): nothing below raises.
+    let ok = lua.exec_raw_lua(|raw| {
+        // Safety: the value is pushed above the current top and the top is restored; the
+        // encoder only reads the stack.
+        unsafe {
+            let l = raw.state();
+            if ffi::lua_checkstack(l, 4) == 0 {
+                return false;
+            }
+            let top = ffi::lua_gettop(l);
+            let ok = raw.push_value(v).is_ok() && raw_value(l, top + 1, out, 0, &cx).is_ok();
+            ffi::lua_settop(l, top);
+            ok
+        }
+    });
     if !ok {
         out.truncate(mark);
     }
@@ -273,9 +303,9 @@ fn slow_value(lua: &Lua, sh: &Shared, v: &LuaValue, out: &mut Vec<u8>, depth: u3
         LuaValue::Number(n) => write_number(out, *n),
         LuaValue::String(s) => mp::write_str(out, &s.as_bytes()),
         LuaValue::Table(t) => slow_table(lua, sh, v, t, out, depth + 1, ratio)?,
-        LuaValue::UserData(ud) => match ud.borrow::<LuaTuple>() {
-            Ok(t) => out.extend_from_slice(t.tuple.data()),
-            Err(_) => walk(lua, v, out, ratio)?,
+        LuaValue::UserData(_) => match tuple_of(lua, v) {
+            Some((t, _)) => out.extend_from_slice(t.data()),
+            None => walk(lua, v, out, ratio)?,
         },
         LuaValue::Other(_) => match cdata::classify(lua, v)? {
             Some(Cdata::Null) => mp::write_nil(out),
@@ -401,10 +431,13 @@ fn encode_key(lua: &Lua, sh: &Shared, v: &LuaValue, out: &mut Vec<u8>) -> LuaRes
                 encode_value(lua, sh, &item, out, SPARSE_RATIO)?;
             }
         }
-        LuaValue::UserData(ud) if ud.is::<LuaTuple>() => {
-            let t = ud.borrow::<LuaTuple>()?;
-            out.extend_from_slice(t.tuple.data());
-        }
+        LuaValue::UserData(_) => match tuple_of(lua, v) {
+            Some((t, _)) => out.extend_from_slice(t.data()),
+            None => {
+                mp::write_array_header(out, 1);
+                encode_value(lua, sh, v, out, SPARSE_RATIO)?;
+            }
+        },
         _ if cdata::is_nil_or_null(lua, v) => mp::write_array_header(out, 0),
         _ => {
             mp::write_array_header(out, 1);
@@ -412,6 +445,60 @@ fn encode_key(lua: &Lua, sh: &Shared, v: &LuaValue, out: &mut Vec<u8>) -> LuaRes
         }
     }
     Ok(())
+}
+
+/// [`encode_key`] straight off the stack for keys of numbers, strings, booleans, nil, plain
+/// tables of those and tuples; false (and `out` as it was) for anything else.
+///
+/// # Safety
+/// `idx` is a valid absolute index of `l`, which has four free stack slots.
+pub(crate) unsafe fn raw_key(l: *mut ffi::lua_State, idx: c_int, cx: &RawCx, out: &mut Vec<u8>) -> bool {
+    let mark = out.len();
+    let ok = match ffi::lua_type(l, idx) {
+        ffi::LUA_TNIL => {
+            mp::write_array_header(out, 0);
+            true
+        }
+        ffi::LUA_TNUMBER | ffi::LUA_TSTRING | ffi::LUA_TBOOLEAN => {
+            mp::write_array_header(out, 1);
+            raw_value(l, idx, out, 0, cx).is_ok()
+        }
+        ffi::LUA_TTABLE => match u32::try_from(ffi::lua_objlen(l, idx)) {
+            Ok(len) => {
+                mp::write_array_header(out, len);
+                (1..=len).all(|i| {
+                    ffi::lua_rawgeti(l, idx, i as ffi::lua_Integer);
+                    let done = raw_value(l, -1, out, 0, cx).is_ok();
+                    ffi::lua_pop(l, 1);
+                    done
+                })
+            }
+            Err(_) => false,
+        },
+        ffi::LUA_TUSERDATA => match tuple_at(l, idx, cx.tuple_mt) {
+            Some(t) => {
+                out.extend_from_slice(t.tuple.data());
+                true
+            }
+            None => false,
+        },
+        _ => false,
+    };
+    if !ok {
+        out.truncate(mark);
+    }
+    ok
+}
+
+/// The values the raw request functions of box (src/box/lua.rs) take as upvalues to build
+/// a [`RawCx`]: box.NULL, `array_mt` and the tuple metatable.
+pub(crate) fn raw_cx_values(lua: &Lua) -> LuaResult<[LuaValue; 3]> {
+    let sh = shared(lua)?;
+    Ok([
+        sh.null.clone(),
+        LuaValue::Table(sh.array_mt.clone()),
+        LuaValue::Table(sh.tuple_mt.clone()),
+    ])
 }
 
 /// A Lua table or tuple userdata (or anything Tarantool accepts as a tuple) → Tuple, with
@@ -422,11 +509,9 @@ pub fn tuple_from_lua(lua: &Lua, v: &LuaValue) -> LuaResult<Tuple> {
 }
 
 fn tuple_from_value(lua: &Lua, sh: &Shared, v: &LuaValue, ratio: u32) -> LuaResult<Tuple> {
-    if let LuaValue::UserData(ud) = v {
-        if let Ok(t) = ud.borrow::<LuaTuple>() {
-            // A new tuple, as Tarantool makes one: identity (`==`) must differ.
-            return Ok(Tuple::from_trusted(t.tuple.data()));
-        }
+    if let Some((t, _)) = tuple_of(lua, v) {
+        // A new tuple, as Tarantool makes one: identity (`==`) must differ.
+        return Ok(Tuple::from_trusted(t.data()));
     }
     let mut out = Vec::with_capacity(64);
     encode_value(lua, sh, v, &mut out, ratio)?;
@@ -1003,25 +1088,115 @@ fn tuple_to_string(tuple: &Tuple) -> LuaResult<String> {
 // Methods
 // ---------------------------------------------------------------------------------------
 
-/// The tuple behind a Lua value, if it is one.
-fn as_tuple(v: &LuaValue) -> Option<(Tuple, Option<Rc<TupleFormat>>)> {
-    match v {
-        LuaValue::UserData(ud) => ud
-            .borrow::<LuaTuple>()
-            .ok()
-            .map(|t| (t.tuple.clone(), t.format.clone())),
-        _ => None,
-    }
+// ---------------------------------------------------------------------------------------
+// The tuple userdata
+// ---------------------------------------------------------------------------------------
+
+/// Registry keys (by address) of the tuple metatable and of the function that raises the
+/// error a raw C function left in `PENDING_ERROR`. Distinct values keep the addresses apart.
+static TUPLE_MT_KEY: u8 = b'T';
+static RAISE_KEY: u8 = b'R';
+
+fn key_ptr(key: &'static u8) -> *const c_void {
+    key as *const u8 as *const c_void
 }
 
-fn check(v: &LuaValue, usage_text: &str) -> LuaResult<(Tuple, Option<Rc<TupleFormat>>)> {
-    as_tuple(v).ok_or_else(|| usage(usage_text))
+thread_local! {
+    /// The error [`raise`] hands to the registry's raising function.
+    static PENDING_ERROR: RefCell<Option<LuaError>> = const { RefCell::new(None) };
+}
+
+/// Raises `e` from a raw C function as the same Lua error an mlua function returning it
+/// gives: an mlua function takes it from `PENDING_ERROR` and fails with it.
+///
+/// # Safety
+/// `l` is the state a raw C function was called with, with a free stack slot. The call
+/// unwinds the caller's frames: nothing in them may still own something to drop.
+pub(crate) unsafe fn raise(l: *mut ffi::lua_State, e: LuaError) -> c_int {
+    PENDING_ERROR.with(|p| *p.borrow_mut() = Some(e));
+    ffi::lua_rawgetp(l, ffi::LUA_REGISTRYINDEX, key_ptr(&RAISE_KEY));
+    ffi::lua_call(l, 0, 0);
+    0
+}
+
+/// The tuple in the userdata at stack slot `idx` if the metatable at stack slot `mt` (an
+/// upvalue or absolute index) is its metatable.
+///
+/// # Safety
+/// `idx` and `mt` are valid indexes of `l`, which has a free stack slot. The reference lives
+/// as long as the userdata stays on the stack.
+pub(crate) unsafe fn raw_tuple<'a>(l: *mut ffi::lua_State, idx: c_int, mt: c_int) -> Option<&'a LuaTuple> {
+    tuple_at(l, idx, ffi::lua_topointer(l, mt))
+}
+
+/// [`raw_tuple`] with the metatable given by its address.
+///
+/// # Safety
+/// As for [`raw_tuple`].
+unsafe fn tuple_at<'a>(l: *mut ffi::lua_State, idx: c_int, mt: *const c_void) -> Option<&'a LuaTuple> {
+    if ffi::lua_type(l, idx) != ffi::LUA_TUSERDATA || ffi::lua_getmetatable(l, idx) == 0 {
+        return None;
+    }
+    let ours = ffi::lua_topointer(l, -1) == mt;
+    ffi::lua_pop(l, 1);
+    if !ours {
+        return None;
+    }
+    (*(ffi::lua_touserdata(l, idx) as *const Slot)).as_ref()
+}
+
+/// Pushes a new tuple userdata.
+///
+/// # Safety
+/// `l` has two free stack slots, and its registry has the tuple metatable (`shared` ran
+/// for this state).
+pub(crate) unsafe fn push_raw(l: *mut ffi::lua_State, tuple: Tuple, format: Option<Rc<TupleFormat>>) {
+    let block = ffi::lua_newuserdata(l, std::mem::size_of::<Slot>()) as *mut Slot;
+    // Lua aligns userdata blocks to 8 bytes, as a Slot needs.
+    block.write(Some(LuaTuple { tuple, format }));
+    ffi::lua_rawgetp(l, ffi::LUA_REGISTRYINDEX, key_ptr(&TUPLE_MT_KEY));
+    ffi::lua_setmetatable(l, -2);
+}
+
+/// The tuple behind a Lua value, if it is one.
+pub fn tuple_of(lua: &Lua, v: &LuaValue) -> Option<(Tuple, Option<Rc<TupleFormat>>)> {
+    if !matches!(v, LuaValue::UserData(_)) {
+        return None;
+    }
+    let sh = shared(lua).ok()?;
+    lua.exec_raw_lua(|raw| {
+        // Safety: the value is pushed above the top, which is restored before returning.
+        unsafe {
+            let l = raw.state();
+            if ffi::lua_checkstack(l, 3) == 0 {
+                return None;
+            }
+            let top = ffi::lua_gettop(l);
+            let found = match raw.push_value(v) {
+                Ok(()) => {
+                    tuple_at(l, top + 1, sh.tuple_mt_ptr as *const c_void).map(|t| (t.tuple.clone(), t.format.clone()))
+                }
+                Err(_) => None,
+            };
+            ffi::lua_settop(l, top);
+            found
+        }
+    })
+}
+
+/// True if the value is a tuple.
+pub fn is_tuple(lua: &Lua, v: &LuaValue) -> bool {
+    tuple_of(lua, v).is_some()
+}
+
+fn check(lua: &Lua, v: &LuaValue, usage_text: &str) -> LuaResult<(Tuple, Option<Rc<TupleFormat>>)> {
+    tuple_of(lua, v).ok_or_else(|| usage(usage_text))
 }
 
 /// `luaT_checktuple`, which the C methods use.
-fn check_c(v: Option<&LuaValue>) -> LuaResult<(Tuple, Option<Rc<TupleFormat>>)> {
+fn check_c(lua: &Lua, v: Option<&LuaValue>) -> LuaResult<(Tuple, Option<Rc<TupleFormat>>)> {
     match v {
-        Some(v) => as_tuple(v).ok_or_else(|| {
+        Some(v) => tuple_of(lua, v).ok_or_else(|| {
             LuaError::runtime(format!(
                 "Invalid argument #1 (box.tuple expected, got {})",
                 serialize::lua_type_name(v)
@@ -1035,16 +1210,213 @@ fn check_c(v: Option<&LuaValue>) -> LuaResult<(Tuple, Option<Rc<TupleFormat>>)> 
 
 /// Pushes a tuple to Lua.
 pub fn push_tuple(lua: &Lua, tuple: Tuple, format: Option<Rc<TupleFormat>>) -> LuaResult<LuaValue> {
-    // The userdata type gets its metatable when box.tuple is first set up.
-    if lua.app_data_ref::<Rc<Shared>>().is_none() {
-        shared(lua)?;
-    }
+    // The metatable is made when box.tuple is first set up.
+    shared(lua)?;
     push(lua, tuple, format)
 }
 
 fn push(lua: &Lua, tuple: Tuple, format: Option<Rc<TupleFormat>>) -> LuaResult<LuaValue> {
-    lua.create_any_userdata(LuaTuple { tuple, format })
-        .map(LuaValue::UserData)
+    lua.exec_raw_lua(|raw| {
+        // Safety: two slots are checked for; the userdata is popped as it was pushed.
+        unsafe {
+            let l = raw.state();
+            if ffi::lua_checkstack(l, 2) == 0 {
+                return Err(LuaError::runtime("stack overflow"));
+            }
+            push_raw(l, tuple, format);
+            Ok(raw.pop_value())
+        }
+    })
+}
+
+/// A Lua function over a raw C function with upvalues.
+pub(crate) fn c_closure(lua: &Lua, f: ffi::lua_CFunction, upvalues: &[LuaValue]) -> LuaResult<LuaFunction> {
+    lua.exec_raw_lua(|raw| {
+        // Safety: the upvalues and the closure are pushed above the top, which is restored.
+        unsafe {
+            let l = raw.state();
+            let n = upvalues.len() as c_int;
+            if ffi::lua_checkstack(l, n + 1) == 0 {
+                return Err(LuaError::runtime("stack overflow"));
+            }
+            let top = ffi::lua_gettop(l);
+            for v in upvalues {
+                if let Err(e) = raw.push_value(v) {
+                    ffi::lua_settop(l, top);
+                    return Err(e);
+                }
+            }
+            ffi::lua_pushcclosure(l, f, n);
+            match raw.pop_value() {
+                LuaValue::Function(f) => Ok(f),
+                _ => Err(LuaError::runtime("lua_pushcclosure made no function")),
+            }
+        }
+    })
+}
+
+/// Stores `v` in the registry under a static key's address.
+fn set_registry(lua: &Lua, key: &'static u8, v: &LuaValue) -> LuaResult<()> {
+    lua.exec_raw_lua(|raw| {
+        // Safety: one value is pushed and taken by lua_rawsetp.
+        unsafe {
+            let l = raw.state();
+            if ffi::lua_checkstack(l, 3) == 0 {
+                return Err(LuaError::runtime("stack overflow"));
+            }
+            raw.push_value(v)?;
+            ffi::lua_rawsetp(l, ffi::LUA_REGISTRYINDEX, key_ptr(key));
+            Ok(())
+        }
+    })
+}
+
+/// Upvalues of the raw metamethods.
+const UV_MT: c_int = ffi::lua_upvalueindex(1);
+const UV_METHODS: c_int = ffi::lua_upvalueindex(2);
+const UV_NULL: c_int = ffi::lua_upvalueindex(3);
+const UV_SLOW_INDEX: c_int = ffi::lua_upvalueindex(4);
+
+/// The string at stack slot `idx`.
+///
+/// # Safety
+/// The slot holds a string; the slice lives while it stays on the stack.
+unsafe fn lua_bytes<'a>(l: *mut ffi::lua_State, idx: c_int) -> &'a [u8] {
+    let mut len = 0usize;
+    let p = ffi::lua_tolstring(l, idx, &mut len);
+    if p.is_null() {
+        return &[];
+    }
+    std::slice::from_raw_parts(p as *const u8, len)
+}
+
+/// Pushes a field decoded as [`decode`] would for the scalars that need no Lua helper
+/// (box.NULL is at stack slot `null`); false (nothing pushed) for arrays, maps, 64-bit
+/// cdata and extensions.
+///
+/// # Safety
+/// `l` has a free stack slot; `null` is a valid index.
+pub(crate) unsafe fn push_scalar(l: *mut ffi::lua_State, raw: &[u8], null: c_int) -> bool {
+    let big = serialize::CDATA_THRESHOLD;
+    match mp::read(raw, 0) {
+        Ok((Mp::Nil, _)) => ffi::lua_pushvalue(l, null),
+        Ok((Mp::Bool(b), _)) => ffi::lua_pushboolean(l, b as c_int),
+        Ok((Mp::UInt(u), _)) if u < big => ffi::lua_pushnumber(l, u as f64),
+        Ok((Mp::Int(i), _)) if i.unsigned_abs() < big => ffi::lua_pushnumber(l, i as f64),
+        Ok((Mp::F32(f), _)) => ffi::lua_pushnumber(l, f as f64),
+        Ok((Mp::F64(f), _)) => ffi::lua_pushnumber(l, f),
+        Ok((Mp::Str(s) | Mp::Bin(s), _)) => {
+            ffi::lua_pushlstring(l, s.as_ptr() as *const _, s.len());
+        }
+        _ => return false,
+    }
+    true
+}
+
+/// Calls the function at stack slot `f` with the first `nargs` arguments and returns what
+/// it returns.
+///
+/// # Safety
+/// `l` is a raw C function's state with a free stack slot, and `f` a valid index (an upvalue);
+/// nothing of the caller may own something to drop (an error unwinds through it).
+pub(crate) unsafe fn call_with_args(l: *mut ffi::lua_State, f: c_int, nargs: c_int) -> c_int {
+    ffi::lua_settop(l, nargs);
+    ffi::lua_pushvalue(l, f);
+    ffi::lua_insert(l, 1);
+    ffi::lua_call(l, nargs, ffi::LUA_MULTRET);
+    ffi::lua_gettop(l)
+}
+
+/// `t[key]`, the tuples' `__index`: fields decoded straight onto the stack; upvalues are
+/// the tuple metatable, the methods, box.NULL and the mlua version of this for the values
+/// [`push_scalar`] leaves.
+unsafe extern "C-unwind" fn tuple_index(l: *mut ffi::lua_State) -> c_int {
+    // Safety: Lua calls this with (tuple, key) and the upvalues `init` gave it; values only
+    // borrowed from the stack are alive when `call_with_args` may unwind.
+    unsafe {
+        let Some(t) = raw_tuple(l, 1, UV_MT) else {
+            return call_with_args(l, UV_SLOW_INDEX, 2);
+        };
+        let field = match ffi::lua_type(l, 2) {
+            ffi::LUA_TNUMBER => match t.tuple.field(ffi_u32(ffi::lua_tonumber(l, 2) - 1.0)) {
+                Some(raw) => raw,
+                None => {
+                    ffi::lua_pushnil(l);
+                    return 1;
+                }
+            },
+            // Without a format only `[n]...` paths can name a field; a field wins over a
+            // method of the same name.
+            ffi::LUA_TSTRING => {
+                let path = lua_bytes(l, 2);
+                let found = if t.format.is_some() || path.first() == Some(&b'[') {
+                    field_by_path(&t.tuple, t.format.as_deref(), path)
+                } else {
+                    None
+                };
+                match found {
+                    Some(raw) if raw.first() != Some(&0xc0) => raw,
+                    _ => return method(l),
+                }
+            }
+            _ => return method(l),
+        };
+        if push_scalar(l, field, UV_NULL) {
+            1
+        } else {
+            call_with_args(l, UV_SLOW_INDEX, 2)
+        }
+    }
+}
+
+/// `methods[key]` for `tuple_index`.
+///
+/// # Safety
+/// As for `tuple_index`.
+unsafe fn method(l: *mut ffi::lua_State) -> c_int {
+    ffi::lua_settop(l, 2);
+    ffi::lua_rawget(l, UV_METHODS);
+    1
+}
+
+/// `#t`.
+unsafe extern "C-unwind" fn tuple_len(l: *mut ffi::lua_State) -> c_int {
+    // Safety: Lua calls this with the operand at 1 and the metatable as upvalue 1.
+    unsafe {
+        match raw_tuple(l, 1, UV_MT) {
+            Some(t) => {
+                ffi::lua_pushnumber(l, t.tuple.len() as f64);
+                1
+            }
+            None => raise(l, LuaError::runtime("box.tuple expected")),
+        }
+    }
+}
+
+/// `a == b`: the same stored tuple (Tarantool compares the pointers).
+unsafe extern "C-unwind" fn tuple_eq(l: *mut ffi::lua_State) -> c_int {
+    // Safety: Lua calls this with the operands at 1 and 2 and the metatable as upvalue 1.
+    unsafe {
+        let same = match (raw_tuple(l, 1, UV_MT), raw_tuple(l, 2, UV_MT)) {
+            (Some(a), Some(b)) => a.tuple.ptr_eq(&b.tuple),
+            _ => false,
+        };
+        ffi::lua_pushboolean(l, same as c_int);
+        1
+    }
+}
+
+/// The finalizer: drops the tuple reference and the format (once).
+unsafe extern "C-unwind" fn tuple_gc(l: *mut ffi::lua_State) -> c_int {
+    // Safety: the block of a userdata with the tuple metatable is a Slot that `push_raw`
+    // wrote; taking it leaves None for any later call.
+    unsafe {
+        if raw_tuple(l, 1, UV_MT).is_some() {
+            let block = ffi::lua_touserdata(l, 1) as *mut Slot;
+            drop((*block).take());
+        }
+        0
+    }
 }
 
 /// A number argument as LuaJIT's FFI converts it to `uint32_t` (wrapping, truncating).
@@ -1086,15 +1458,15 @@ fn field_value(lua: &Lua, sh: &Shared, tuple: &Tuple, fieldno: u32) -> LuaResult
 
 /// `t[key]`: numbers are fields from 1, strings are names or JSON paths (a field wins over
 /// a method of the same name), anything else and misses look up the methods.
-fn index(lua: &Lua, sh: &Shared, this: &LuaTuple, key: LuaValue) -> LuaResult<LuaValue> {
+fn index(lua: &Lua, sh: &Shared, tuple: &Tuple, format: Option<&TupleFormat>, key: LuaValue) -> LuaResult<LuaValue> {
     match &key {
-        LuaValue::Integer(i) => return field_value(lua, sh, &this.tuple, (*i - 1) as u32),
-        LuaValue::Number(n) => return field_value(lua, sh, &this.tuple, ffi_u32(n - 1.0)),
+        LuaValue::Integer(i) => return field_value(lua, sh, tuple, (*i - 1) as u32),
+        LuaValue::Number(n) => return field_value(lua, sh, tuple, ffi_u32(n - 1.0)),
         LuaValue::String(s) => {
             let path = s.as_bytes();
             // Without a format only `[n]...` paths can name a field.
-            if this.format.is_some() || path.first() == Some(&b'[') {
-                if let Some(raw) = field_by_path(&this.tuple, this.format.as_deref(), &path) {
+            if format.is_some() || path.first() == Some(&b'[') {
+                if let Some(raw) = field_by_path(tuple, format, &path) {
                     if raw.first() != Some(&0xc0) {
                         return decode(lua, sh, raw);
                     }
@@ -1150,7 +1522,7 @@ fn range(lua: &Lua, sh: &Shared, tuple: &Tuple, i: &LuaValue, j: &LuaValue) -> L
 }
 
 fn totable(lua: &Lua, sh: &Shared, (t, i, j): (LuaValue, LuaValue, LuaValue)) -> LuaResult<LuaTable> {
-    let (tuple, _) = check(&t, "tuple:totable([from[, to]])")?;
+    let (tuple, _) = check(lua, &t, "tuple:totable([from[, to]])")?;
     let items = range(lua, sh, &tuple, &i, &j)?;
     let table = lua.create_sequence_from(items)?;
     table.set_metatable(Some(sh.array_mt.clone()))?;
@@ -1158,13 +1530,13 @@ fn totable(lua: &Lua, sh: &Shared, (t, i, j): (LuaValue, LuaValue, LuaValue)) ->
 }
 
 fn unpack(lua: &Lua, sh: &Shared, (t, i, j): (LuaValue, LuaValue, LuaValue)) -> LuaResult<LuaMultiValue> {
-    let (tuple, _) = check(&t, "tuple:totable([from[, to]])")?;
+    let (tuple, _) = check(lua, &t, "tuple:totable([from[, to]])")?;
     Ok(LuaMultiValue::from_iter(range(lua, sh, &tuple, &i, &j)?))
 }
 
 /// `t:next([pos])`: the field after `pos` (0-based count of fields before it).
 fn next(lua: &Lua, sh: &Shared, (t, pos): (LuaValue, LuaValue)) -> LuaResult<LuaMultiValue> {
-    let (tuple, _) = check(&t, "tuple:next(tuple[, pos])")?;
+    let (tuple, _) = check(lua, &t, "tuple:next(tuple[, pos])")?;
     let pos = if pos.is_nil() {
         0.0
     } else {
@@ -1244,7 +1616,7 @@ impl TupleIter {
 
 /// `t:pairs([pos])` / `t:ipairs()`: generator, tuple, state.
 fn pairs(lua: &Lua, _: &Shared, (t, pos): (LuaValue, LuaValue)) -> LuaResult<(LuaAnyUserData, LuaValue, LuaValue)> {
-    let (tuple, _) = check(&t, "tuple:pairs(tuple[, pos])")?;
+    let (tuple, _) = check(lua, &t, "tuple:pairs(tuple[, pos])")?;
     Ok((lua.create_any_userdata(TupleIter::new(tuple))?, t, pos))
 }
 
@@ -1348,26 +1720,26 @@ fn find_positions(
 }
 
 fn find(lua: &Lua, sh: &Shared, (t, offset, val): (LuaValue, LuaValue, LuaValue)) -> LuaResult<Option<f64>> {
-    let (tuple, _) = check(&t, "tuple:find([offset, ]val)")?;
+    let (tuple, _) = check(lua, &t, "tuple:find([offset, ]val)")?;
     let (offset, found) = find_positions(lua, sh, &tuple, &offset, &val, false)?;
     Ok(found.first().map(|&i| offset + i as f64))
 }
 
 fn findall(lua: &Lua, sh: &Shared, (t, offset, val): (LuaValue, LuaValue, LuaValue)) -> LuaResult<LuaTable> {
-    let (tuple, _) = check(&t, "tuple:findall([offset, ]val)")?;
+    let (tuple, _) = check(lua, &t, "tuple:findall([offset, ]val)")?;
     let (offset, found) = find_positions(lua, sh, &tuple, &offset, &val, true)?;
     lua.create_sequence_from(found.into_iter().map(|i| offset + i as f64))
 }
 
-fn bsize(_: &Lua, _: &Shared, t: LuaValue) -> LuaResult<usize> {
-    let (tuple, _) = check(&t, "tuple:bsize()")?;
+fn bsize(lua: &Lua, _: &Shared, t: LuaValue) -> LuaResult<usize> {
+    let (tuple, _) = check(lua, &t, "tuple:bsize()")?;
     Ok(tuple.bsize())
 }
 
 /// `t:slice(from[, to])`: C's argument rules (0-based `from`, exclusive `to`, negative
 /// counts from the end).
 fn slice(lua: &Lua, sh: &Shared, args: LuaMultiValue) -> LuaResult<LuaMultiValue> {
-    let (tuple, _) = check_c(args.front())?;
+    let (tuple, _) = check_c(lua, args.front())?;
     let argc = args.len().saturating_sub(1);
     if argc == 0 || argc > 2 {
         return Err(LuaError::runtime("tuple.slice(): bad arguments"));
@@ -1416,7 +1788,7 @@ fn c_tointeger(lua: &Lua, v: Option<&LuaValue>) -> LuaResult<i64> {
 /// `t:transform(offset, len, ...)`: removes `len` fields at `offset` and inserts the values
 /// there, giving a tuple without format; with nothing to do, the same tuple.
 fn transform(lua: &Lua, sh: &Shared, args: LuaMultiValue) -> LuaResult<LuaValue> {
-    let (tuple, format) = check_c(args.front())?;
+    let (tuple, format) = check_c(lua, args.front())?;
     if args.len() < 3 {
         return Err(LuaError::runtime("tuple.transform(): bad arguments"));
     }
@@ -1491,7 +1863,7 @@ const UPDATE_USAGE: &str = "tuple:update({ { op, field, arg}+ })";
 const UPSERT_USAGE: &str = "tuple:upsert({ { op, field, arg}+ })";
 
 fn tuple_update(lua: &Lua, sh: &Shared, (t, ops): (LuaValue, LuaValue)) -> LuaResult<LuaValue> {
-    let (tuple, format) = check(&t, UPDATE_USAGE)?;
+    let (tuple, format) = check(lua, &t, UPDATE_USAGE)?;
     let ops = ops_arg(lua, sh, &ops, UPDATE_USAGE)?;
     let f = format.as_deref();
     let data = update::update_typed(tuple.data(), &ops, 1, &|name| f.and_then(|f| f.field_no(name)), &|no| {
@@ -1502,7 +1874,7 @@ fn tuple_update(lua: &Lua, sh: &Shared, (t, ops): (LuaValue, LuaValue)) -> LuaRe
 }
 
 fn tuple_upsert(lua: &Lua, sh: &Shared, (t, ops): (LuaValue, LuaValue)) -> LuaResult<LuaValue> {
-    let (tuple, format) = check(&t, UPSERT_USAGE)?;
+    let (tuple, format) = check(lua, &t, UPSERT_USAGE)?;
     let ops = ops_arg(lua, sh, &ops, UPSERT_USAGE)?;
     let f = format.as_deref();
     let (data, skipped) =
@@ -1536,7 +1908,7 @@ fn tomap(lua: &Lua, sh: &Shared, args: LuaMultiValue) -> LuaResult<LuaTable> {
             _ => return Err(bad()),
         }
     }
-    let (tuple, format) = check_c(args.front())?;
+    let (tuple, format) = check_c(lua, args.front())?;
     let names: &[String] = format.as_deref().map_or(&[], |f| &f.names);
     let table = lua.create_table_with_capacity(tuple.len() as usize, names.len())?;
     for (i, raw) in tuple.fields().enumerate() {
@@ -1560,9 +1932,7 @@ fn tomap(lua: &Lua, sh: &Shared, args: LuaMultiValue) -> LuaResult<LuaTable> {
 fn tuple_new(lua: &Lua, sh: &Shared, args: LuaMultiValue) -> LuaResult<LuaValue> {
     let tuple = match args.len() {
         0 => Tuple::from_trusted(&[0x90]),
-        1 if matches!(&args[0], LuaValue::Table(_))
-            || matches!(&args[0], LuaValue::UserData(ud) if ud.is::<LuaTuple>()) =>
-        {
+        1 if matches!(&args[0], LuaValue::Table(_)) || is_tuple(lua, &args[0]) => {
             tuple_from_value(lua, sh, &args[0], 0)?
         }
         n => {
@@ -1627,27 +1997,53 @@ fn init(lua: &Lua) -> LuaResult<Rc<Shared>> {
 
     let totable_fn: LuaFunction = methods.raw_get("totable")?;
     let newindex: LuaFunction = lua.load(NEWINDEX_LUA).set_name("=box.tuple").eval()?;
+    // The tuple userdata's metatable: raw C functions for what is hot, mlua functions for
+    // the rest (they find the tuple with `tuple_of`).
+    let mt = lua.create_table()?;
     let index_cell = cell.clone();
-    lua.register_userdata_type::<LuaTuple>(move |reg| {
-        reg.add_meta_method(LuaMetaMethod::Index, move |lua, this, key: LuaValue| {
-            let sh = index_cell
-                .get()
-                .ok_or_else(|| LuaError::runtime("box.tuple is not initialised"))?;
-            index(lua, sh, this, key)
-        });
-        reg.add_meta_method(LuaMetaMethod::Len, |_, this, ()| Ok(this.tuple.len()));
-        reg.add_meta_method(LuaMetaMethod::ToString, |_, this, ()| tuple_to_string(&this.tuple));
-        reg.add_meta_function(LuaMetaMethod::Eq, |_, (a, b): (LuaAnyUserData, LuaAnyUserData)| {
-            let a = a.borrow::<LuaTuple>()?;
-            let b = b.borrow::<LuaTuple>()?;
-            Ok(a.tuple.ptr_eq(&b.tuple))
-        });
-        reg.add_meta_field("__newindex", newindex);
-        reg.add_meta_field("__pairs", pairs_fn.clone());
-        reg.add_meta_field("__ipairs", pairs_fn);
-        // What json/yaml/msgpack and the console serialize a tuple as.
-        reg.add_meta_field("__serialize", totable_fn);
+    let slow_index = lua.create_function(move |lua, (t, key): (LuaValue, LuaValue)| {
+        let sh = index_cell
+            .get()
+            .ok_or_else(|| LuaError::runtime("box.tuple is not initialised"))?;
+        let (tuple, format) = check_c(lua, Some(&t))?;
+        index(lua, sh, &tuple, format.as_deref(), key)
     })?;
+    let mt_value = LuaValue::Table(mt.clone());
+    mt.raw_set(
+        "__index",
+        c_closure(
+            lua,
+            tuple_index,
+            &[
+                mt_value.clone(),
+                LuaValue::Table(methods.clone()),
+                null.clone(),
+                LuaValue::Function(slow_index),
+            ],
+        )?,
+    )?;
+    mt.raw_set("__len", c_closure(lua, tuple_len, std::slice::from_ref(&mt_value))?)?;
+    mt.raw_set("__eq", c_closure(lua, tuple_eq, std::slice::from_ref(&mt_value))?)?;
+    mt.raw_set("__gc", c_closure(lua, tuple_gc, std::slice::from_ref(&mt_value))?)?;
+    mt.raw_set(
+        "__tostring",
+        lua.create_function(|lua, t: LuaValue| tuple_to_string(&check_c(lua, Some(&t))?.0))?,
+    )?;
+    mt.raw_set("__newindex", newindex)?;
+    mt.raw_set("__pairs", pairs_fn.clone())?;
+    mt.raw_set("__ipairs", pairs_fn)?;
+    // What json/yaml/msgpack and the console serialize a tuple as.
+    mt.raw_set("__serialize", totable_fn)?;
+    // As mlua's userdata had them: getmetatable(t) is false.
+    mt.raw_set("__metatable", false)?;
+    mt.raw_set("__name", "LuaTuple")?;
+    set_registry(lua, &TUPLE_MT_KEY, &mt_value)?;
+    let raise_fn = lua.create_function(|_, ()| -> LuaResult<()> {
+        Err(PENDING_ERROR
+            .with(|p| p.borrow_mut().take())
+            .unwrap_or_else(|| LuaError::runtime("no pending error")))
+    })?;
+    set_registry(lua, &RAISE_KEY, &LuaValue::Function(raise_fn))?;
     let iter_cell = cell.clone();
     lua.register_userdata_type::<TupleIter>(move |reg| {
         reg.add_meta_method_mut(LuaMetaMethod::Call, move |lua, this, (_, pos): (LuaValue, LuaValue)| {
@@ -1665,6 +2061,8 @@ fn init(lua: &Lua) -> LuaResult<Rc<Shared>> {
         array_mt_ptr: array_mt.to_pointer() as usize,
         array_mt,
         map_mt,
+        tuple_mt_ptr: mt.to_pointer() as usize,
+        tuple_mt: mt,
         methods,
         uuid: RefCell::new(None),
     });
@@ -1685,10 +2083,7 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
         "new",
         lua.create_function(move |lua, args: LuaMultiValue| tuple_new(lua, &sh2, args))?,
     )?;
-    m.raw_set(
-        "is",
-        lua.create_function(|_, v: LuaValue| Ok(matches!(&v, LuaValue::UserData(ud) if ud.is::<LuaTuple>())))?,
-    )?;
+    m.raw_set("is", lua.create_function(|lua, v: LuaValue| Ok(is_tuple(lua, &v)))?)?;
     Ok(m)
 }
 

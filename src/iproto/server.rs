@@ -1051,10 +1051,10 @@ fn encode_values(lua: &Lua, sync: u64, values: &[LuaValue]) -> LuaResult<Vec<u8>
     Ok(codec::encode_data(sync, schema_version(), values.len() as u32, &items))
 }
 
-fn is_tuple_like(v: &LuaValue) -> bool {
+fn is_tuple_like(lua: &Lua, v: &LuaValue) -> bool {
     match v {
         LuaValue::Table(_) => true,
-        LuaValue::UserData(ud) => ud.is::<crate::box_::lua_tuple::LuaTuple>(),
+        LuaValue::UserData(_) => crate::box_::lua_tuple::is_tuple(lua, v),
         _ => false,
     }
 }
@@ -1064,7 +1064,7 @@ fn is_tuple_like(v: &LuaValue) -> bool {
 fn encode_call16(lua: &Lua, sync: u64, values: &LuaMultiValue) -> LuaResult<Vec<u8>> {
     let mut reply = codec::DataResponse::new(sync, schema_version());
     let as_tuple = |v: &LuaValue| -> LuaResult<Vec<u8>> {
-        if is_tuple_like(v) {
+        if is_tuple_like(lua, v) {
             Ok(crate::box_::lua_tuple::tuple_from_lua(lua, v)?.data().to_vec())
         } else {
             let mut out = vec![0x91];
@@ -1075,7 +1075,7 @@ fn encode_call16(lua: &Lua, sync: u64, values: &LuaMultiValue) -> LuaResult<Vec<
     if let (1, Some(LuaValue::Table(t))) = (values.len(), values.front()) {
         let first = t.clone().pairs::<LuaValue, LuaValue>().next();
         if let Some(Ok((_, first))) = first {
-            if is_tuple_like(&first) {
+            if is_tuple_like(lua, &first) {
                 for pair in t.clone().pairs::<LuaValue, LuaValue>() {
                     let (_, v) = pair?;
                     reply.push(&as_tuple(&v)?);

@@ -58,10 +58,8 @@ fn write_node(out: &mut Vec<u8>, node: &Node) -> Result<(), rmp::encode::ValueWr
 pub fn encode_value(lua: &Lua, value: &LuaValue, cfg: &Cfg) -> LuaResult<Vec<u8>> {
     // A tuple is its own MessagePack, as Tarantool writes it (nested ones go through
     // their `__serialize`).
-    if let LuaValue::UserData(ud) = value {
-        if let Ok(t) = ud.borrow::<crate::box_::lua_tuple::LuaTuple>() {
-            return Ok(t.tuple.data().to_vec());
-        }
+    if let Some((t, _)) = crate::box_::lua_tuple::tuple_of(lua, value) {
+        return Ok(t.data().to_vec());
     }
     let node = Walker::new(lua, cfg, Format::MsgPack).walk(value)?;
     let mut out = Vec::new();

@@ -254,6 +254,31 @@ pub fn lua_type_name(v: &LuaValue) -> &'static str {
     }
 }
 
+/// A userdata's metatable as `debug.getmetatable` gives it, whoever made the userdata (box
+/// tuples are not mlua userdata, so `AnyUserData::metatable` does not know them).
+pub fn raw_metatable(lua: &Lua, ud: &LuaAnyUserData) -> Option<LuaTable> {
+    let v = LuaValue::UserData(ud.clone());
+    lua.exec_raw_lua(|raw| {
+        // Safety: the value and its metatable are pushed above the top, which is restored.
+        unsafe {
+            let l = raw.state();
+            if mlua::ffi::lua_checkstack(l, 2) == 0 {
+                return None;
+            }
+            let top = mlua::ffi::lua_gettop(l);
+            let mt = match raw.push_value(&v) {
+                Ok(()) if mlua::ffi::lua_getmetatable(l, -1) != 0 => match raw.pop_value() {
+                    LuaValue::Table(t) => Some(t),
+                    _ => None,
+                },
+                _ => None,
+            };
+            mlua::ffi::lua_settop(l, top);
+            mt
+        }
+    })
+}
+
 /// Which serializer walks, for its error texts and its treatment of shared tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -373,7 +398,8 @@ impl<'a> Walker<'a> {
     /// function returns, as Tarantool does for its objects.
     fn userdata(&mut self, value: &LuaValue, ud: &LuaAnyUserData, level: i64, hops: usize) -> LuaResult<Node> {
         if self.cfg.encode_load_metatables {
-            if let Ok(LuaValue::Function(f)) = ud.metatable().and_then(|mt| mt.get::<LuaValue>("__serialize")) {
+            let serializer = raw_metatable(self.lua, ud).map(|mt| mt.get::<LuaValue>("__serialize"));
+            if let Some(Ok(LuaValue::Function(f))) = serializer {
                 if hops >= MAX_SERIALIZE_HOPS {
                     return Err(self.depth_error(level + 1));
                 }
