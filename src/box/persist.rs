@@ -1,7 +1,6 @@
 //! Durability: committed statements become WAL rows with LSNs, the WAL writer thread
 //! acknowledges them, a failed write rolls them back; recovery and snapshots.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use tokio::sync::oneshot;
@@ -30,7 +29,7 @@ pub struct Persistence {
     pub wal_dir: PathBuf,
     pub checkpoint_count: usize,
     /// Transactions written but not yet acknowledged, by ticket.
-    pending: BTreeMap<u64, Pending>,
+    pending: hashbrown::HashMap<u64, Pending>,
     /// The WAL's answers not yet awaited, in commit order (the collector's queue).
     to_collect: std::collections::VecDeque<(u64, Ack)>,
     /// Tells the collector (see `collect`) that a commit is waiting for the WAL.
@@ -40,13 +39,6 @@ pub struct Persistence {
     pub last_error: Option<String>,
     /// Transactions committed in this scheduler round, not yet handed to the WAL thread.
     outbox: Vec<(Vec<Row>, super::wal::writer::Done<()>)>,
-}
-
-fn now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 impl Persistence {
@@ -68,7 +60,7 @@ impl Persistence {
             memtx_dir,
             wal_dir,
             checkpoint_count: 2,
-            pending: BTreeMap::new(),
+            pending: hashbrown::HashMap::new(),
             to_collect: std::collections::VecDeque::new(),
             notify: std::rc::Rc::new(tokio::sync::Notify::new()),
             next_ticket: 1,
@@ -85,7 +77,6 @@ impl Persistence {
         if count == 0 {
             return Ok(None);
         }
-        let ts = now();
         let mut rows = Vec::with_capacity(count);
         let mut tsn = 0;
         for s in &mut stmts {
@@ -103,7 +94,8 @@ impl Persistence {
                     kind: *kind,
                     replica_id: self.instance_id,
                     lsn,
-                    timestamp: ts,
+                    // The WAL thread stamps the rows of each write (as Tarantool's does).
+                    timestamp: 0.0,
                     group_id: *group_id,
                     tsn,
                     is_commit: false,

@@ -434,14 +434,13 @@ impl Space {
         let Some(new) = new else { return Ok(None) };
         if self.indexes.len() == 1 {
             // Only a primary key: one descent replaces and tells what was there.
-            let space = self.def.name.clone();
             let Some((def, pk)) = self.indexes[0].as_mut() else {
-                return Err(client_error!(ER_NO_SUCH_INDEX_ID, 0u32, &space));
+                return Err(client_error!(ER_NO_SUCH_INDEX_ID, 0u32, &self.def.name));
             };
             let old = pk.insert(new.clone());
             if let (Some(o), DupMode::Insert) = (&old, mode) {
                 pk.insert(o.clone());
-                return Err(client_error!(ER_TUPLE_FOUND, &def.name, &space));
+                return Err(client_error!(ER_TUPLE_FOUND, &def.name, &self.def.name));
             }
             return Ok(old);
         }

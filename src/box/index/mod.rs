@@ -130,6 +130,14 @@ impl HintKind {
         }
     }
 
+    /// True if equal hints `h` mean equal values, so no full comparison is needed: integer
+    /// kinds map each value to its own hint, except 0 (nil, or no hint) and the saturated
+    /// `u64::MAX`, which several values share.
+    #[inline]
+    fn exact(self, h: u64) -> bool {
+        matches!(self, HintKind::Unsigned | HintKind::Integer) && h != 0 && h != u64::MAX
+    }
+
     /// Nil (nullable parts) is 0, below every value; equal hints only mean "compare fully".
     #[inline]
     fn hint(self, raw: Option<&[u8]>) -> u64 {
@@ -240,8 +248,18 @@ impl Index {
     pub fn find_by_tuple(&self, t: &Tuple) -> Option<&Tuple> {
         match &self.store {
             Store::Tree(tree, kind) => {
-                let hint = kind.hint(self.key_def.parts.first().and_then(|p| t.field(p.fieldno)));
-                let probe = |e: &Entry| e.hint.cmp(&hint).then_with(|| self.key_def.compare(&e.tuple, t));
+                let kd = &self.key_def;
+                let hint = kind.hint(kd.parts.first().and_then(|p| t.field(p.fieldno)));
+                let exact = kd.parts.len() == 1 && kind.exact(hint);
+                let probe = |e: &Entry| {
+                    e.hint.cmp(&hint).then_with(|| {
+                        if exact {
+                            Ordering::Equal
+                        } else {
+                            kd.compare(&e.tuple, t)
+                        }
+                    })
+                };
                 let c = tree.lower_bound(probe);
                 tree.at(c).filter(|e| probe(e) == Ordering::Equal).map(|e| &e.tuple)
             }
@@ -260,8 +278,16 @@ impl Index {
             Store::Tree(tree, kind) => {
                 let cmp = &self.cmp_def;
                 let hint = kind.hint(cmp.parts.first().and_then(|p| t.field(p.fieldno)));
+                // A replace of an integer primary key never reads the stored tuples.
+                let exact = cmp.parts.len() == 1 && kind.exact(hint);
                 tree.insert(Entry { hint, tuple: t }, |a, b| {
-                    a.hint.cmp(&b.hint).then_with(|| cmp.compare(&a.tuple, &b.tuple))
+                    a.hint.cmp(&b.hint).then_with(|| {
+                        if exact && a.hint == hint {
+                            Ordering::Equal
+                        } else {
+                            cmp.compare(&a.tuple, &b.tuple)
+                        }
+                    })
                 })
                 .map(|e| e.tuple)
             }
@@ -474,8 +500,11 @@ impl Index {
 /// Orders entries against a (partial) search key: hints first, then the full comparison.
 fn key_probe<'k>(kd: &'k KeyDef, kind: HintKind, key: &'k [&'k [u8]]) -> impl Fn(&Entry) -> Ordering + 'k {
     let hint = key.first().map(|k| kind.hint(Some(k)));
+    // A one-part key with an exact hint is decided by the hint alone.
+    let exact = key.len() == 1 && hint.is_some_and(|h| kind.exact(h));
     move |e: &Entry| match hint {
         Some(h) if e.hint != h => e.hint.cmp(&h),
+        Some(_) if exact => Ordering::Equal,
         _ => kd.compare_with_key(&e.tuple, key),
     }
 }
@@ -483,7 +512,16 @@ fn key_probe<'k>(kd: &'k KeyDef, kind: HintKind, key: &'k [&'k [u8]]) -> impl Fn
 /// Orders entries against a tuple in the index's full order.
 fn tuple_probe<'t>(kd: &'t KeyDef, kind: HintKind, t: &'t Tuple) -> impl Fn(&Entry) -> Ordering + 't {
     let hint = kind.hint(kd.parts.first().and_then(|p| t.field(p.fieldno)));
-    move |e: &Entry| e.hint.cmp(&hint).then_with(|| kd.compare(&e.tuple, t))
+    let exact = kd.parts.len() == 1 && kind.exact(hint);
+    move |e: &Entry| {
+        e.hint.cmp(&hint).then_with(|| {
+            if exact {
+                Ordering::Equal
+            } else {
+                kd.compare(&e.tuple, t)
+            }
+        })
+    }
 }
 
 /// A key given as stored bytes (the parts back to back), split again for comparisons.
@@ -549,6 +587,41 @@ mod tests {
         assert_eq!(collect(&ix, IterType::Req, &k), vec![3]);
         assert_eq!(collect(&ix, IterType::All, &[]), vec![1, 3, 5, 7]);
         assert_eq!(collect(&ix, IterType::Le, &[]), vec![7, 5, 3, 1]);
+    }
+
+    #[test]
+    fn integer_keys_sharing_a_hint_stay_apart() {
+        // Hints decide equality alone except where several values share one: the saturated
+        // top (2^63 and up for integer, u64::MAX - 1 and up for unsigned).
+        for ty in [FieldType::Unsigned, FieldType::Integer] {
+            let kd = KeyDef::new(vec![KeyPart {
+                fieldno: 0,
+                field_type: ty,
+                is_nullable: false,
+            }]);
+            let mut ix = Index::new(IndexType::Tree, kd.clone(), kd, true);
+            let mut keys: Vec<rmpv::Value> = [u64::MAX, u64::MAX - 1, 1 << 63, (1 << 63) - 1, 0, 7]
+                .into_iter()
+                .map(rmpv::Value::from)
+                .collect();
+            if ty == FieldType::Integer {
+                keys.extend([-1i64, i64::MIN, i64::MIN + 1].map(rmpv::Value::from));
+            }
+            let row =
+                |k: &rmpv::Value, v: &str| Tuple::new(&enc(rmpv::Value::Array(vec![k.clone(), v.into()]))).unwrap();
+            for k in &keys {
+                assert!(ix.insert(row(k, "a")).is_none(), "{ty:?} {k} is new");
+            }
+            assert_eq!(ix.len(), keys.len());
+            for k in &keys {
+                let key = enc(k.clone());
+                let found = ix.find(&[&key[..]]).map(|t| t.field(0).unwrap().to_vec());
+                assert_eq!(found, Some(key.clone()), "{ty:?} {k} found as itself");
+                let old = ix.insert(row(k, "b")).map(|t| t.field(0).unwrap().to_vec());
+                assert_eq!(old, Some(key), "{ty:?} {k} replaced in place");
+            }
+            assert_eq!(ix.len(), keys.len());
+        }
     }
 
     #[test]
