@@ -14,9 +14,11 @@ local raise = internal.raise -- raise(code, args...): a box.error of that code
 local wal_done, park = internal.wal_done, internal.park_function()
 
 -- Parks until the commit's WAL write is done (raising if it failed); returns nothing for a
--- missing tuple, as Tarantool does (select('#', s:get{42}) == 0).
-local function wait(result, ticket)
+-- missing tuple, as Tarantool does (select('#', s:get{42}) == 0). `waiting`: the request
+-- already made the fiber the ticket's waiter (insert and replace when asked to).
+local function wait(result, ticket, waiting)
     if ticket ~= nil then
+        if waiting then park() end
         while not wal_done(ticket) do park() end
     end
     if result == nil then return end
@@ -263,7 +265,7 @@ function space_mt.insert(space, tuple)
         return write_with_triggers(trig, space, 'INSERT', function() return plan_write(space, tuple) end,
             internal.insert, space.id, tuple)
     end
-    return wait(internal.insert(space.id, tuple))
+    return wait(internal.insert(space.id, tuple, true))
 end
 
 function space_mt.replace(space, tuple)
@@ -273,7 +275,7 @@ function space_mt.replace(space, tuple)
         return write_with_triggers(trig, space, 'REPLACE', function() return plan_write(space, tuple) end,
             internal.replace, space.id, tuple)
     end
-    return wait(internal.replace(space.id, tuple))
+    return wait(internal.replace(space.id, tuple, true))
 end
 space_mt.put = space_mt.replace
 

@@ -1,8 +1,6 @@
 //! The database of one instance: the schema, open transactions, and the data-changing
 //! requests (insert, replace, update, upsert, delete) with their undo and their WAL rows.
 
-use std::collections::HashMap;
-
 use super::errcode::*;
 use super::error::ClientError;
 use super::mp;
@@ -103,15 +101,15 @@ pub struct Stats {
 
 pub struct Db {
     pub schema: Schema,
-    /// Open transactions by fiber id.
-    pub txns: HashMap<u64, Txn>,
+    /// Open transactions by fiber id (hashbrown's hash: every statement looks here).
+    pub txns: hashbrown::HashMap<u64, Txn>,
     next_txn_id: u64,
     pub read_only: bool,
     pub stats: Stats,
     /// Errors to log (upsert's skipped operations); the Lua layer writes them out.
     pub pending_errors: Vec<String>,
-    /// (space id, old, new) of the last request that changed something: what on_replace
-    /// triggers see.
+    /// (space id, old, new) of the last request in a transaction that changed something:
+    /// what on_replace triggers see.
     pub last_change: Option<(u32, Option<Tuple>, Option<Tuple>)>,
 }
 
@@ -147,7 +145,7 @@ impl Db {
     pub fn new() -> Db {
         Db {
             schema: Schema::new(),
-            txns: HashMap::new(),
+            txns: hashbrown::HashMap::new(),
             next_txn_id: 1,
             read_only: false,
             stats: Stats::default(),
@@ -262,11 +260,11 @@ impl Db {
         req: Request,
         checked: bool,
     ) -> Result<(Option<Tuple>, Option<Stmt>), ClientError> {
-        if let Some(txn) = self.txns.get(&fid) {
-            if txn.aborted_by_yield {
-                return Err(client_error!(ER_TRANSACTION_YIELD));
-            }
-        }
+        let in_txn = match self.txns.get(&fid) {
+            Some(txn) if txn.aborted_by_yield => return Err(client_error!(ER_TRANSACTION_YIELD)),
+            Some(_) => true,
+            None => false,
+        };
         self.last_change = None;
         let result = self.execute_stmt(uid, req, checked);
         let stmt = match result {
@@ -282,6 +280,10 @@ impl Db {
         } else {
             stmt.old.clone()
         };
+        if !in_txn {
+            return Ok((shown, Some(stmt)));
+        }
+        // Only read by lua/box.lua's trigger path, which always writes in a transaction.
         self.last_change = Some((stmt.space_id, stmt.old.clone(), stmt.new.clone()));
         match self.txns.get_mut(&fid) {
             Some(txn) => {

@@ -25,6 +25,7 @@ use super::schema::{self, Schema};
 use super::session;
 use super::space::Space;
 use super::tuple::Tuple;
+use super::wal::writer::SeqAcks;
 use crate::client_error;
 use crate::runtime::errors::BoxError;
 use crate::runtime::fiber;
@@ -77,34 +78,32 @@ fn fid(lua: &Lua) -> u64 {
     fiber::current(lua).id
 }
 
-/// Awaits the WAL's answers in commit order and wakes each waiting fiber: one task wakeup
-/// per group the WAL thread completes, where a future per commit cost a wakeup each.
-pub async fn collect_wal_answers(notify: Rc<tokio::sync::Notify>) {
+/// Wakes the fibers (and tasks) whose commits the WAL thread has completed: one task
+/// wakeup per group the thread writes, whatever the number of commits in it.
+pub async fn collect_wal_answers(acks: std::sync::Arc<SeqAcks>) {
+    let mut wake = Vec::new();
     loop {
-        let next = RUNTIME.with(|r| {
-            r.try_borrow_mut().ok().and_then(|mut r| {
-                r.as_mut()
-                    .and_then(|rt| rt.persist.as_mut())
-                    .and_then(|p| p.next_to_collect())
-            })
-        });
-        match next {
-            Some((ticket, ack)) => {
-                let result = ack.await;
-                let waiter = RUNTIME.with(|r| {
-                    r.try_borrow_mut().ok().and_then(|mut r| {
-                        r.as_mut()
-                            .and_then(|rt| rt.persist.as_mut())
-                            .and_then(|p| p.collected(ticket, result))
-                    })
-                });
-                match waiter {
-                    Some(Waiter::Fiber(fid)) => fiber::wakeup_by_id(fid),
-                    Some(Waiter::Task(waker)) => waker.wake(),
-                    None => {}
+        acks.notify.notified().await;
+        let collected = RUNTIME.with(|r| match r.try_borrow_mut() {
+            Ok(mut r) => {
+                if let Some(p) = r.as_mut().and_then(|rt| rt.persist.as_mut()) {
+                    p.collect(&mut wake);
                 }
+                true
             }
-            None => notify.notified().await,
+            Err(_) => false,
+        });
+        if !collected {
+            // The box state is in use (never across a yield, so only in theory): try again.
+            acks.notify.notify_one();
+            tokio::task::yield_now().await;
+            continue;
+        }
+        for w in wake.drain(..) {
+            match w {
+                Waiter::Fiber(fid) => fiber::wakeup_by_id(fid),
+                Waiter::Task(waker) => waker.wake(),
+            }
         }
     }
 }
@@ -266,8 +265,9 @@ const UV_FINISH: c_int = ffi::lua_upvalueindex(5);
 
 /// What a raw request function did.
 enum Outcome {
-    /// Handled: the tuple to return (nil for none) and the commit ticket to wait on.
-    Done(Option<Tuple>, Option<Rc<TupleFormat>>, Option<u64>),
+    /// Handled: the tuple to return (nil for none), the commit ticket to wait on, and
+    /// whether the fiber is already its waiter.
+    Done(Option<Tuple>, Option<Rc<TupleFormat>>, Option<u64>, bool),
     /// Nothing done: the mlua version does it all.
     Slow,
     Failed(LuaError),
@@ -329,28 +329,34 @@ unsafe fn finish_request(l: *mut ffi::lua_State, outcome: Outcome, nargs: c_int,
     match outcome {
         Outcome::Slow => lua_tuple::call_with_args(l, UV_SLOW, nargs),
         Outcome::Failed(e) => lua_tuple::raise(l, e),
-        Outcome::Done(tuple, format, ticket) => {
+        Outcome::Done(tuple, format, ticket, waiting) => {
             match tuple {
                 Some(t) => lua_tuple::push_raw(l, t, format),
                 None => ffi::lua_pushnil(l),
             }
-            if nresults == 2 {
+            if nresults >= 2 {
                 match ticket {
                     Some(t) => ffi::lua_pushnumber(l, t as f64),
                     None => ffi::lua_pushnil(l),
                 }
+            }
+            if nresults >= 3 {
+                ffi::lua_pushboolean(l, waiting as c_int);
             }
             nresults
         }
     }
 }
 
-/// `internal.insert(space_id, tuple)` / `internal.replace(space_id, tuple)`.
+/// `internal.insert(space_id, tuple[, wait])` / `internal.replace(space_id, tuple[, wait])`:
+/// the tuple, the commit ticket, and true if `wait` was given and the fiber is already the
+/// ticket's waiter, so it can park at once (a `wal_done` less per commit). The mlua versions
+/// return only the first two.
 unsafe extern "C-unwind" fn raw_insert(l: *mut ffi::lua_State) -> c_int {
     // Safety: Lua calls this with the upvalues of `raw_function`.
     unsafe {
         let outcome = raw_put(l, true);
-        finish_request(l, outcome, 2, 2)
+        finish_request(l, outcome, 2, 3)
     }
 }
 
@@ -358,7 +364,7 @@ unsafe extern "C-unwind" fn raw_replace(l: *mut ffi::lua_State) -> c_int {
     // Safety: as for `raw_insert`.
     unsafe {
         let outcome = raw_put(l, false);
-        finish_request(l, outcome, 2, 2)
+        finish_request(l, outcome, 2, 3)
     }
 }
 
@@ -393,6 +399,7 @@ unsafe fn raw_put(l: *mut ffi::lua_State, insert: bool) -> Outcome {
         None => return Outcome::Slow,
     };
     let fid = fiber::current_id();
+    let will_wait = ffi::lua_toboolean(l, 3) != 0;
     let req = if insert {
         Request::Insert { space_id, tuple }
     } else {
@@ -405,15 +412,19 @@ unsafe fn raw_put(l: *mut ffi::lua_State, insert: bool) -> Outcome {
             Some(stmt) => commit_stmts(rt, vec![stmt])?,
             None => None,
         };
+        let waiting = match (ticket, rt.persist.as_mut()) {
+            (Some(t), Some(p)) if will_wait => p.wait_for(t, Waiter::Fiber(fid)),
+            _ => false,
+        };
         let format = if shown.is_some() { rt.format_of(space_id) } else { None };
-        Ok((shown, format, ticket, in_txn))
+        Ok((shown, format, ticket, in_txn, waiting))
     });
     match done {
-        Ok((shown, format, ticket, in_txn)) => {
+        Ok((shown, format, ticket, in_txn, waiting)) => {
             if in_txn {
                 fiber::watch_next_yield(fid, on_yield);
             }
-            Outcome::Done(shown, format, ticket)
+            Outcome::Done(shown, format, ticket, waiting)
         }
         Err(e) => Outcome::Failed(e),
     }
@@ -453,7 +464,7 @@ unsafe fn raw_get_outcome(l: *mut ffi::lua_State) -> Outcome {
     });
     match found {
         None => Outcome::Slow,
-        Some(Ok((t, format))) => Outcome::Done(t, format, None),
+        Some(Ok((t, format))) => Outcome::Done(t, format, None, false),
         Some(Err(e)) => Outcome::Failed(e),
     }
 }

@@ -190,11 +190,11 @@ fn start(lua: &Lua, cfg: LuaTable) -> LuaResult<()> {
     persist.checkpoint_count = cfg.get::<Option<usize>>("checkpoint_count")?.unwrap_or(2);
     let mut rt = BoxRuntime::new(db, Some(persist));
     rt.memtx_memory = cfg.get::<Option<f64>>("memtx_memory")?.unwrap_or(268435456.0);
-    let notify = rt.persist.as_ref().map(|p| p.notify.clone());
+    let acks = rt.persist.as_ref().and_then(|p| p.wal.as_ref()).map(|w| w.acks());
     install_runtime(rt);
     info("ready to accept requests");
-    if let Some(notify) = notify {
-        tokio::task::spawn_local(super::lua::collect_wal_answers(notify));
+    if let Some(acks) = acks {
+        tokio::task::spawn_local(super::lua::collect_wal_answers(acks));
     }
     crate::runtime::fiber::on_round_end(super::lua::flush_wal);
     crate::runtime::fiber::scheduler(lua).pin();

@@ -1,9 +1,9 @@
 //! Durability: committed statements become WAL rows with LSNs, the WAL writer thread
 //! acknowledges them, a failed write rolls them back; recovery and snapshots.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 
-use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::db::{Db, Stmt};
@@ -14,11 +14,6 @@ use super::wal::vclock::Vclock;
 use super::wal::writer::{WalError, WalMode, WalWriter};
 use crate::client_error;
 
-/// The WAL's answer for one transaction.
-type Ack = oneshot::Receiver<Result<(), WalError>>;
-
-pub type WalResult = Result<Result<(), WalError>, oneshot::error::RecvError>;
-
 pub struct Persistence {
     pub wal: Option<WalWriter>,
     pub mode: WalMode,
@@ -28,17 +23,18 @@ pub struct Persistence {
     pub memtx_dir: PathBuf,
     pub wal_dir: PathBuf,
     pub checkpoint_count: usize,
-    /// Transactions written but not yet acknowledged, by ticket.
+    /// Transactions written but not yet acknowledged, by ticket. A ticket is the sequence
+    /// number the WAL writer acknowledges the transaction's batch by (`SeqAcks`).
     pending: hashbrown::HashMap<u64, Pending>,
-    /// The WAL's answers not yet awaited, in commit order (the collector's queue).
-    to_collect: std::collections::VecDeque<(u64, Ack)>,
-    /// Tells the collector (see `collect`) that a commit is waiting for the WAL.
-    pub notify: std::rc::Rc<tokio::sync::Notify>,
     next_ticket: u64,
+    /// Every ticket up to this one has its outcome in `pending` (see `collect`).
+    collected: u64,
+    /// Failures the WAL reported for tickets past `collected`.
+    failures: VecDeque<(u64, WalError)>,
     /// Errors the WAL reported, for the log.
     pub last_error: Option<String>,
     /// Transactions committed in this scheduler round, not yet handed to the WAL thread.
-    outbox: Vec<(Vec<Row>, super::wal::writer::Done<()>)>,
+    outbox: Vec<(Vec<Row>, u64)>,
 }
 
 impl Persistence {
@@ -61,9 +57,9 @@ impl Persistence {
             wal_dir,
             checkpoint_count: 2,
             pending: hashbrown::HashMap::new(),
-            to_collect: std::collections::VecDeque::new(),
-            notify: std::rc::Rc::new(tokio::sync::Notify::new()),
             next_ticket: 1,
+            collected: 0,
+            failures: VecDeque::new(),
             last_error: None,
             outbox: Vec::new(),
         }
@@ -111,10 +107,9 @@ impl Persistence {
         }
         // Sent at the end of the scheduler round with every other commit of the round
         // (`flush`): one wakeup of the WAL thread for all of them.
-        let (done, rx) = oneshot::channel();
-        self.outbox.push((rows, done));
         let ticket = self.next_ticket;
         self.next_ticket += 1;
+        self.outbox.push((rows, ticket));
         self.pending.insert(
             ticket,
             Pending {
@@ -123,29 +118,56 @@ impl Persistence {
                 waiter: None,
             },
         );
-        self.to_collect.push_back((ticket, rx));
-        self.notify.notify_one();
         Ok(Some(ticket))
     }
 
     /// Hands the round's commits to the WAL thread.
     pub fn flush(&mut self) {
         if let Some(wal) = &self.wal {
-            wal.submit_many(std::mem::take(&mut self.outbox));
+            if !self.outbox.is_empty() {
+                wal.submit_seq(std::mem::take(&mut self.outbox));
+            }
         }
     }
 
-    /// The oldest commit whose WAL answer nobody awaits yet (the collector takes them in
-    /// order: the WAL thread answers in order).
-    pub fn next_to_collect(&mut self) -> Option<(u64, Ack)> {
-        self.to_collect.pop_front()
+    /// Records the outcomes the WAL has reported since the last call and adds whoever
+    /// waits for them to `wake`.
+    pub fn collect(&mut self, wake: &mut Vec<Waiter>) {
+        let Some(wal) = &self.wal else { return };
+        let (done, failed, closed) = wal.acks().take();
+        self.failures.extend(failed);
+        // A WAL thread that is gone completes nothing more: what it has not done failed.
+        let upto = if closed { self.next_ticket - 1 } else { done };
+        while self.collected < upto {
+            let ticket = self.collected + 1;
+            self.collected = ticket;
+            while self.failures.front().is_some_and(|f| f.0 < ticket) {
+                self.failures.pop_front();
+            }
+            let result = match self.failures.front() {
+                Some(f) if f.0 == ticket => self.failures.pop_front().map_or(Ok(()), |f| Err(f.1)),
+                _ if ticket > done => Err(WalError::Closed),
+                _ => Ok(()),
+            };
+            if let Some(p) = self.pending.get_mut(&ticket) {
+                p.result = Some(result);
+                if let Some(w) = p.waiter.take() {
+                    wake.push(w);
+                }
+            }
+        }
     }
 
-    /// The WAL answered for `ticket`; returns who to wake, if someone waits.
-    pub fn collected(&mut self, ticket: u64, result: WalResult) -> Option<Waiter> {
-        let p = self.pending.get_mut(&ticket)?;
-        p.result = Some(result);
-        p.waiter.take()
+    /// Makes `waiter` the one to wake when `ticket`'s outcome arrives; false (nothing
+    /// done) if it is known already, for `poll_done` to report.
+    pub fn wait_for(&mut self, ticket: u64, waiter: Waiter) -> bool {
+        match self.pending.get_mut(&ticket) {
+            Some(p) if p.result.is_none() => {
+                p.waiter = Some(waiter);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// For `waiter` waiting on `ticket`: Ok(true) once the write is done (its statements
@@ -162,13 +184,9 @@ impl Persistence {
             return Ok(true);
         };
         match p.result {
-            Some(Ok(Ok(()))) | None => Ok(true),
-            Some(Ok(Err(e))) => {
+            Some(Ok(())) | None => Ok(true),
+            Some(Err(e)) => {
                 self.last_error = Some(e.to_string());
-                db.undo(p.stmts);
-                Err(client_error!(ER_WAL_IO))
-            }
-            Some(Err(_)) => {
                 db.undo(p.stmts);
                 Err(client_error!(ER_WAL_IO))
             }
@@ -179,7 +197,7 @@ impl Persistence {
 /// A commit between its hand-over to the WAL and the waiting fiber learning the outcome.
 struct Pending {
     stmts: Vec<Stmt>,
-    result: Option<WalResult>,
+    result: Option<Result<(), WalError>>,
     waiter: Option<Waiter>,
 }
 
@@ -188,4 +206,78 @@ struct Pending {
 pub enum Waiter {
     Fiber(u64),
     Task(std::task::Waker),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::box_::db::IPROTO_REPLACE;
+    use crate::box_::tuple::Tuple;
+    use crate::box_::wal::testutil::tmpdir;
+    use crate::box_::wal::WalConfig;
+
+    fn stmt() -> Stmt {
+        let tuple = Tuple::new(&[0x91, 0x01]).unwrap();
+        Stmt {
+            space_id: 999,
+            old: None,
+            new: Some(tuple.clone()),
+            row: Some((IPROTO_REPLACE, Row::replace_body(999, tuple.data()), 0)),
+        }
+    }
+
+    /// Collects until `ticket` has its outcome; returns the fibers woken on the way.
+    fn collect_until(p: &mut Persistence, db: &mut Db, ticket: u64, fid: u64) -> Result<bool, ClientError> {
+        let mut woken = Vec::new();
+        loop {
+            p.collect(&mut woken);
+            match p.poll_done(db, ticket, Waiter::Fiber(fid)) {
+                Ok(false) => std::thread::sleep(std::time::Duration::from_millis(1)),
+                done => {
+                    assert!(woken.iter().all(|w| matches!(w, Waiter::Fiber(f) if *f == fid)));
+                    return done;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn commits_learn_their_wal_outcome_by_ticket() {
+        let dir = tmpdir("persist-acks");
+        let wal_cfg = WalConfig {
+            dir: dir.clone(),
+            mode: WalMode::Write,
+            instance_uuid: Uuid::new_v4(),
+            max_size: WalConfig::DEFAULT_MAX_SIZE,
+        };
+        let wal = WalWriter::start(wal_cfg, Vclock::new()).unwrap();
+        let mut p = Persistence::new(
+            Some(wal),
+            WalMode::Write,
+            Vclock::new(),
+            1,
+            Uuid::new_v4(),
+            dir.clone(),
+            dir.clone(),
+        );
+        let mut db = Db::new();
+        let a = p.commit(&mut db, vec![stmt()]).unwrap().unwrap();
+        let b = p.commit(&mut db, vec![stmt()]).unwrap().unwrap();
+        // Nothing is known before the round's commits go to the WAL.
+        assert_eq!(p.poll_done(&mut db, a, Waiter::Fiber(101)), Ok(false));
+        p.flush();
+        assert_eq!(collect_until(&mut p, &mut db, a, 101), Ok(true));
+        assert_eq!(collect_until(&mut p, &mut db, b, 102), Ok(true));
+        // A failed write fails its commit and every one after it until resume.
+        p.wal.as_ref().unwrap().inject_write_error(true);
+        let c = p.commit(&mut db, vec![stmt()]).unwrap().unwrap();
+        let d = p.commit(&mut db, vec![stmt()]).unwrap().unwrap();
+        p.flush();
+        let failed = collect_until(&mut p, &mut db, d, 103).unwrap_err();
+        assert_eq!(failed.code, ER_WAL_IO);
+        assert_eq!(collect_until(&mut p, &mut db, c, 104).unwrap_err().code, ER_WAL_IO);
+        assert!(p.last_error.as_deref().is_some_and(|e| e.contains("injected")));
+        drop(p);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

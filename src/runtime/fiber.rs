@@ -384,8 +384,14 @@ impl Scheduler {
             return;
         }
         f.queued.set(true);
-        self.ready.borrow_mut().push_back(f.clone());
-        if !self.running.get() {
+        let mut ready = self.ready.borrow_mut();
+        let was_empty = ready.is_empty();
+        ready.push_back(f.clone());
+        drop(ready);
+        // Fibers queued while the scheduler is not running mean its task is woken already
+        // (by the push that found the queue empty, or by itself when out of budget): a
+        // burst of wakeups (a WAL group's commits) wakes it once.
+        if was_empty && !self.running.get() {
             self.remote.wake_task();
         }
     }

@@ -158,14 +158,70 @@ impl Counters {
 
 pub type Done<T> = oneshot::Sender<Result<T, WalError>>;
 
+/// How a batch's outcome reaches its submitter: its own oneshot, or its sequence number
+/// in [`SeqAcks`] (the Lua thread's commits: one counter instead of a channel per commit).
+enum Ack {
+    Done(Done<()>),
+    Seq(u64),
+}
+
+/// The outcomes of the batches submitted with [`WalWriter::submit_seq`]. They complete in
+/// submission order, so one counter says which are done; the few that fail are listed.
+/// The thread wakes `notify` once per group.
+#[derive(Default)]
+pub struct SeqAcks {
+    /// The highest sequence number completed (written or failed).
+    done: AtomicU64,
+    /// Failed batches (sequence number, error), oldest first, until taken.
+    failed: Mutex<Vec<(u64, WalError)>>,
+    /// Set when the thread is gone: no batch will complete any more.
+    closed: AtomicBool,
+    pub notify: tokio::sync::Notify,
+}
+
+impl SeqAcks {
+    /// What completed: the highest sequence number done, the failures reported since the
+    /// last call (some may be past that number: keep them for the next), and whether the
+    /// thread is gone.
+    pub fn take(&self) -> (u64, Vec<(u64, WalError)>, bool) {
+        let closed = self.closed.load(Ordering::Acquire);
+        // Failures are listed before `done` passes them.
+        let done = self.done.load(Ordering::Acquire);
+        let failed = std::mem::take(&mut *self.failed.lock().unwrap_or_else(PoisonError::into_inner));
+        (done, failed, closed)
+    }
+
+    fn fail(&self, seq: u64, e: WalError) {
+        self.failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((seq, e));
+    }
+
+    fn publish(&self, done: u64) {
+        self.done.fetch_max(done, Ordering::Release);
+        self.notify.notify_one();
+    }
+}
+
+/// Tells the submitters of sequenced batches that the thread is gone (it ended or panicked).
+struct CloseAcks(Arc<Shared>);
+
+impl Drop for CloseAcks {
+    fn drop(&mut self) {
+        self.0.acks.closed.store(true, Ordering::Release);
+        self.0.acks.notify.notify_one();
+    }
+}
+
 /// Batches taken into one group at most, so a flood of submits cannot delay completions or
 /// grow a group without bound.
 const MAX_GROUP: usize = 4096;
 
 enum Msg {
     Write(Vec<Row>, Done<()>),
-    /// Several transactions sent with one wakeup of the thread.
-    WriteMany(Vec<(Vec<Row>, Done<()>)>),
+    /// Several transactions sent with one wakeup of the thread, completed in [`SeqAcks`].
+    WriteSeq(Vec<(Vec<Row>, u64)>),
     Rotate(Done<Vclock>),
     Sync(Done<Vclock>),
     Resume,
@@ -180,6 +236,7 @@ struct Shared {
     vclock: Mutex<Vclock>,
     warnings: Mutex<Vec<String>>,
     fail_writes: AtomicBool,
+    acks: Arc<SeqAcks>,
 }
 
 impl Shared {
@@ -208,6 +265,7 @@ impl WalWriter {
             vclock: Mutex::new(vclock),
             warnings: Mutex::new(Vec::new()),
             fail_writes: AtomicBool::new(false),
+            acks: Arc::new(SeqAcks::default()),
         });
         if cfg.mode == WalMode::None {
             return Ok(WalWriter {
@@ -250,10 +308,14 @@ impl WalWriter {
             last_file_vclock,
             in_rollback: false,
             shared: shared.clone(),
+            acked: 0,
         };
         let thread = std::thread::Builder::new()
             .name("wal".into())
-            .spawn(move || t.run(rx))
+            .spawn(move || {
+                let _close = CloseAcks(t.shared.clone());
+                t.run(rx)
+            })
             .map_err(|e| XlogError::io(&cfg.dir, "failed to start the WAL thread", &e))?;
         Ok(WalWriter {
             mode: cfg.mode,
@@ -274,30 +336,36 @@ impl WalWriter {
         }
     }
 
-    /// Queues one transaction's rows (LSNs assigned; a zero timestamp is set to the write
-    /// time). Never blocks; the receiver completes once the rows are written (and synced). A
-    /// `RecvError` from it means the thread died: treat it as `WalError::Closed`.
-    /// Queues several transactions at once, each completing its own sender: one message
-    /// and one wakeup of the thread for every commit of a scheduler round.
-    pub fn submit_many(&self, batches: Vec<(Vec<Row>, Done<()>)>) {
-        if batches.is_empty() {
+    /// The outcomes of the batches given to [`submit_seq`](Self::submit_seq).
+    pub fn acks(&self) -> Arc<SeqAcks> {
+        self.shared.acks.clone()
+    }
+
+    /// Queues several transactions at once, each with its sequence number (increasing from
+    /// one call to the next), whose outcome [`acks`](Self::acks) tells: one message and one
+    /// wakeup of the thread for every commit of a scheduler round.
+    pub fn submit_seq(&self, batches: Vec<(Vec<Row>, u64)>) {
+        let Some(last) = batches.last().map(|b| b.1) else {
             return;
-        }
+        };
         if self.mode == WalMode::None {
-            for (rows, done) in batches {
-                let rx = self.submit(rows);
-                drop(rx);
-                let _ = done.send(Ok(()));
+            for (rows, _) in batches {
+                drop(self.submit(rows));
             }
+            self.shared.acks.publish(last);
             return;
         }
-        if let Err(Msg::WriteMany(batches)) = self.send(Msg::WriteMany(batches)) {
-            for (_, done) in batches {
-                let _ = done.send(Err(WalError::Closed));
+        if let Err(Msg::WriteSeq(batches)) = self.send(Msg::WriteSeq(batches)) {
+            for (_, seq) in batches {
+                self.shared.acks.fail(seq, WalError::Closed);
             }
+            self.shared.acks.publish(last);
         }
     }
 
+    /// Queues one transaction's rows (LSNs assigned; a zero timestamp is set to the write
+    /// time). Never blocks; the receiver completes once the rows are written (and synced). A
+    /// `RecvError` from it means the thread died: treat it as `WalError::Closed`.
     pub fn submit(&self, rows: Vec<Row>) -> oneshot::Receiver<Result<(), WalError>> {
         let (done, rx) = oneshot::channel();
         if self.mode == WalMode::None {
@@ -407,6 +475,8 @@ struct Thread {
     last_file_vclock: Option<Vclock>,
     in_rollback: bool,
     shared: Arc<Shared>,
+    /// The highest sequence number completed (see [`SeqAcks`]).
+    acked: u64,
 }
 
 fn now() -> f64 {
@@ -432,14 +502,14 @@ impl Thread {
             while let Some(m) = next.take().or_else(|| rx.try_recv().ok()) {
                 match m {
                     Msg::Write(rows, done) => {
-                        group.push((rows, done));
+                        group.push((rows, Ack::Done(done)));
                         if group.len() >= MAX_GROUP {
                             self.write_group(std::mem::take(&mut group));
                         }
                     }
-                    Msg::WriteMany(batches) => {
-                        for batch in batches {
-                            group.push(batch);
+                    Msg::WriteSeq(batches) => {
+                        for (rows, seq) in batches {
+                            group.push((rows, Ack::Seq(seq)));
                             if group.len() >= MAX_GROUP {
                                 self.write_group(std::mem::take(&mut group));
                             }
@@ -462,7 +532,7 @@ impl Thread {
     /// Handles a message other than a write; false on shutdown.
     fn control(&mut self, m: Msg) -> bool {
         match m {
-            Msg::Write(..) | Msg::WriteMany(..) => {}
+            Msg::Write(..) | Msg::WriteSeq(..) => {}
             Msg::Rotate(done) => {
                 if self.in_rollback {
                     let _ = done.send(Err(WalError::InRollback));
@@ -572,19 +642,42 @@ impl Thread {
         Ok(n)
     }
 
-    fn fail(&mut self, batches: impl IntoIterator<Item = Done<()>>, first: Option<XlogError>) {
+    fn fail(&mut self, batches: impl IntoIterator<Item = Ack>, first: Option<XlogError>) {
         let mut first = first.map(WalError::Io);
-        for done in batches {
+        for ack in batches {
             Counters::add(&self.shared.stats.failed, 1);
-            let _ = done.send(Err(first.take().unwrap_or(WalError::Cascade)));
+            self.ack(ack, Err(first.take().unwrap_or(WalError::Cascade)));
         }
         self.in_rollback = true;
     }
 
-    fn write_group(&mut self, group: Vec<(Vec<Row>, Done<()>)>) {
+    /// Completes a batch; sequenced ones become visible at the end of the group.
+    fn ack(&mut self, ack: Ack, r: Result<(), WalError>) {
+        match ack {
+            Ack::Done(done) => {
+                let _ = done.send(r);
+            }
+            Ack::Seq(seq) => {
+                if let Err(e) = r {
+                    self.shared.acks.fail(seq, e);
+                }
+                self.acked = self.acked.max(seq);
+            }
+        }
+    }
+
+    fn write_group(&mut self, group: Vec<(Vec<Row>, Ack)>) {
         if group.is_empty() {
             return;
         }
+        let before = self.acked;
+        self.write_batches(group);
+        if self.acked > before {
+            self.shared.acks.publish(self.acked);
+        }
+    }
+
+    fn write_batches(&mut self, group: Vec<(Vec<Row>, Ack)>) {
         Counters::add(&self.shared.stats.groups, 1);
         if self.in_rollback {
             self.fail(group.into_iter().map(|(_, d)| d), None);
@@ -598,9 +691,9 @@ impl Thread {
         let ts = now();
         let mut vclock = self.vclock;
         // (batch, rows, vclock after it) flushed / waiting in the current block.
-        let mut written: Vec<(Done<()>, u64)> = Vec::new();
+        let mut written: Vec<(Ack, u64)> = Vec::new();
         let mut written_vclock = self.vclock;
-        let mut pending: Vec<(Done<()>, u64)> = Vec::new();
+        let mut pending: Vec<(Ack, u64)> = Vec::new();
         let mut rest = group.into_iter();
         let mut error = None;
         for (mut rows, done) in rest.by_ref() {
@@ -661,11 +754,14 @@ impl Thread {
         }
         self.vclock = written_vclock;
         self.shared.set_vclock(written_vclock);
-        for (done, rows) in written {
-            Counters::add(&self.shared.stats.batches, 1);
-            Counters::add(&self.shared.stats.rows, rows);
-            let _ = done.send(Ok(()));
+        let (mut batches, mut row_count) = (0, 0);
+        for (ack, rows) in written {
+            batches += 1;
+            row_count += rows;
+            self.ack(ack, Ok(()));
         }
+        Counters::add(&self.shared.stats.batches, batches);
+        Counters::add(&self.shared.stats.rows, row_count);
         if error.is_some() || !pending.is_empty() {
             let failed: Vec<_> = pending
                 .into_iter()
@@ -972,6 +1068,43 @@ mod tests {
         w.shutdown().unwrap();
         let rows: Vec<Row> = read_dir(&dir).into_iter().flat_map(|f| f.2).collect();
         assert_eq!(lsns(&rows), vec![1, 2, 3]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Waits until the sequenced batches up to `seq` are complete; returns the failures.
+    fn acked(w: &WalWriter, seq: u64) -> Vec<(u64, WalError)> {
+        let mut failed = Vec::new();
+        loop {
+            let (done, f, closed) = w.acks().take();
+            failed.extend(f);
+            if done >= seq || closed {
+                return failed;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn sequenced_batches_complete_in_order_and_list_their_failures() {
+        let dir = tmpdir("writer-seq");
+        let w = WalWriter::start(cfg(&dir, WalMode::Write), Vclock::new()).unwrap();
+        w.submit_seq(vec![(txn(1, 2), 1), (txn(3, 1), 2)]);
+        assert_eq!(acked(&w, 2), vec![]);
+        w.inject_write_error(true);
+        w.submit_seq(vec![(txn(4, 1), 3), (txn(5, 1), 4)]);
+        let failed = acked(&w, 4);
+        assert_eq!(failed.iter().map(|f| f.0).collect::<Vec<_>>(), vec![3, 4]);
+        assert!(matches!(failed[0].1, WalError::Io(_)), "{failed:?}");
+        assert_eq!(failed[1].1, WalError::Cascade);
+        w.inject_write_error(false);
+        w.resume();
+        w.submit_seq(vec![(txn(4, 1), 5)]);
+        assert_eq!(acked(&w, 5), vec![]);
+        assert_eq!(w.vclock().signature(), 4);
+        let acks = w.acks();
+        w.shutdown().unwrap();
+        // A thread that is gone says so, and nothing more completes.
+        assert!(acks.take().2);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
