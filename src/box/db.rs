@@ -296,7 +296,12 @@ impl Db {
 
     fn execute_stmt(&mut self, uid: u32, req: Request, checked: bool) -> Result<Option<Stmt>, ClientError> {
         let space_id = req.space_id();
-        let space = self.space(space_id)?;
+        // Borrowed mutably from the start: insert and replace need no second lookup.
+        let space = self
+            .schema
+            .spaces
+            .get_mut(&space_id)
+            .ok_or_else(|| client_error!(ER_NO_SUCH_SPACE, space_id.to_string()))?;
         if space.def.engine == "sysview" {
             return Err(client_error!(
                 ER_UNSUPPORTED_INDEX_FEATURE,
@@ -323,7 +328,6 @@ impl Db {
         let insert = matches!(req, Request::Insert { .. });
         let (old, new, kind) = match req {
             Request::Insert { tuple, .. } | Request::Replace { tuple, .. } => {
-                let space = self.space_mut(space_id)?;
                 space.validate(&tuple)?;
                 let mode = if insert { DupMode::Insert } else { DupMode::Replace };
                 let old = space.replace(Some(&tuple), mode)?;

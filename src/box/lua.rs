@@ -4,7 +4,6 @@
 //! of it is held across a yield or a call into Lua.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::ffi::c_int;
 use std::rc::Rc;
 use std::time::Instant;
@@ -33,7 +32,10 @@ use crate::runtime::fiber;
 /// Everything box keeps between calls.
 pub struct BoxRuntime {
     pub db: Db,
-    pub formats: HashMap<u32, Rc<TupleFormat>>,
+    /// Each space's tuple format, None for a space without one (every returned tuple
+    /// looks here), as of schema version `formats_version`.
+    pub formats: hashbrown::HashMap<u32, Option<Rc<TupleFormat>>>,
+    formats_version: u64,
     pub persist: Option<Persistence>,
     /// Session user (real and effective) of the local session.
     pub uid: u32,
@@ -133,7 +135,8 @@ impl BoxRuntime {
     pub fn new(db: Db, persist: Option<Persistence>) -> BoxRuntime {
         BoxRuntime {
             db,
-            formats: HashMap::new(),
+            formats: hashbrown::HashMap::new(),
+            formats_version: 0,
             persist,
             uid: schema::ADMIN,
             euid: schema::ADMIN,
@@ -152,17 +155,22 @@ impl BoxRuntime {
     }
 
     pub fn format_of(&mut self, space_id: u32) -> Option<Rc<TupleFormat>> {
+        if self.formats_version != self.db.schema.version {
+            self.formats.clear();
+            self.formats_version = self.db.schema.version;
+        }
         if let Some(f) = self.formats.get(&space_id) {
-            return Some(f.clone());
+            return f.clone();
         }
         let space = self.db.schema.space(space_id)?;
-        if space.def.format.is_empty() {
-            return None;
-        }
-        let names: Vec<String> = space.def.format.iter().map(|f| f.name.clone()).collect();
-        let f = Rc::new(TupleFormat::new(names));
+        let f = if space.def.format.is_empty() {
+            None
+        } else {
+            let names: Vec<String> = space.def.format.iter().map(|f| f.name.clone()).collect();
+            Some(Rc::new(TupleFormat::new(names)))
+        };
         self.formats.insert(space_id, f.clone());
-        Some(f)
+        f
     }
 }
 
@@ -200,6 +208,14 @@ pub fn commit_stmts(rt: &mut BoxRuntime, stmts: Vec<Stmt>) -> Result<Option<u64>
     }
 }
 
+/// [`commit_stmts`] for one statement.
+pub fn commit_stmt(rt: &mut BoxRuntime, stmt: Stmt) -> Result<Option<u64>, ClientError> {
+    match rt.persist.as_mut() {
+        Some(p) => p.commit_one(stmt),
+        None => Ok(None),
+    }
+}
+
 /// After a change to a system space, box.space must be rebuilt (outside every borrow).
 pub fn after_write(lua: &Lua) -> LuaResult<()> {
     let changed = RUNTIME.with(|r| {
@@ -231,7 +247,7 @@ fn write(lua: &Lua, req: Request<'_>) -> LuaResult<(LuaValue, Option<i64>)> {
         let (shown, stmt) = rt.db.execute(fid, rt.effective_uid(), req, true)?;
         let in_txn = rt.db.in_txn(fid);
         let ticket = match stmt {
-            Some(stmt) => commit_stmts(rt, vec![stmt])?,
+            Some(stmt) => commit_stmt(rt, stmt)?,
             None => None,
         };
         Ok((shown, ticket, space_id, in_txn))
@@ -293,17 +309,9 @@ fn raw_function(
     lua_tuple::c_closure(lua, f, &[null, array_mt, tuple_mt, LuaValue::Function(slow), finish])
 }
 
-/// The raw encoder's pointers, from the upvalues.
-///
-/// # Safety
-/// `l` is a raw request function's state.
-unsafe fn raw_cx(l: *mut ffi::lua_State) -> lua_tuple::RawCx {
-    lua_tuple::RawCx {
-        null: ffi::lua_topointer(l, UV_NULL),
-        array_mt: ffi::lua_topointer(l, UV_ARRAY_MT),
-        tuple_mt: ffi::lua_topointer(l, UV_TUPLE_MT),
-        sparse_ratio: lua_tuple::SPARSE_RATIO,
-    }
+/// The raw encoder's context, from the upvalues.
+fn raw_cx() -> lua_tuple::RawCx {
+    lua_tuple::RawCx::from_slots(UV_NULL, UV_ARRAY_MT, UV_TUPLE_MT, lua_tuple::SPARSE_RATIO)
 }
 
 /// A number argument holding a whole value in `0..=max` (the rest goes the slow way, whose
@@ -331,7 +339,7 @@ unsafe fn finish_request(l: *mut ffi::lua_State, outcome: Outcome, nargs: c_int,
         Outcome::Failed(e) => lua_tuple::raise(l, e),
         Outcome::Done(tuple, format, ticket, waiting) => {
             match tuple {
-                Some(t) => lua_tuple::push_raw(l, t, format),
+                Some(t) => lua_tuple::push_raw_with(l, t, format, UV_TUPLE_MT),
                 None => ffi::lua_pushnil(l),
             }
             if nresults >= 2 {
@@ -378,7 +386,7 @@ unsafe fn raw_put(l: *mut ffi::lua_State, insert: bool) -> Outcome {
     if Schema::is_system(space_id) || space_id == schema::SCHEMA_ID {
         return Outcome::Slow;
     }
-    let cx = raw_cx(l);
+    let cx = raw_cx();
     let tuple = match lua_tuple::raw_tuple(l, 2, UV_TUPLE_MT) {
         // A new tuple, as Tarantool makes one: identity (`==`) must differ.
         Some(t) => Tuple::from_trusted(t.tuple.data()),
@@ -409,7 +417,7 @@ unsafe fn raw_put(l: *mut ffi::lua_State, insert: bool) -> Outcome {
         let (shown, stmt) = rt.db.execute(fid, rt.effective_uid(), req, true)?;
         let in_txn = rt.db.in_txn(fid);
         let ticket = match stmt {
-            Some(stmt) => commit_stmts(rt, vec![stmt])?,
+            Some(stmt) => commit_stmt(rt, stmt)?,
             None => None,
         };
         let waiting = match (ticket, rt.persist.as_mut()) {
@@ -446,7 +454,7 @@ unsafe fn raw_get_outcome(l: *mut ffi::lua_State) -> Outcome {
         return Outcome::Slow;
     };
     let (space_id, index_id) = (space_id as u32, index_id as u32);
-    let cx = raw_cx(l);
+    let cx = raw_cx();
     let found = ENCODE_BUF.with(|b| {
         let mut key = b.borrow_mut();
         key.clear();

@@ -161,12 +161,52 @@ fn write_number(out: &mut Vec<u8>, n: f64) {
     }
 }
 
-/// Pointers that identify the tables, cdata and userdata the raw encoder recognises.
+/// What identifies the tables, cdata and userdata the raw encoder recognises: box.NULL,
+/// `array_mt` and the tuple metatable, by address, or (for the raw C functions of box) in
+/// stack slots read only when a value needs them.
 pub(crate) struct RawCx {
-    pub null: *const c_void,
-    pub array_mt: *const c_void,
-    pub tuple_mt: *const c_void,
+    ptrs: [std::cell::Cell<*const c_void>; 3],
+    slots: Option<[c_int; 3]>,
     pub sparse_ratio: u32,
+}
+
+const CX_NULL: usize = 0;
+const CX_ARRAY_MT: usize = 1;
+const CX_TUPLE_MT: usize = 2;
+
+impl RawCx {
+    fn from_shared(sh: &Shared, sparse_ratio: u32) -> RawCx {
+        let p = |v: usize| std::cell::Cell::new(v as *const c_void);
+        RawCx {
+            ptrs: [p(sh.null_ptr), p(sh.array_mt_ptr), p(sh.tuple_mt_ptr)],
+            slots: None,
+            sparse_ratio,
+        }
+    }
+
+    /// Reads the three values from these stack slots (upvalues) when first needed.
+    pub(crate) fn from_slots(null: c_int, array_mt: c_int, tuple_mt: c_int, sparse_ratio: u32) -> RawCx {
+        let n = || std::cell::Cell::new(std::ptr::null());
+        RawCx {
+            ptrs: [n(), n(), n()],
+            slots: Some([null, array_mt, tuple_mt]),
+            sparse_ratio,
+        }
+    }
+
+    /// # Safety
+    /// The slots given to `from_slots` are valid indexes of `l`.
+    unsafe fn ptr(&self, l: *mut ffi::lua_State, which: usize) -> *const c_void {
+        let p = self.ptrs[which].get();
+        match self.slots {
+            Some(slots) if p.is_null() => {
+                let p = ffi::lua_topointer(l, slots[which]);
+                self.ptrs[which].set(p);
+                p
+            }
+            _ => p,
+        }
+    }
 }
 
 /// The raw encoder met something it leaves to the slow path.
@@ -194,8 +234,8 @@ pub(crate) unsafe fn raw_value(
             mp::write_str(out, std::slice::from_raw_parts(p as *const u8, len));
         }
         ffi::LUA_TTABLE => raw_table(l, idx, out, depth + 1, cx)?,
-        ffi::LUA_TCDATA if ffi::lua_topointer(l, idx) == cx.null => mp::write_nil(out),
-        ffi::LUA_TUSERDATA => match tuple_at(l, idx, cx.tuple_mt) {
+        ffi::LUA_TCDATA if ffi::lua_topointer(l, idx) == cx.ptr(l, CX_NULL) => mp::write_nil(out),
+        ffi::LUA_TUSERDATA => match tuple_at(l, idx, cx.ptr(l, CX_TUPLE_MT)) {
             Some(t) => out.extend_from_slice(t.tuple.data()),
             None => return Err(Slow),
         },
@@ -209,17 +249,53 @@ unsafe fn raw_table(l: *mut ffi::lua_State, idx: i32, out: &mut Vec<u8>, depth: 
         return Err(Slow);
     }
     let idx = ffi::lua_absindex(l, idx);
-    let len = if ffi::lua_getmetatable(l, idx) != 0 {
+    if ffi::lua_getmetatable(l, idx) != 0 {
         let mt = ffi::lua_topointer(l, -1);
         ffi::lua_pop(l, 1);
         // Decoded arrays keep array_mt only until changed, so they are proper sequences.
-        if mt != cx.array_mt {
+        if mt != cx.ptr(l, CX_ARRAY_MT) {
             return Err(Slow);
         }
-        ffi::lua_objlen(l, idx)
-    } else {
-        raw_array_len(l, idx, cx.sparse_ratio).ok_or(Slow)?
-    };
+        return raw_items(l, idx, ffi::lua_objlen(l, idx), out, depth, cx);
+    }
+    // Most tables are sequences whose items `next` visits in order, 1 to #t: one pass
+    // encodes them. Anything else (holes, other keys, another order) is counted first.
+    let mark = out.len();
+    let n = ffi::lua_objlen(l, idx);
+    mp::write_array_header(out, u32::try_from(n).map_err(|_| Slow)?);
+    let mut seen = 0usize;
+    ffi::lua_pushnil(l);
+    while ffi::lua_next(l, idx) != 0 {
+        seen += 1;
+        if seen > n || ffi::lua_type(l, -2) != ffi::LUA_TNUMBER || ffi::lua_tonumber(l, -2) != seen as f64 {
+            ffi::lua_pop(l, 2);
+            seen = usize::MAX;
+            break;
+        }
+        let done = raw_value(l, -1, out, depth, cx);
+        ffi::lua_pop(l, 1);
+        if done.is_err() {
+            ffi::lua_pop(l, 1);
+            return Err(Slow);
+        }
+    }
+    if seen == n {
+        return Ok(());
+    }
+    out.truncate(mark);
+    let len = raw_array_len(l, idx, cx.sparse_ratio).ok_or(Slow)?;
+    raw_items(l, idx, len, out, depth, cx)
+}
+
+/// An array of the table's items 1 to `len`.
+unsafe fn raw_items(
+    l: *mut ffi::lua_State,
+    idx: i32,
+    len: usize,
+    out: &mut Vec<u8>,
+    depth: u32,
+    cx: &RawCx,
+) -> Result<(), Slow> {
     mp::write_array_header(out, u32::try_from(len).map_err(|_| Slow)?);
     for i in 1..=len {
         ffi::lua_rawgeti(l, idx, i as ffi::lua_Integer);
@@ -260,12 +336,7 @@ unsafe fn raw_array_len(l: *mut ffi::lua_State, idx: i32, sparse_ratio: u32) -> 
 /// Tries the raw encoder on a table; false (and `out` as it was) if it gave up.
 fn raw_encode(lua: &Lua, sh: &Shared, v: &LuaValue, out: &mut Vec<u8>, sparse_ratio: u32) -> LuaResult<bool> {
     let mark = out.len();
-    let cx = RawCx {
-        null: sh.null_ptr as *const c_void,
-        array_mt: sh.array_mt_ptr as *const c_void,
-        tuple_mt: sh.tuple_mt_ptr as *const c_void,
-        sparse_ratio,
-    };
+    let cx = RawCx::from_shared(sh, sparse_ratio);
     // Unprotected (no pcall, as `exec_raw` makes): nothing below raises.
     let ok = lua.exec_raw_lua(|raw| {
         // Safety: the value is pushed above the current top and the top is restored; the
@@ -475,7 +546,7 @@ pub(crate) unsafe fn raw_key(l: *mut ffi::lua_State, idx: c_int, cx: &RawCx, out
             }
             Err(_) => false,
         },
-        ffi::LUA_TUSERDATA => match tuple_at(l, idx, cx.tuple_mt) {
+        ffi::LUA_TUSERDATA => match tuple_at(l, idx, cx.ptr(l, CX_TUPLE_MT)) {
             Some(t) => {
                 out.extend_from_slice(t.tuple.data());
                 true
@@ -1126,6 +1197,9 @@ pub(crate) unsafe fn raise(l: *mut ffi::lua_State, e: LuaError) -> c_int {
 /// `idx` and `mt` are valid indexes of `l`, which has a free stack slot. The reference lives
 /// as long as the userdata stays on the stack.
 pub(crate) unsafe fn raw_tuple<'a>(l: *mut ffi::lua_State, idx: c_int, mt: c_int) -> Option<&'a LuaTuple> {
+    if ffi::lua_type(l, idx) != ffi::LUA_TUSERDATA {
+        return None;
+    }
     tuple_at(l, idx, ffi::lua_topointer(l, mt))
 }
 
@@ -1151,11 +1225,27 @@ unsafe fn tuple_at<'a>(l: *mut ffi::lua_State, idx: c_int, mt: *const c_void) ->
 /// `l` has two free stack slots, and its registry has the tuple metatable (`shared` ran
 /// for this state).
 pub(crate) unsafe fn push_raw(l: *mut ffi::lua_State, tuple: Tuple, format: Option<Rc<TupleFormat>>) {
+    new_userdata(l, tuple, format);
+    ffi::lua_rawgetp(l, ffi::LUA_REGISTRYINDEX, key_ptr(&TUPLE_MT_KEY));
+    ffi::lua_setmetatable(l, -2);
+}
+
+/// [`push_raw`] with the tuple metatable in stack slot `mt` (an upvalue or absolute index).
+///
+/// # Safety
+/// `l` has two free stack slots and `mt` holds the tuple metatable.
+pub(crate) unsafe fn push_raw_with(l: *mut ffi::lua_State, tuple: Tuple, format: Option<Rc<TupleFormat>>, mt: c_int) {
+    new_userdata(l, tuple, format);
+    ffi::lua_pushvalue(l, mt);
+    ffi::lua_setmetatable(l, -2);
+}
+
+/// # Safety
+/// `l` has a free stack slot.
+unsafe fn new_userdata(l: *mut ffi::lua_State, tuple: Tuple, format: Option<Rc<TupleFormat>>) {
     let block = ffi::lua_newuserdata(l, std::mem::size_of::<Slot>()) as *mut Slot;
     // Lua aligns userdata blocks to 8 bytes, as a Slot needs.
     block.write(Some(LuaTuple { tuple, format }));
-    ffi::lua_rawgetp(l, ffi::LUA_REGISTRYINDEX, key_ptr(&TUPLE_MT_KEY));
-    ffi::lua_setmetatable(l, -2);
 }
 
 /// The tuple behind a Lua value, if it is one.
@@ -2125,6 +2215,14 @@ mod tests {
             "9501a26162c3c091cb4004000000000000"
         );
         assert_eq!(value_hex(&lua, "return {1, nil, 3}"), "9301c003");
+        // Items in the hash part, and in another order than 1..n: counted first.
+        assert_eq!(
+            value_hex(&lua, "local t = {} t[3] = 3 t[2] = 2 t[1] = 1 return t"),
+            "93010203"
+        );
+        assert_eq!(value_hex(&lua, "local t = {1, 2} t[4] = 4 return t"), "940102c004");
+        assert_eq!(value_hex(&lua, "return {1, 2, x = 3}"), "8301010202a17803");
+        assert_eq!(value_hex(&lua, "return {{}, {{1}}, {nil, nil}}"), "939091910190");
         assert_eq!(value_hex(&lua, "return {[1] = 1, [20] = 2}"), "8201011402");
         assert_eq!(value_hex(&lua, "return {b = 1, a = {}}"), "82a16190a16201");
         assert_eq!(

@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::db::{Db, Stmt};
 use super::errcode::ER_WAL_IO;
 use super::error::ClientError;
+use super::tuple::Tuple;
 use super::wal::row::Row;
 use super::wal::vclock::Vclock;
 use super::wal::writer::{WalError, WalMode, WalWriter};
@@ -33,8 +34,10 @@ pub struct Persistence {
     failures: VecDeque<(u64, WalError)>,
     /// Errors the WAL reported, for the log.
     pub last_error: Option<String>,
-    /// Transactions committed in this scheduler round, not yet handed to the WAL thread.
-    outbox: Vec<(Vec<Row>, u64)>,
+    /// Transactions committed in this scheduler round, not yet handed to the WAL thread:
+    /// their rows back to back, and (row count, ticket) per transaction.
+    outbox_rows: Vec<Row>,
+    outbox_batches: Vec<(u32, u64)>,
 }
 
 impl Persistence {
@@ -61,21 +64,28 @@ impl Persistence {
             collected: 0,
             failures: VecDeque::new(),
             last_error: None,
-            outbox: Vec::new(),
+            outbox_rows: Vec::new(),
+            outbox_batches: Vec::new(),
         }
     }
 
     /// Logs a transaction's statements: LSNs are assigned here, in commit order, and the
     /// rows go to the writer as one batch. Returns a ticket to wait on, or None when there
     /// is nothing to wait for (temporary spaces only, or wal_mode none).
-    pub fn commit(&mut self, _db: &mut Db, mut stmts: Vec<Stmt>) -> Result<Option<u64>, ClientError> {
-        let count = stmts.iter().filter(|s| s.row.is_some()).count();
-        if count == 0 {
-            return Ok(None);
-        }
-        let mut rows = Vec::with_capacity(count);
+    pub fn commit(&mut self, _db: &mut Db, stmts: Vec<Stmt>) -> Result<Option<u64>, ClientError> {
+        self.commit_stmts(Stmts::Many(stmts))
+    }
+
+    /// [`commit`](Self::commit) for one autocommit statement (no Vec made for it).
+    pub fn commit_one(&mut self, stmt: Stmt) -> Result<Option<u64>, ClientError> {
+        self.commit_stmts(Stmts::One(stmt))
+    }
+
+    fn commit_stmts(&mut self, mut stmts: Stmts) -> Result<Option<u64>, ClientError> {
+        // The round's rows go into one vector (`flush`), batches marked by their counts.
+        let first_row = self.outbox_rows.len();
         let mut tsn = 0;
-        for s in &mut stmts {
+        for s in stmts.iter_mut() {
             // The body moves into the row: undo needs only the tuples.
             let Some((kind, body, group_id)) = &mut s.row else {
                 continue;
@@ -86,7 +96,7 @@ impl Persistence {
                 tsn = lsn;
             }
             if self.wal.is_some() {
-                rows.push(Row {
+                self.outbox_rows.push(Row {
                     kind: *kind,
                     replica_id: self.instance_id,
                     lsn,
@@ -99,17 +109,19 @@ impl Persistence {
                 });
             }
         }
-        if self.wal.is_none() {
+        // No row (temporary spaces only), or nothing to wait for (wal_mode none).
+        if tsn == 0 || self.wal.is_none() {
             return Ok(None);
         }
-        if let Some(last) = rows.last_mut() {
+        if let Some(last) = self.outbox_rows.last_mut() {
             last.is_commit = true;
         }
         // Sent at the end of the scheduler round with every other commit of the round
         // (`flush`): one wakeup of the WAL thread for all of them.
         let ticket = self.next_ticket;
         self.next_ticket += 1;
-        self.outbox.push((rows, ticket));
+        let count = (self.outbox_rows.len() - first_row) as u32;
+        self.outbox_batches.push((count, ticket));
         self.pending.insert(
             ticket,
             Pending {
@@ -124,8 +136,11 @@ impl Persistence {
     /// Hands the round's commits to the WAL thread.
     pub fn flush(&mut self) {
         if let Some(wal) = &self.wal {
-            if !self.outbox.is_empty() {
-                wal.submit_seq(std::mem::take(&mut self.outbox));
+            if !self.outbox_batches.is_empty() {
+                wal.submit_seq(
+                    std::mem::take(&mut self.outbox_rows),
+                    std::mem::take(&mut self.outbox_batches),
+                );
             }
         }
     }
@@ -150,6 +165,11 @@ impl Persistence {
                 _ => Ok(()),
             };
             if let Some(p) = self.pending.get_mut(&ticket) {
+                // The waiter drops the statements soon, all of them in a burst: their
+                // tuples' counts come into cache now, side by side.
+                for s in p.stmts.iter_mut() {
+                    s.old.iter().chain(&s.new).for_each(Tuple::prefetch);
+                }
                 p.result = Some(result);
                 if let Some(w) = p.waiter.take() {
                     wake.push(w);
@@ -187,16 +207,38 @@ impl Persistence {
             Some(Ok(())) | None => Ok(true),
             Some(Err(e)) => {
                 self.last_error = Some(e.to_string());
-                db.undo(p.stmts);
+                db.undo(p.stmts.into_vec());
                 Err(client_error!(ER_WAL_IO))
             }
         }
     }
 }
 
+/// A transaction's statements; most are a single autocommit one, kept without a Vec.
+enum Stmts {
+    One(Stmt),
+    Many(Vec<Stmt>),
+}
+
+impl Stmts {
+    fn iter_mut(&mut self) -> std::slice::IterMut<'_, Stmt> {
+        match self {
+            Stmts::One(s) => std::slice::from_mut(s).iter_mut(),
+            Stmts::Many(v) => v.iter_mut(),
+        }
+    }
+
+    fn into_vec(self) -> Vec<Stmt> {
+        match self {
+            Stmts::One(s) => vec![s],
+            Stmts::Many(v) => v,
+        }
+    }
+}
+
 /// A commit between its hand-over to the WAL and the waiting fiber learning the outcome.
 struct Pending {
-    stmts: Vec<Stmt>,
+    stmts: Stmts,
     result: Option<Result<(), WalError>>,
     waiter: Option<Waiter>,
 }
@@ -212,7 +254,6 @@ pub enum Waiter {
 mod tests {
     use super::*;
     use crate::box_::db::IPROTO_REPLACE;
-    use crate::box_::tuple::Tuple;
     use crate::box_::wal::testutil::tmpdir;
     use crate::box_::wal::WalConfig;
 

@@ -834,7 +834,7 @@ fn write(
     let (shown, ticket) = box_lua::with_runtime(|rt| {
         let (shown, stmt) = rt.db.execute(NO_FIBER, uid, req, true)?;
         let ticket = match stmt {
-            Some(stmt) => box_lua::commit_stmts(rt, vec![stmt])?,
+            Some(stmt) => box_lua::commit_stmt(rt, stmt)?,
             None => None,
         };
         Ok::<_, ClientError>((shown, ticket))

@@ -1,10 +1,13 @@
 //! The WAL writer: its own thread, fed through a queue, completing each batch (one
-//! transaction's rows) through a `tokio::sync::oneshot` that the Lua thread awaits.
+//! transaction's rows) through a `tokio::sync::oneshot`, or for the Lua thread's commits by
+//! sequence number ([`SeqAcks`]: one counter and one wakeup per group).
 //!
 //! Group commit: the thread takes every batch queued by the time it wakes, appends them in
 //! submission order to the current block (a new block once one passes 128 KB, always at a
-//! transaction boundary), writes, and in `fsync` mode makes one `fdatasync` for the whole
-//! group before completing it. While it syncs, new batches queue up and form the next group.
+//! transaction boundary), writes, and completes the group. In `fsync` mode the xlog is
+//! opened with O_DSYNC, as Tarantool opens it, so each block write returns once it is on
+//! disk: the whole group shares that sync. While it writes, new batches queue up and form
+//! the next group.
 //!
 //! A failed write (or sync) fails the batch that hit it and every batch after it, and every
 //! batch submitted afterwards, until `resume()` (cascading rollback, as Tarantool: the Lua
@@ -38,7 +41,7 @@ pub enum WalMode {
     None,
     /// write(2) before completing, no fsync.
     Write,
-    /// write(2), then one fdatasync per group, before completing.
+    /// Synchronous write(2)s (O_DSYNC) before completing: one sync per group.
     Fsync,
 }
 
@@ -120,6 +123,7 @@ pub struct WalStats {
     pub groups: u64,
     /// Blocks written (one write(2) each).
     pub writes: u64,
+    /// Groups made durable (in `fsync` mode), by their O_DSYNC writes or an fdatasync.
     pub fsyncs: u64,
     pub bytes: u64,
     /// Batches failed, by the error itself or by cascade.
@@ -220,8 +224,9 @@ const MAX_GROUP: usize = 4096;
 
 enum Msg {
     Write(Vec<Row>, Done<()>),
-    /// Several transactions sent with one wakeup of the thread, completed in [`SeqAcks`].
-    WriteSeq(Vec<(Vec<Row>, u64)>),
+    /// Several transactions sent with one wakeup of the thread, completed in [`SeqAcks`]:
+    /// the rows, and (row count, sequence number) per transaction.
+    WriteSeq(Vec<Row>, Vec<(u32, u64)>),
     Rotate(Done<Vclock>),
     Sync(Done<Vclock>),
     Resume,
@@ -291,7 +296,12 @@ impl WalWriter {
         let path = file_name(&cfg.dir, vclock.signature(), FileKind::Xlog);
         if path.exists() {
             match XlogWriter::open_append(&path) {
-                Ok(w) => current = Some(w),
+                Ok(mut w) => {
+                    if cfg.mode == WalMode::Fsync {
+                        w.use_dsync()?;
+                    }
+                    current = Some(w)
+                }
                 Err(e) => {
                     let mut to = path.clone().into_os_string();
                     to.push(".corrupted");
@@ -341,21 +351,20 @@ impl WalWriter {
         self.shared.acks.clone()
     }
 
-    /// Queues several transactions at once, each with its sequence number (increasing from
-    /// one call to the next), whose outcome [`acks`](Self::acks) tells: one message and one
-    /// wakeup of the thread for every commit of a scheduler round.
-    pub fn submit_seq(&self, batches: Vec<(Vec<Row>, u64)>) {
+    /// Queues several transactions at once: their rows back to back, and for each its row
+    /// count and sequence number (increasing from one call to the next), whose outcome
+    /// [`acks`](Self::acks) tells. One message and one wakeup of the thread for every commit
+    /// of a scheduler round; the thread splits the rows (its allocations, not the caller's).
+    pub fn submit_seq(&self, rows: Vec<Row>, batches: Vec<(u32, u64)>) {
         let Some(last) = batches.last().map(|b| b.1) else {
             return;
         };
         if self.mode == WalMode::None {
-            for (rows, _) in batches {
-                drop(self.submit(rows));
-            }
+            drop(self.submit(rows));
             self.shared.acks.publish(last);
             return;
         }
-        if let Err(Msg::WriteSeq(batches)) = self.send(Msg::WriteSeq(batches)) {
+        if let Err(Msg::WriteSeq(_, batches)) = self.send(Msg::WriteSeq(rows, batches)) {
             for (_, seq) in batches {
                 self.shared.acks.fail(seq, WalError::Closed);
             }
@@ -507,8 +516,10 @@ impl Thread {
                             self.write_group(std::mem::take(&mut group));
                         }
                     }
-                    Msg::WriteSeq(batches) => {
-                        for (rows, seq) in batches {
+                    Msg::WriteSeq(rows, batches) => {
+                        let mut rows = rows.into_iter();
+                        for (count, seq) in batches {
+                            let rows = rows.by_ref().take(count as usize).collect();
                             group.push((rows, Ack::Seq(seq)));
                             if group.len() >= MAX_GROUP {
                                 self.write_group(std::mem::take(&mut group));
@@ -613,8 +624,9 @@ impl Thread {
                 self.vclock,
                 self.last_file_vclock,
             );
-            let w = XlogWriter::create(&path, &meta, false)?;
+            let mut w = XlogWriter::create(&path, &meta, false)?;
             if self.cfg.mode == WalMode::Fsync {
+                w.use_dsync()?;
                 sync_dir(&self.cfg.dir);
             }
             self.last_file_vclock = Some(self.vclock);
@@ -733,9 +745,10 @@ impl Thread {
             }
         }
         if self.cfg.mode == WalMode::Fsync && !written.is_empty() {
+            // An O_DSYNC file's writes are on disk already.
             let synced = match self.current.as_ref() {
-                Some(x) => x.sync(),
-                None => Ok(()),
+                Some(x) if !x.is_dsync() => x.sync(),
+                _ => Ok(()),
             };
             Counters::add(&self.shared.stats.fsyncs, 1);
             if let Err(e) = synced {
@@ -754,14 +767,12 @@ impl Thread {
         }
         self.vclock = written_vclock;
         self.shared.set_vclock(written_vclock);
-        let (mut batches, mut row_count) = (0, 0);
-        for (ack, rows) in written {
-            batches += 1;
-            row_count += rows;
+        // Counted before anyone learns of the completion.
+        Counters::add(&self.shared.stats.batches, written.len() as u64);
+        Counters::add(&self.shared.stats.rows, written.iter().map(|w| w.1).sum());
+        for (ack, _) in written {
             self.ack(ack, Ok(()));
         }
-        Counters::add(&self.shared.stats.batches, batches);
-        Counters::add(&self.shared.stats.rows, row_count);
         if error.is_some() || !pending.is_empty() {
             let failed: Vec<_> = pending
                 .into_iter()
@@ -1071,6 +1082,12 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// `submit_seq` of transactions given as (rows, sequence number).
+    fn submit_seq(w: &WalWriter, txns: Vec<(Vec<Row>, u64)>) {
+        let batches = txns.iter().map(|(rows, seq)| (rows.len() as u32, *seq)).collect();
+        w.submit_seq(txns.into_iter().flat_map(|t| t.0).collect(), batches);
+    }
+
     /// Waits until the sequenced batches up to `seq` are complete; returns the failures.
     fn acked(w: &WalWriter, seq: u64) -> Vec<(u64, WalError)> {
         let mut failed = Vec::new();
@@ -1088,23 +1105,27 @@ mod tests {
     fn sequenced_batches_complete_in_order_and_list_their_failures() {
         let dir = tmpdir("writer-seq");
         let w = WalWriter::start(cfg(&dir, WalMode::Write), Vclock::new()).unwrap();
-        w.submit_seq(vec![(txn(1, 2), 1), (txn(3, 1), 2)]);
+        submit_seq(&w, vec![(txn(1, 2), 1), (txn(3, 1), 2)]);
         assert_eq!(acked(&w, 2), vec![]);
         w.inject_write_error(true);
-        w.submit_seq(vec![(txn(4, 1), 3), (txn(5, 1), 4)]);
+        submit_seq(&w, vec![(txn(4, 1), 3), (txn(5, 1), 4)]);
         let failed = acked(&w, 4);
         assert_eq!(failed.iter().map(|f| f.0).collect::<Vec<_>>(), vec![3, 4]);
         assert!(matches!(failed[0].1, WalError::Io(_)), "{failed:?}");
         assert_eq!(failed[1].1, WalError::Cascade);
         w.inject_write_error(false);
         w.resume();
-        w.submit_seq(vec![(txn(4, 1), 5)]);
+        submit_seq(&w, vec![(txn(4, 1), 5)]);
         assert_eq!(acked(&w, 5), vec![]);
         assert_eq!(w.vclock().signature(), 4);
         let acks = w.acks();
         w.shutdown().unwrap();
         // A thread that is gone says so, and nothing more completes.
         assert!(acks.take().2);
+        let rows: Vec<Row> = read_dir(&dir).into_iter().flat_map(|f| f.2).collect();
+        assert_eq!(lsns(&rows), vec![1, 2, 3, 4]);
+        let commits: Vec<bool> = rows.iter().map(|r| r.is_commit).collect();
+        assert_eq!(commits, vec![false, true, true, true]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

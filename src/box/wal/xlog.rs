@@ -276,6 +276,8 @@ pub struct XlogWriter {
     block: Vec<u8>,
     block_rows: u64,
     rows: u64,
+    /// Opened with O_DSYNC: each block write returns once it is on disk.
+    dsync: bool,
 }
 
 impl XlogWriter {
@@ -316,6 +318,7 @@ impl XlogWriter {
             block: Vec::new(),
             block_rows: 0,
             rows: 0,
+            dsync: false,
         };
         if !keep_inprogress {
             w.rename_inprogress()?;
@@ -358,7 +361,29 @@ impl XlogWriter {
             block: Vec::new(),
             block_rows: 0,
             rows: 0,
+            dsync: false,
         })
+    }
+
+    /// From now on every block write returns once it is on disk (O_DSYNC, as Tarantool
+    /// opens its xlogs in `wal_mode = 'fsync'`): one system call per write instead of a
+    /// write and an fdatasync. What the file holds so far is synced first.
+    pub fn use_dsync(&mut self) -> Result<(), XlogError> {
+        self.sync()?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_DSYNC)
+            .open(&self.path)
+            .map_err(|e| XlogError::io(&self.path, "failed to open file", &e))?;
+        self.file = file;
+        self.dsync = true;
+        Ok(())
+    }
+
+    /// True if block writes are synchronous (see [`use_dsync`](Self::use_dsync)).
+    pub fn is_dsync(&self) -> bool {
+        self.dsync
     }
 
     pub fn path(&self) -> &Path {
