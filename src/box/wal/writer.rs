@@ -24,7 +24,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -208,13 +208,88 @@ impl SeqAcks {
     }
 }
 
-/// Tells the submitters of sequenced batches that the thread is gone (it ended or panicked).
-struct CloseAcks(Arc<Shared>);
+/// Tells the submitters that the thread is gone (it ended or panicked): later sends fail,
+/// queued messages are dropped (their oneshots report it), sequenced batches fail.
+struct CloseAcks(Arc<Shared>, Arc<Queue>);
 
 impl Drop for CloseAcks {
     fn drop(&mut self) {
+        drop(self.1.close());
         self.0.acks.closed.store(true, Ordering::Release);
         self.0.acks.notify.notify_one();
+    }
+}
+
+/// The thread's queue. Messages are pushed under a mutex and taken all at once by swapping
+/// the vector; the thread parks when it finds none, and a send unparks it only then. (With
+/// std's channel the receiver registered itself under a lock that every send takes too:
+/// with one commit at a time the two met at nearly every message and spun.)
+struct Queue {
+    state: Mutex<QueueState>,
+    /// The thread is parked, or about to park: a send must unpark it.
+    sleeping: AtomicBool,
+    thread: OnceLock<std::thread::Thread>,
+}
+
+#[derive(Default)]
+struct QueueState {
+    msgs: Vec<Msg>,
+    closed: bool,
+}
+
+impl Queue {
+    fn new() -> Queue {
+        Queue {
+            state: Mutex::new(QueueState::default()),
+            sleeping: AtomicBool::new(false),
+            thread: OnceLock::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn send(&self, m: Msg) -> Result<(), Msg> {
+        {
+            let mut st = self.lock();
+            if st.closed {
+                return Err(m);
+            }
+            st.msgs.push(m);
+        }
+        // Pairs with the thread's store before its last look (both SeqCst): either it sees
+        // the message or this sees it going to sleep.
+        if self.sleeping.load(Ordering::SeqCst) {
+            if let Some(t) = self.thread.get() {
+                t.unpark();
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until there are messages and moves them all to `into` (empty on entry).
+    fn recv_all(&self, into: &mut Vec<Msg>) {
+        loop {
+            std::mem::swap(&mut self.lock().msgs, into);
+            if !into.is_empty() {
+                return;
+            }
+            self.sleeping.store(true, Ordering::SeqCst);
+            if self.lock().msgs.is_empty() {
+                // An unpark that came first makes this return at once; spurious returns
+                // just look again.
+                std::thread::park();
+            }
+            self.sleeping.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// Refuses later sends; returns what was queued.
+    fn close(&self) -> Vec<Msg> {
+        let mut st = self.lock();
+        st.closed = true;
+        std::mem::take(&mut st.msgs)
     }
 }
 
@@ -257,7 +332,7 @@ impl Shared {
 pub struct WalWriter {
     mode: WalMode,
     shared: Arc<Shared>,
-    queue: Option<mpsc::Sender<Msg>>,
+    queue: Option<Arc<Queue>>,
     thread: Option<JoinHandle<Result<(), WalError>>>,
 }
 
@@ -310,7 +385,8 @@ impl WalWriter {
                 }
             }
         }
-        let (tx, rx) = mpsc::channel();
+        let queue = Arc::new(Queue::new());
+        let rx = queue.clone();
         let mut t = Thread {
             cfg: cfg.clone(),
             vclock,
@@ -323,14 +399,16 @@ impl WalWriter {
         let thread = std::thread::Builder::new()
             .name("wal".into())
             .spawn(move || {
-                let _close = CloseAcks(t.shared.clone());
-                t.run(rx)
+                let _close = CloseAcks(t.shared.clone(), rx.clone());
+                t.run(&rx)
             })
             .map_err(|e| XlogError::io(&cfg.dir, "failed to start the WAL thread", &e))?;
+        // Set before anyone can send (start has not returned).
+        let _ = queue.thread.set(thread.thread().clone());
         Ok(WalWriter {
             mode: cfg.mode,
             shared,
-            queue: Some(tx),
+            queue: Some(queue),
             thread: Some(thread),
         })
     }
@@ -341,7 +419,7 @@ impl WalWriter {
 
     fn send(&self, m: Msg) -> Result<(), Msg> {
         match &self.queue {
-            Some(q) => q.send(m).map_err(|e| e.0),
+            Some(q) => q.send(m),
             None => Err(m),
         }
     }
@@ -502,13 +580,14 @@ fn sync_dir(dir: &Path) {
 }
 
 impl Thread {
-    fn run(&mut self, rx: mpsc::Receiver<Msg>) -> Result<(), WalError> {
+    fn run(&mut self, queue: &Queue) -> Result<(), WalError> {
         let mut group = Vec::new();
+        let mut msgs = Vec::new();
         let mut stop = false;
         while !stop {
-            let Ok(first) = rx.recv() else { break };
-            let mut next = Some(first);
-            while let Some(m) = next.take().or_else(|| rx.try_recv().ok()) {
+            queue.recv_all(&mut msgs);
+            // What follows a shutdown is dropped with the drain (its senders learn it).
+            for m in msgs.drain(..) {
                 match m {
                     Msg::Write(rows, done) => {
                         group.push((rows, Ack::Done(done)));
