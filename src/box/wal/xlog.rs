@@ -278,6 +278,9 @@ pub struct XlogWriter {
     rows: u64,
     /// Opened with O_DSYNC: each block write returns once it is on disk.
     dsync: bool,
+    /// End of the space reserved with fallocate (see `preallocate`).
+    allocated: u64,
+    no_fallocate: bool,
 }
 
 impl XlogWriter {
@@ -319,6 +322,8 @@ impl XlogWriter {
             block_rows: 0,
             rows: 0,
             dsync: false,
+            allocated: 0,
+            no_fallocate: false,
         };
         if !keep_inprogress {
             w.rename_inprogress()?;
@@ -362,6 +367,8 @@ impl XlogWriter {
             block_rows: 0,
             rows: 0,
             dsync: false,
+            allocated: 0,
+            no_fallocate: false,
         })
     }
 
@@ -436,8 +443,9 @@ impl XlogWriter {
         let data_len = self.block.len() - FIXHEADER_SIZE;
         let crc = crc32c_update(0, &self.block[FIXHEADER_SIZE..]);
         self.block[..FIXHEADER_SIZE].copy_from_slice(&fixheader(ROW_MARKER, data_len, crc));
-        let res = self.file.write_all_at(&self.block, self.offset);
         let n = self.block.len() as u64;
+        self.preallocate(n);
+        let res = self.file.write_all_at(&self.block, self.offset);
         let rows = self.block_rows;
         self.discard_pending();
         match res {
@@ -450,6 +458,34 @@ impl XlogWriter {
                 let _ = self.file.set_len(self.offset);
                 Err(XlogError::io(&self.path, "failed to write", &e))
             }
+        }
+    }
+
+    /// Reserves disk space past the end in 1 MB steps (Tarantool's `wal_fallocate`), so a
+    /// write does not also allocate blocks; the file size stays what was written, and
+    /// `close` gives the rest back. Best effort: without it writes just allocate as they go.
+    fn preallocate(&mut self, n: u64) {
+        const STEP: u64 = 1 << 20;
+        let end = self.offset + n;
+        if self.no_fallocate || end <= self.allocated {
+            return;
+        }
+        let from = self.allocated.max(self.offset);
+        let len = (end - from).max(STEP);
+        // Safety: fallocate on our own open descriptor; it only reserves blocks.
+        let rc = unsafe {
+            libc::fallocate(
+                std::os::fd::AsRawFd::as_raw_fd(&self.file),
+                libc::FALLOC_FL_KEEP_SIZE,
+                from as libc::off_t,
+                len as libc::off_t,
+            )
+        };
+        if rc == 0 {
+            self.allocated = from + len;
+        } else {
+            // Not supported here, or no space (the write will say so).
+            self.no_fallocate = true;
         }
     }
 
@@ -927,8 +963,24 @@ mod tests {
             w.flush().unwrap();
         }
         assert_eq!(w.rows(), 300);
+        // Space is reserved ahead of the writes, past the file's size...
+        use std::os::unix::fs::MetadataExt;
+        let open = std::fs::metadata(&path).unwrap();
+        assert!(
+            open.blocks() * 512 > open.len(),
+            "{} blocks for {} bytes",
+            open.blocks(),
+            open.len()
+        );
         assert_eq!(w.close().unwrap(), path);
         assert!(!inprogress_name(&path).exists());
+        // ...and given back at close.
+        let closed = std::fs::metadata(&path).unwrap();
+        assert!(
+            closed.blocks() * 512 < closed.len() + 65536,
+            "{} blocks left",
+            closed.blocks()
+        );
         let (back, marker) = read_all(&path);
         assert!(marker);
         assert_eq!(back, rows);
