@@ -4,7 +4,8 @@
 //!
 //! Group commit: the thread takes every batch queued by the time it wakes, appends them in
 //! submission order to the current block (a new block once one passes 128 KB, always at a
-//! transaction boundary), writes, and completes the group. In `fsync` mode the xlog is
+//! transaction boundary), writes it (zstd-compressed from 2 KB, as Tarantool writes its
+//! xlogs), and completes the group. In `fsync` mode the xlog is
 //! opened with O_DSYNC, as Tarantool opens it, so each block write returns once it is on
 //! disk: the whole group shares that sync. While it writes, new batches queue up and form
 //! the next group.
@@ -372,6 +373,7 @@ impl WalWriter {
         if path.exists() {
             match XlogWriter::open_append(&path) {
                 Ok(mut w) => {
+                    w.compress_blocks();
                     if cfg.mode == WalMode::Fsync {
                         w.use_dsync()?;
                     }
@@ -704,6 +706,7 @@ impl Thread {
                 self.last_file_vclock,
             );
             let mut w = XlogWriter::create(&path, &meta, false)?;
+            w.compress_blocks();
             if self.cfg.mode == WalMode::Fsync {
                 w.use_dsync()?;
                 sync_dir(&self.cfg.dir);
