@@ -285,3 +285,13 @@ fn payload_spreads() {
         println!("payload: everywhere after {:.1} s", secs(took));
     });
 }
+
+/// A failing scenario names its seed (on stderr: `... failed with seed 12: replay with
+/// SIM_SEED=12`) and still fails.
+#[test]
+#[should_panic(expected = "deliberate failure")]
+fn failing_scenario_names_its_seed() {
+    seeded("failing_scenario_names_its_seed", 12, |seed| {
+        panic!("deliberate failure with seed {seed}")
+    });
+}
