@@ -612,6 +612,14 @@ impl Swim {
         std::mem::take(&mut self.outbox)
     }
 
+    /// [`Swim::take_outgoing`] into `out` (emptied first), whose allocation the core keeps
+    /// for the next packets: a driver that calls this after every input allocates nothing.
+    pub fn swap_outgoing(&mut self, out: &mut Vec<Outgoing>) {
+        self.pending_acks.clear();
+        out.clear();
+        std::mem::swap(&mut self.outbox, out);
+    }
+
     /// Member events since the last call, one per member object; a member both added and
     /// dropped in between is not reported (spec §1.6).
     pub fn take_events(&mut self) -> Vec<MemberEvent> {
@@ -1047,6 +1055,10 @@ impl Swim {
         let n = self.members.len();
         let mut anti_entropy = Vec::with_capacity(n.min(room / proto::RECORD_SIZE));
         let start = self.rng.random_range(0..n);
+        // The slice is cold (another instance ran since): start loading all of it at once.
+        for k in 0..n.min(room / proto::RECORD_SIZE) {
+            prefetch(&self.members[(start + k) % n]);
+        }
         for k in 0..n {
             let i = (start + k) % n;
             let m = &self.members[i];

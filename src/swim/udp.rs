@@ -288,6 +288,10 @@ struct State {
     cells: HashMap<MemberId, Weak<MemberCell>>,
     log_window: (Instant, u32),
     pinned: bool,
+    /// Kept between inputs so that sending allocates nothing: the drained outbox and the
+    /// plaintext and ciphertext buffers.
+    outgoing: Vec<super::core::Outgoing>,
+    buffers: (Vec<u8>, Vec<u8>),
 }
 
 /// One swim instance: the driver state shared by the Lua handle and the tasks.
@@ -325,6 +329,8 @@ impl Instance {
                 cells: HashMap::new(),
                 log_window: (Instant::now(), 0),
                 pinned: false,
+                outgoing: Vec::new(),
+                buffers: (Vec::with_capacity(UDP_PACKET_SIZE), Vec::with_capacity(UDP_PACKET_SIZE)),
             }),
             events_ready: Notify::new(),
             timer_kick: Notify::new(),
@@ -376,12 +382,12 @@ impl Instance {
     fn settle(&self, st: &mut State) -> Vec<String> {
         let mut lines = Vec::new();
         let Some(core) = st.core.as_mut() else { return lines };
-        let out = core.take_outgoing();
+        let mut out = std::mem::take(&mut st.outgoing);
+        core.swap_outgoing(&mut out);
+        let (mut plain, mut wire) = std::mem::take(&mut st.buffers);
         if let Some(b) = st.bound.as_ref() {
             let sock = b.sock.clone();
-            let mut plain = Vec::with_capacity(UDP_PACKET_SIZE);
-            let mut wire = Vec::with_capacity(UDP_PACKET_SIZE);
-            for o in out {
+            for o in out.drain(..) {
                 plain.clear();
                 wire.clear();
                 proto::encode(&o.packet, &mut plain);
@@ -400,6 +406,8 @@ impl Instance {
                 }
             }
         }
+        st.outgoing = out;
+        st.buffers = (plain, wire);
         Self::refresh_cells(st);
         if st.collect {
             self.events_ready.notify_one();
