@@ -10,13 +10,15 @@
 //!   Tarantool's server with node's `--connect`;
 //! - `ctl_*`: `.in` piped into `tarantoolctl connect` against node's server.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const NODE: &str = env!("CARGO_BIN_EXE_node");
+use common::{free_port, temp_dir, wait_listening, KillOnDrop, NODE};
 
 fn corpus() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console_remote")
@@ -38,21 +40,6 @@ fn cases(prefix: &str) -> Vec<PathBuf> {
 
 fn golden(input: &Path) -> Vec<u8> {
     std::fs::read(input.with_extension("out")).expect("golden output exists")
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("node-console-remote-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-/// A port nobody listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 fn require_tarantool() {
@@ -82,15 +69,7 @@ impl Server {
             .spawn()
             .expect("the server starts");
         let server = Server { child, dir, addr };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(&server.addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "{program} does not listen on {}",
-                server.addr
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_listening(&server.addr, program);
         server
     }
 
@@ -109,16 +88,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A child process killed when the test ends, panicking or not.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

@@ -2,58 +2,23 @@
 //! against a real tarantool given the same bytes) or a closed connection, is counted, and
 //! never disturbs the server or its other clients.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
+
+use common::{Server, NODE};
 
 use rmpv::Value;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("node-iproto-bad-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-struct Server {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start(program: &str, name: &str) -> Server {
-    let dir = temp_dir(name);
-    let port = free_port();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/iproto/server.lua");
-    let child = Command::new(program)
-        .arg(script)
-        .arg(port.to_string())
-        .current_dir(&dir)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("stderr.log")).expect("log file"))
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program} starts: {e}"));
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(10), "{program} listens");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let server = Server::start(program, &format!("iproto-bad-{name}"), &script);
+    // The script's grants run before listen returns, but let the server finish the script.
     std::thread::sleep(Duration::from_millis(200));
-    Server { child, port, dir }
+    server
 }
 
 fn connect(port: u16) -> TcpStream {
@@ -87,8 +52,20 @@ fn frame(body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Reads one response: (type, sync, message of 0x31 if any). None when the server closed.
-fn response(s: &mut TcpStream) -> Option<(u64, u64, Option<String>)> {
+/// A request packet: header `{type, sync}` and `body`.
+fn request(kind: u64, sync: u64, body: &Value) -> Vec<u8> {
+    frame(&[mp(&map(&[(0, kind.into()), (1, sync.into())])), mp(body)].concat())
+}
+
+fn get(m: &Value, k: u64) -> Option<Value> {
+    m.as_map()?
+        .iter()
+        .find(|(key, _)| key.as_u64() == Some(k))
+        .map(|(_, v)| v.clone())
+}
+
+/// Reads one packet: header and body. None when the server closed.
+fn read_packet(s: &mut TcpStream) -> Option<(Value, Option<Value>)> {
     let mut prefix = [0u8; 5];
     s.read_exact(&mut prefix).ok()?;
     let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
@@ -96,19 +73,47 @@ fn response(s: &mut TcpStream) -> Option<(u64, u64, Option<String>)> {
     s.read_exact(&mut packet).ok()?;
     let mut rd = &packet[..];
     let header = rmpv::decode::read_value(&mut rd).expect("header");
-    let body = rmpv::decode::read_value(&mut rd).ok();
-    let get = |m: &Value, k: u64| -> Option<Value> {
-        m.as_map()?
-            .iter()
-            .find(|(key, _)| key.as_u64() == Some(k))
-            .map(|(_, v)| v.clone())
-    };
+    Some((header, rmpv::decode::read_value(&mut rd).ok()))
+}
+
+/// Reads one response: (type, sync, message of 0x31 if any). None when the server closed.
+fn response(s: &mut TcpStream) -> Option<(u64, u64, Option<String>)> {
+    let (header, body) = read_packet(s)?;
     let kind = get(&header, 0).and_then(|v| v.as_u64()).unwrap_or(0);
     let sync = get(&header, 1).and_then(|v| v.as_u64()).unwrap_or(0);
     let message = body
         .and_then(|b| get(&b, 0x31))
         .and_then(|v| v.as_str().map(str::to_string));
     Some((kind, sync, message))
+}
+
+/// A connection logged in as tests/iproto/server.lua's user `test`.
+fn login_as_test(port: u16) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let mut greeting = [0u8; 128];
+    s.read_exact(&mut greeting).expect("greeting");
+    let salt = node::iproto::codec::parse_greeting(&greeting).expect("greeting").salt;
+    let scramble = node::box_::chap_sha1::scramble(&salt[..20], "pass");
+    let auth = map(&[
+        (0x23, "test".into()),
+        (
+            0x21,
+            Value::Array(vec!["chap-sha1".into(), Value::Binary(scramble.to_vec())]),
+        ),
+    ]);
+    s.write_all(&request(7, 1, &auth)).expect("auth");
+    assert_eq!(response(&mut s).map(|(k, _, m)| (k, m)), Some((0, None)));
+    s
+}
+
+/// EVAL `expr` on `s`; returns the reply's first value.
+fn eval(s: &mut TcpStream, expr: &str) -> Value {
+    let body = map(&[(0x27, expr.into()), (0x21, Value::Array(vec![]))]);
+    s.write_all(&request(8, 2, &body)).expect("eval");
+    let (_, body) = read_packet(s).expect("reply");
+    let data = body.as_ref().and_then(|b| get(b, 0x30));
+    data.and_then(|d| d.as_array()?.first().cloned()).unwrap_or(Value::Nil)
 }
 
 fn ping(sync: u64) -> Vec<u8> {
@@ -221,7 +226,7 @@ fn answers(port: u16) -> Vec<String> {
 #[test]
 fn malformed_packets_get_tarantools_errors() {
     let tarantool = start("tarantool", "tarantool");
-    let node = start(env!("CARGO_BIN_EXE_node"), "node");
+    let node = start(NODE, "node");
     let expected = answers(tarantool.port);
     let got = answers(node.port);
     for (e, g) in expected.iter().zip(&got) {
@@ -229,40 +234,8 @@ fn malformed_packets_get_tarantools_errors() {
     }
     assert_eq!(got.len(), expected.len());
     // Counted: box.stat.net().MALFORMED, read over the port as user test.
-    let mut s = TcpStream::connect(("127.0.0.1", node.port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-    let mut greeting = [0u8; 128];
-    s.read_exact(&mut greeting).expect("greeting");
-    let salt = node::iproto::codec::parse_greeting(&greeting).expect("greeting").salt;
-    let scramble = node::box_::chap_sha1::scramble(&salt[..20], "pass");
-    let auth = map(&[
-        (0x23, "test".into()),
-        (
-            0x21,
-            Value::Array(vec!["chap-sha1".into(), Value::Binary(scramble.to_vec())]),
-        ),
-    ]);
-    s.write_all(&frame(&[mp(&map(&[(0, 7.into()), (1, 1.into())])), mp(&auth)].concat()))
-        .expect("auth");
-    assert_eq!(response(&mut s).map(|(k, _, m)| (k, m)), Some((0, None)));
-    let eval = map(&[
-        (0x27, "return box.stat.net().MALFORMED.total".into()),
-        (0x21, Value::Array(vec![])),
-    ]);
-    s.write_all(&frame(&[mp(&map(&[(0, 8.into()), (1, 2.into())])), mp(&eval)].concat()))
-        .expect("eval");
-    let mut prefix = [0u8; 5];
-    s.read_exact(&mut prefix).expect("reply");
-    let mut packet = vec![0u8; u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize];
-    s.read_exact(&mut packet).expect("reply");
-    let mut rd = &packet[..];
-    let _header = rmpv::decode::read_value(&mut rd).expect("header");
-    let body = rmpv::decode::read_value(&mut rd).expect("body");
-    let malformed = body
-        .as_map()
-        .and_then(|m| m.first())
-        .and_then(|(_, v)| v.as_array()?.first()?.as_u64());
-    assert!(malformed.is_some_and(|n| n >= 10), "{body}");
+    let malformed = eval(&mut login_as_test(node.port), "return box.stat.net().MALFORMED.total");
+    assert!(malformed.as_u64().is_some_and(|n| n >= 10), "{malformed}");
     // Each bad client was logged once, not once per packet.
     let log = std::fs::read_to_string(node.dir.join("stderr.log")).expect("log");
     assert!(log.matches("malformed packet").count() >= 5, "{log}");
@@ -271,7 +244,7 @@ fn malformed_packets_get_tarantools_errors() {
 #[test]
 fn a_client_that_vanishes_mid_packet_or_floods_disturbs_nobody() {
     node::runtime::raise_open_files_limit(); // this test holds 1,000 sockets
-    let node = start(env!("CARGO_BIN_EXE_node"), "flood");
+    let node = start(NODE, "flood");
     // Half a packet, then gone.
     let mut s = connect(node.port);
     s.write_all(&ping(1)[..4]).expect("send");
@@ -321,4 +294,24 @@ fn a_client_that_vanishes_mid_packet_or_floods_disturbs_nobody() {
     let mut last = connect(node.port);
     last.write_all(&ping(9)).expect("send");
     assert_eq!(response(&mut last).map(|(k, s, _)| (k, s)), Some((0, 9)));
+}
+
+#[test]
+fn net_msg_max_bounds_the_requests_served_at_once() {
+    let node = start(NODE, "net-msg-max");
+    let slow_calls = |s: &mut TcpStream| {
+        let call = map(&[(0x22, "slow".into()), (0x21, Value::Array(vec!["x".into()]))]);
+        let burst: Vec<u8> = (10..13).flat_map(|sync| request(10, sync, &call)).collect();
+        let started = Instant::now();
+        s.write_all(&burst).expect("calls");
+        for _ in 0..3 {
+            assert_eq!(response(s).map(|(kind, _, _)| kind), Some(0));
+        }
+        started.elapsed()
+    };
+    let mut s = login_as_test(node.port);
+    // slow() sleeps 0.3 s: three at once take one sleep, two at a time take two.
+    assert!(slow_calls(&mut s) < Duration::from_millis(550));
+    eval(&mut s, "box.cfg{net_msg_max = 2}");
+    assert!(slow_calls(&mut s) >= Duration::from_millis(550));
 }

@@ -2,63 +2,23 @@
 //! `tarantool` connector from PyPI run the same scripts against a `node` and a `tarantool`
 //! serving tests/iproto/server.lua, and must see the same answers.
 
-use std::net::TcpStream;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Server, NODE};
 
 fn scripts() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/iproto")
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("node-iproto-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-/// A port nobody listens on now (the kernel's pick of an ephemeral one).
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-struct Server {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_script(program: &str, name: &str, script: &str) -> Server {
-    let dir = temp_dir(name);
-    let port = free_port();
-    let child = Command::new(program)
-        .arg(scripts().join(script))
-        .arg(port.to_string())
-        .current_dir(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program} starts (scripts/setup.sh installs tarantool): {e}"));
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{program} listens on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let server = Server::start(program, &format!("iproto-{name}"), &scripts().join(script));
     // The script's grants run before listen returns, but let the server finish the script.
     std::thread::sleep(Duration::from_millis(200));
-    Server { child, port, dir }
+    server
 }
 
 fn run(cmd: &mut Command) -> String {
@@ -74,7 +34,7 @@ fn compare(client: impl Fn(u16, &Path) -> String, name: &str) -> String {
 
 fn compare_with(client: impl Fn(u16, &Path) -> String, name: &str, server: &str) -> String {
     let tarantool = start_script("tarantool", &format!("{name}-tarantool"), server);
-    let node = start_script(env!("CARGO_BIN_EXE_node"), &format!("{name}-node"), server);
+    let node = start_script(NODE, &format!("{name}-node"), server);
     let expected = client(tarantool.port, &tarantool.dir);
     let got = client(node.port, &node.dir);
     for (i, (e, g)) in expected.lines().zip(got.lines()).enumerate() {

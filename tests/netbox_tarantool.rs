@@ -7,40 +7,16 @@
 //! reconnect (it starts and kills servers of its own) and GC; tests/netbox/self.lua covers
 //! `net.box.self`.
 
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-const NODE: &str = env!("CARGO_BIN_EXE_node");
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::{free_port, temp_dir, wait_listening, KillOnDrop as Server, NODE};
 const TARANTOOL: &str = "tarantool";
 
 fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/netbox").join(name)
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("node-netbox-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// A server process, killed when dropped.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn start_server(program: &str, port: u16, dir: &Path) -> Server {
@@ -56,14 +32,7 @@ fn start_server(program: &str, port: u16, dir: &Path) -> Server {
         .spawn()
         .expect("the server starts (is tarantool installed? scripts/setup.sh installs it)");
     let server = Server(child);
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{program} server did not listen"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_listening(&format!("127.0.0.1:{port}"), program);
     server
 }
 

@@ -1,8 +1,9 @@
 -- The load of scripts/bench/iproto.sh, always run by real tarantool: net.box with FIBERS
--- fibers sharing one connection (so requests pipeline), REQUESTS requests per case.
--- Prints `case<TAB>requests/s<TAB>p99 ms`.
---   tarantool scripts/bench/iproto_client.lua PORT [REQUESTS] [FIBERS]
+-- fibers sharing one connection (so requests pipeline), REQUESTS requests per case (only
+-- case number ONLY when given). Prints `case<TAB>requests/s<TAB>p99 ms`.
+--   tarantool scripts/bench/iproto_client.lua PORT [REQUESTS] [FIBERS] [ONLY]
 local port, total, nfibers = arg[1], tonumber(arg[2] or 200000), tonumber(arg[3] or 100)
+local only = tonumber(arg[4])
 local fiber = require('fiber')
 local clock = require('clock')
 local conn = require('net.box').connect('127.0.0.1:' .. port)
@@ -16,8 +17,7 @@ local cases = {
     {'replace (wal write)', function(i) space:replace({i % 1000 + 1, 'updated'}) end},
 }
 
-for _, case in ipairs(cases) do
-    local name, request = case[1], case[2]
+local function run_case(name, request)
     for i = 1, 1000 do request(i) end -- warm-up
     local per_fiber = math.floor(total / nfibers)
     local latencies = {}
@@ -39,5 +39,9 @@ for _, case in ipairs(cases) do
     table.sort(latencies)
     local p99 = latencies[math.ceil(#latencies * 0.99)]
     print(string.format('%s\t%.0f\t%.3f', name, #latencies / elapsed, p99 * 1000))
+end
+
+for i, case in ipairs(cases) do
+    if only == nil or only == i then run_case(case[1], case[2]) end
 end
 os.exit(0)

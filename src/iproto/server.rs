@@ -105,7 +105,6 @@ thread_local! {
     static NET_SAMPLES: RefCell<std::collections::VecDeque<(std::time::Instant, NetStat)>> =
         const { RefCell::new(std::collections::VecDeque::new()) };
     static SAMPLING: Cell<bool> = const { Cell::new(false) };
-    static LUA_FOR_LOG: RefCell<Option<mlua::WeakLua>> = const { RefCell::new(None) };
     /// Requests of one connection being served at once (box.cfg `net_msg_max`): past it
     /// the connection is not read until some finish.
     static NET_MSG_MAX: Cell<u32> = const { Cell::new(768) };
@@ -206,8 +205,13 @@ struct SessionTriggers {
     auth: bool,
 }
 
-fn bind_error(what: &str, e: &io::Error) -> LuaError {
-    let _ = what;
+/// Logs why `place` could not be bound, as Tarantool does, and returns the error it raises.
+fn bind_failed(lua: &Lua, place: &str, e: &io::Error) -> LuaError {
+    log::write(
+        lua,
+        Level::Error,
+        &format!("binary: failed to bind on {place}: {}", os_error_text(e)),
+    );
     BoxError::system("binary: failed to bind, called on fd -1", e.raw_os_error().unwrap_or(0)).into_lua_err()
 }
 
@@ -221,11 +225,8 @@ fn os_error_text(e: &io::Error) -> String {
 fn bind(lua: &Lua, addr: &ListenAddr) -> LuaResult<BoundSocket> {
     match addr {
         ListenAddr::Tcp(host, port) => {
-            let listener = std::net::TcpListener::bind((host.as_str(), *port)).map_err(|e| {
-                let msg = format!("binary: failed to bind on {host}:{port}: {}", os_error_text(&e));
-                log::write(lua, Level::Error, &msg);
-                bind_error(&msg, &e)
-            })?;
+            let listener = std::net::TcpListener::bind((host.as_str(), *port))
+                .map_err(|e| bind_failed(lua, &format!("{host}:{port}"), &e))?;
             listener.set_nonblocking(true).map_err(LuaError::external)?;
             let listener = tokio::net::TcpListener::from_std(listener).map_err(LuaError::external)?;
             if let Ok(a) = listener.local_addr() {
@@ -238,15 +239,8 @@ fn bind(lua: &Lua, addr: &ListenAddr) -> LuaResult<BoundSocket> {
             if path.exists() && std::os::unix::net::UnixStream::connect(path).is_err() {
                 let _ = std::fs::remove_file(path);
             }
-            let listener = tokio::net::UnixListener::bind(path).map_err(|e| {
-                let msg = format!(
-                    "binary: failed to bind on unix/:{}: {}",
-                    path.display(),
-                    os_error_text(&e)
-                );
-                log::write(lua, Level::Error, &msg);
-                bind_error(&msg, &e)
-            })?;
+            let listener = tokio::net::UnixListener::bind(path)
+                .map_err(|e| bind_failed(lua, &format!("unix/:{}", path.display()), &e))?;
             log::write(lua, Level::Info, &format!("binary: bound to unix/:{}", path.display()));
             Ok(BoundSocket::Unix(listener, path.clone()))
         }
@@ -265,9 +259,8 @@ pub fn listen(lua: &Lua, uri: Option<String>) -> LuaResult<()> {
         ACTIVE.with(|a| a.borrow_mut().take());
         return Ok(());
     };
-    let addr = parse_listen(&uri).ok_or_else(|| {
-        client_error!(ER_CFG, "listen", format!("expected host:service or /unix.socket")).into_lua_err()
-    })?;
+    let addr = parse_listen(&uri)
+        .ok_or_else(|| client_error!(ER_CFG, "listen", "expected host:service or /unix.socket").into_lua_err())?;
     let new_addr = addr.clone();
     // Rebinding the port we hold: close ours first.
     let holds_it = ACTIVE.with(|a| {
@@ -281,7 +274,6 @@ pub fn listen(lua: &Lua, uri: Option<String>) -> LuaResult<()> {
     }
     let socket = Rc::new(RefCell::new(Some(bind(lua, &addr)?)));
     let stop = Rc::new(Notify::new());
-    LUA_FOR_LOG.with(|l| *l.borrow_mut() = Some(lua.weak()));
     if !SAMPLING.with(|s| s.replace(true)) {
         tokio::task::spawn_local(sample_net_stat());
     }
@@ -459,7 +451,7 @@ where
                 Some(SessionEvent::Connect),
             );
             if let Err(e) = started {
-                session_event_done(&conn, 0, SessionEvent::Connect, Some(e));
+                session_event_done(&lua, &conn, 0, SessionEvent::Connect, Some(e));
             }
         }
         None => conn.send(&greeting),
@@ -496,6 +488,17 @@ async fn write_loop<W: AsyncWrite + Unpin>(conn: Rc<Conn>, mut wr: W) {
     let _ = wr.shutdown().await;
 }
 
+/// Waits while the connection may take no more requests: `net_msg_max` of them being
+/// served, or too many replies unsent. False once the connection is closed.
+async fn room_for_requests(conn: &Conn) -> bool {
+    while !conn.closed.get()
+        && (conn.in_flight.get() >= NET_MSG_MAX.with(Cell::get) || conn.out.borrow().len() > MAX_UNSENT)
+    {
+        conn.progress.notified().await;
+    }
+    !conn.closed.get()
+}
+
 async fn read_loop<R: AsyncRead + Unpin>(lua: mlua::WeakLua, conn: Rc<Conn>, mut rd: R) {
     while conn.accepted.get().is_none() {
         conn.progress.notified().await;
@@ -505,12 +508,7 @@ async fn read_loop<R: AsyncRead + Unpin>(lua: mlua::WeakLua, conn: Rc<Conn>, mut
         if conn.accepted.get() == Some(false) {
             break;
         }
-        while !conn.closed.get()
-            && (conn.in_flight.get() >= NET_MSG_MAX.with(Cell::get) || conn.out.borrow().len() > MAX_UNSENT)
-        {
-            conn.progress.notified().await;
-        }
-        if conn.closed.get() {
+        if !room_for_requests(&conn).await {
             break;
         }
         let readahead = READAHEAD.with(Cell::get);
@@ -528,6 +526,13 @@ async fn read_loop<R: AsyncRead + Unpin>(lua: mlua::WeakLua, conn: Rc<Conn>, mut
         loop {
             match codec::next_packet(&buf[pos..], codec::PACKET_SIZE_MAX) {
                 Ok(Some(frame)) => {
+                    // The limit holds inside a batch too: the rest waits in the buffer.
+                    if conn.in_flight.get() >= NET_MSG_MAX.with(Cell::get) {
+                        box_lua::flush_wal();
+                        if !room_for_requests(&conn).await {
+                            break 'read;
+                        }
+                    }
                     let packet = &buf[pos + frame.packet.start..pos + frame.packet.end];
                     serve(&lua, &conn, packet);
                     pos += frame.consumed;
@@ -727,7 +732,7 @@ fn session_event_args(lua: &Lua, kind: &str) -> LuaMultiValue {
 }
 
 /// The triggers of `event` finished (`error`: one raised).
-fn session_event_done(conn: &Rc<Conn>, sync: u64, event: SessionEvent, error: Option<ClientError>) {
+fn session_event_done(lua: &Lua, conn: &Rc<Conn>, sync: u64, event: SessionEvent, error: Option<ClientError>) {
     match event {
         SessionEvent::Connect => {
             match error {
@@ -739,13 +744,11 @@ fn session_event_done(conn: &Rc<Conn>, sync: u64, event: SessionEvent, error: Op
                 }
                 Some(e) => {
                     // Tarantool closes without a word to the client; the log says why.
-                    if let Some(lua) = LUA_FOR_LOG.with(|l| l.borrow().as_ref().and_then(|w| w.try_upgrade())) {
-                        log::write(
-                            &lua,
-                            Level::Error,
-                            &format!("binary: on_connect trigger failed: {}", e.message),
-                        );
-                    }
+                    log::write(
+                        lua,
+                        Level::Error,
+                        &format!("binary: on_connect trigger failed: {}", e.message),
+                    );
                     conn.accepted.set(Some(false));
                 }
             }
@@ -1019,7 +1022,7 @@ fn take_request(token: i64) -> Option<FiberRequest> {
 fn reply(lua: &Lua, (token, values): (i64, LuaMultiValue)) -> LuaResult<()> {
     let Some(r) = take_request(token) else { return Ok(()) };
     if let Some(event) = r.event {
-        session_event_done(&r.conn, r.sync, event, None);
+        session_event_done(lua, &r.conn, r.sync, event, None);
         return Ok(());
     }
     let encoded = match r.kind {
@@ -1111,7 +1114,7 @@ fn reply_error(lua: &Lua, (token, err): (i64, LuaValue)) -> LuaResult<()> {
     };
     if let Some(event) = r.event {
         let e = ClientError::with_message(code, message);
-        session_event_done(&r.conn, r.sync, event, Some(e));
+        session_event_done(lua, &r.conn, r.sync, event, Some(e));
         return Ok(());
     }
     r.conn.send(&encode_error(r.sync, type_name, code, &message));
@@ -1257,6 +1260,24 @@ mod tests {
         assert_eq!(parse_listen("unix/:"), None);
         assert_eq!(parse_listen("nonsense"), None);
         assert_eq!(parse_listen("host:99999"), None);
+    }
+
+    #[test]
+    fn rates_are_per_second_over_the_sampled_window() {
+        assert_eq!(rate(|s| s.requests), 0.0, "no samples yet");
+        let t0 = std::time::Instant::now();
+        for (secs, requests) in [(0, 100), (1, 400), (2, 700)] {
+            let stat = NetStat {
+                requests,
+                ..NetStat::default()
+            };
+            NET_SAMPLES.with(|h| {
+                h.borrow_mut()
+                    .push_back((t0 + std::time::Duration::from_secs(secs), stat))
+            });
+        }
+        assert_eq!(rate(|s| s.requests), 300.0);
+        assert_eq!(rate(|s| s.sent), 0.0);
     }
 
     #[test]

@@ -721,7 +721,37 @@ pub fn spawn_with(
     on_error: Option<OnError>,
 ) -> LuaResult<Rc<Fiber>> {
     let sched = scheduler(lua);
-    ensure_task(lua, &sched)?;
+    let fiber = create(lua, &sched, name, func, args, on_error)?;
+    match start {
+        Start::Eager => {
+            resume(lua, &sched, &fiber, true);
+        }
+        Start::Deferred => sched.schedule(&fiber),
+    }
+    Ok(fiber)
+}
+
+/// Starts a fiber running `func(args...)` at once (it runs until its first yield before
+/// this returns), after `before_start(fiber id)`: the IPROTO server binds the fiber to its
+/// session there. Errors are logged like any fiber's.
+pub fn spawn_bound(lua: &Lua, func: LuaFunction, args: LuaMultiValue, before_start: impl FnOnce(u64)) -> LuaResult<()> {
+    let sched = scheduler(lua);
+    let fiber = create(lua, &sched, DEFAULT_NAME, func, args, None)?;
+    before_start(fiber.id);
+    resume(lua, &sched, &fiber, true);
+    Ok(())
+}
+
+/// A new fiber for `func(args...)`, registered but not yet run.
+fn create(
+    lua: &Lua,
+    sched: &Rc<Scheduler>,
+    name: &str,
+    func: LuaFunction,
+    args: LuaMultiValue,
+    on_error: Option<OnError>,
+) -> LuaResult<Rc<Fiber>> {
+    ensure_task(lua, sched)?;
     let id = sched.next_id.get();
     sched.next_id.set(id + 1);
     let fiber = Rc::new(Fiber::new(id, name));
@@ -739,37 +769,7 @@ pub fn spawn_with(
     // leaves them on the coroutine's stack for the first resume.
     drop(thread.into_async::<()>(call_args)?);
     sched.fibers.borrow_mut().insert(id, fiber.clone());
-
-    match start {
-        Start::Eager => {
-            resume(lua, &sched, &fiber, true);
-        }
-        Start::Deferred => sched.schedule(&fiber),
-    }
     Ok(fiber)
-}
-
-/// Starts a fiber running `func(args...)` at once (it runs until its first yield before
-/// this returns), after `before_start(fiber id)`: the IPROTO server binds the fiber to its
-/// session there. Errors are logged like any fiber's.
-pub fn spawn_bound(lua: &Lua, func: LuaFunction, args: LuaMultiValue, before_start: impl FnOnce(u64)) -> LuaResult<()> {
-    let sched = scheduler(lua);
-    ensure_task(lua, &sched)?;
-    let id = sched.next_id.get();
-    sched.next_id.set(id + 1);
-    let fiber = Rc::new(Fiber::new(id, DEFAULT_NAME));
-    let acquire: LuaFunction = lua.registry_value(&fiber_lua(lua)?.acquire)?;
-    let thread: LuaThread = acquire.call(id)?;
-    fiber.co.set(thread.state());
-    let mut call_args = LuaMultiValue::with_capacity(args.len() + 2);
-    call_args.push_back(LuaValue::Integer(id as i64));
-    call_args.push_back(LuaValue::Function(func));
-    call_args.extend(args);
-    drop(thread.into_async::<()>(call_args)?);
-    sched.fibers.borrow_mut().insert(id, fiber.clone());
-    before_start(id);
-    resume(lua, &sched, &fiber, true);
-    Ok(())
 }
 
 /// The Rust half of `fiber.create`'s fast path in lua/fiber.lua, which resumes the child

@@ -200,19 +200,11 @@ mod tests {
     }
 
     fn seq(items: Vec<Node>) -> Node {
-        Node::Seq {
-            items,
-            flow: false,
-            id: 0,
-        }
+        Node::seq(items)
     }
 
     fn map(entries: Vec<(Node, Node)>) -> Node {
-        Node::Map {
-            entries,
-            flow: false,
-            id: 0,
-        }
+        Node::map(entries)
     }
 
     /// Each case was printed by Tarantool 2.6 in `\set output lua` (line) mode.

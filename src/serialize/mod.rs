@@ -242,6 +242,24 @@ impl Node {
     pub fn str(s: &str) -> Node {
         Node::Str(s.as_bytes().to_vec())
     }
+
+    /// A block-style sequence not met before (for building documents in tests).
+    pub fn seq(items: Vec<Node>) -> Node {
+        Node::Seq {
+            items,
+            flow: false,
+            id: 0,
+        }
+    }
+
+    /// A block-style map not met before.
+    pub fn map(entries: Vec<(Node, Node)>) -> Node {
+        Node::Map {
+            entries,
+            flow: false,
+            id: 0,
+        }
+    }
 }
 
 /// The name Lua's `type()` gives a value (mlua says "integer" for some numbers).

@@ -702,19 +702,11 @@ mod tests {
     }
 
     fn seq(items: Vec<Node>) -> Node {
-        Node::Seq {
-            items,
-            flow: false,
-            id: 0,
-        }
+        Node::seq(items)
     }
 
     fn map(entries: Vec<(Node, Node)>) -> Node {
-        Node::Map {
-            entries,
-            flow: false,
-            id: 0,
-        }
+        Node::map(entries)
     }
 
     #[test]

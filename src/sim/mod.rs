@@ -20,14 +20,16 @@
 //! Packets travel decoded: the byte codec is tested on its own, and skipping it here keeps
 //! 10,000-member runs fast. [`Cluster`] is the harness; [`tests`] holds the scenarios.
 
-use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddrV4;
 
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use uuid::Uuid;
 
+pub mod queue;
+
+use self::queue::EventQueue;
 use crate::swim::core::{localhost, Config, Lifeguard, Swim};
 use crate::swim::member::{event, GcMode};
 use crate::swim::proto::{Body, MemberRecord, Meta, Packet, Status, TARANTOOL_VERSION};
@@ -116,30 +118,6 @@ enum Action {
     },
 }
 
-struct Scheduled {
-    at: u64,
-    seq: u64,
-    action: Action,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    /// Reversed: the heap's top is the earliest event, ties in scheduling order.
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.at, other.seq).cmp(&(self.at, self.seq))
-    }
-}
-
 /// One simulated host.
 pub struct Node {
     /// `None` while killed (or after quit).
@@ -179,8 +157,7 @@ pub struct Cluster {
     pub cfg: ClusterConfig,
     pub seed: u64,
     now: u64,
-    seq: u64,
-    queue: BinaryHeap<Scheduled>,
+    queue: EventQueue<Action>,
     rng: SmallRng,
     nodes: Vec<Node>,
     by_addr: HashMap<SocketAddrV4, usize>,
@@ -204,8 +181,7 @@ impl Cluster {
             cfg,
             seed,
             now: EPOCH,
-            seq: 0,
-            queue: BinaryHeap::new(),
+            queue: EventQueue::default(),
             rng: SmallRng::seed_from_u64(mix(seed)),
             nodes: Vec::with_capacity(n),
             by_addr: HashMap::new(),
@@ -434,10 +410,12 @@ impl Cluster {
 
     /// Handle the next event; false when the queue is empty.
     pub fn step(&mut self) -> bool {
-        let Some(ev) = self.queue.pop() else { return false };
-        self.now = self.now.max(ev.at);
+        let Some((at, action)) = self.queue.pop() else {
+            return false;
+        };
+        self.now = self.now.max(at);
         self.steps += 1;
-        match ev.action {
+        match action {
             Action::Timer { node, life, at } => {
                 let n = &mut self.nodes[node];
                 if n.life != life || n.timer_at != Some(at) {
@@ -474,8 +452,8 @@ impl Cluster {
 
     /// Run until virtual time `until` (µs, absolute).
     pub fn run_to(&mut self, until: u64) {
-        while let Some(top) = self.queue.peek() {
-            if top.at > until {
+        while let Some(at) = self.queue.next_at() {
+            if at > until {
                 break;
             }
             self.step();
@@ -575,12 +553,7 @@ impl Cluster {
     }
 
     fn push(&mut self, at: u64, action: Action) {
-        self.seq += 1;
-        self.queue.push(Scheduled {
-            at,
-            seq: self.seq,
-            action,
-        });
+        self.queue.push(at, action);
     }
 }
 

@@ -92,16 +92,6 @@ local function entry_value(e)
     return e.v
 end
 
-local function entry_show(e)
-    if e.null then
-        return ports.NONE
-    end
-    if e.bad then
-        return e.bad
-    end
-    return tostring(e.v)
-end
-
 -- Phase 2 delivery of rec's decision to the participants that have not acknowledged it;
 -- returns true when every one has.
 local function deliver(rec, timeout, session)
@@ -184,7 +174,7 @@ local function report(rec, votes, results)
         local n = e.n
         local v = votes[n] or {}
         local from = v.port == nil and 'unknown' or ports.show(v.port)
-        local p = {instance = n, from = from, to = entry_show(e),
+        local p = {instance = n, from = from, to = ports.show_entry(e),
                    vote = v.ok and 'yes' or ('no: ' .. tostring(v.reason))}
         if not v.ok then
             table.insert(reasons, string.format('instance %d: %s', n, tostring(v.reason)))
@@ -238,7 +228,7 @@ function C.apply(change)
         store.put_coord(rec)
         local shown = {}
         for _, e in ipairs(entries) do
-            table.insert(shown, string.format('[%d] = %s', e.n, entry_show(e)))
+            table.insert(shown, string.format('[%d] = %s', e.n, ports.show_entry(e)))
         end
         log.info('twophase: change %s: coordinating {%s}', id, table.concat(shown, ', '))
 

@@ -135,16 +135,6 @@ local function raw_value(e)
     return e.v
 end
 
-local function raw_show(e)
-    if e.null then
-        return ports.NONE
-    end
-    if e.bad then
-        return e.bad
-    end
-    return tostring(e.v)
-end
-
 local decision_watch   -- forward
 
 -- Phase 1. tx = {id, coordinator, participants = {n...}, change = {{n, v | null | bad}...}}
@@ -172,7 +162,7 @@ local function prepare(tx)
     local function no(reason)
         -- Only a changing port can fail validation: the failure line is always due.
         store.outcome:replace{tx.id, 'aborted'}
-        failure_line(old, raw_show(e))
+        failure_line(old, ports.show_entry(e))
         return {ok = false, reason = reason, port = old}
     end
     local new, err = ports.parse(raw_value(e))
@@ -275,7 +265,7 @@ local function abort(args)
     if e ~= nil then
         local new = ports.parse(raw_value(e))
         if new ~= P.port then
-            failure_line(P.port, raw_show(e))
+            failure_line(P.port, ports.show_entry(e))
         end
     end
     return {ok = true}

@@ -49,6 +49,17 @@ function M.show(v)
     return tostring(v)
 end
 
+-- How one entry of a change ({n, v | null | bad}) is written in messages and logs.
+function M.show_entry(e)
+    if e.null then
+        return M.NONE
+    end
+    if e.bad then
+        return e.bad
+    end
+    return tostring(e.v)
+end
+
 -- Listens on host:port so that nobody else takes the port between the vote and phase 2
 -- (a client that connects meanwhile is closed at once). Returns the listening socket, or
 -- nil, the error text and errno. socket.tcp_server sets SO_REUSEADDR, as http.server does,

@@ -64,8 +64,7 @@
 //! first by a margin (a candidate whose term is bumped by an unacceptable one stands in the
 //! new term itself), which can take dozens of rounds. The reports show the real times.
 
-use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use rand::rngs::SmallRng;
@@ -73,6 +72,7 @@ use rand::{RngExt, SeedableRng};
 
 use crate::box_::errcode::{ER_SYNC_QUORUM_TIMEOUT, ER_SYNC_ROLLBACK};
 use crate::box_::wal::vclock::{Vclock, VCLOCK_MAX};
+use crate::sim::queue::EventQueue;
 use crate::sim::{mix, EPOCH};
 
 use super::core::{Config, ElectionMode, InstanceId, Output, Raft, RaftMessage, Role, Status};
@@ -218,30 +218,6 @@ enum Event {
     Chaos,
 }
 
-struct Scheduled {
-    at: u64,
-    seq: u64,
-    event: Event,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    /// Reversed: the heap's top is the earliest event, ties in scheduling order.
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.at, other.seq).cmp(&(self.at, self.seq))
-    }
-}
-
 /// What a running node holds in memory; lost at a crash.
 struct Live {
     raft: Raft,
@@ -291,8 +267,7 @@ pub struct Cluster {
     pub opts: Options,
     pub seed: u64,
     now: u64,
-    seq: u64,
-    queue: BinaryHeap<Scheduled>,
+    queue: EventQueue<Event>,
     rng: SmallRng,
     nodes: Vec<Node>,
     quorum: usize,
@@ -323,8 +298,7 @@ impl Cluster {
         let mut c = Cluster {
             seed,
             now: EPOCH,
-            seq: 0,
-            queue: BinaryHeap::new(),
+            queue: EventQueue::default(),
             rng: SmallRng::seed_from_u64(mix(seed)),
             nodes: Vec::with_capacity(n),
             quorum: n / 2 + 1,
@@ -524,24 +498,24 @@ impl Cluster {
         let mut same_time_steps = 0u32;
         let mut last_at = self.now;
         while self.violation.is_none() {
-            let Some(top) = self.queue.peek() else { break };
-            if top.at > until {
+            let Some(next) = self.queue.next_at() else { break };
+            if next > until {
                 break;
             }
-            let Some(ev) = self.queue.pop() else { break };
-            if ev.at == last_at {
+            let Some((at, event)) = self.queue.pop() else { break };
+            if at == last_at {
                 same_time_steps += 1;
                 if same_time_steps > 200_000 {
-                    self.fail(format!("no progress: 200,000 events at one instant {}", ev.at));
+                    self.fail(format!("no progress: 200,000 events at one instant {at}"));
                     break;
                 }
             } else {
                 same_time_steps = 0;
-                last_at = ev.at;
+                last_at = at;
             }
-            self.now = self.now.max(ev.at);
+            self.now = self.now.max(at);
             self.report.steps += 1;
-            self.handle(ev.event);
+            self.handle(event);
             self.rebootstrap_diverged();
             self.check_fencing();
         }
@@ -1365,12 +1339,7 @@ impl Cluster {
     }
 
     fn push(&mut self, at: u64, event: Event) {
-        self.seq += 1;
-        self.queue.push(Scheduled {
-            at,
-            seq: self.seq,
-            event,
-        });
+        self.queue.push(at, event);
     }
 
     fn fail(&mut self, msg: String) {
