@@ -9,6 +9,7 @@ pub mod box_;
 pub mod iproto;
 pub mod modules;
 pub mod netbox;
+pub mod replication;
 pub mod runtime;
 pub mod serialize;
 pub mod sim;
