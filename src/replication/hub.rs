@@ -79,7 +79,7 @@ pub fn on_upstream_lost(source: u32) {
 
 /// Applier: may rows that originate from `source` be applied?
 pub fn accepts_rows_from(source: u32) -> bool {
-    driver().map_or(true, |d| d.accepts_rows_from(source))
+    driver().is_none_or(|d| d.accepts_rows_from(source))
 }
 
 /// Relay: an ACK `{0x26: vclock}` from the replica `replica_id`.
