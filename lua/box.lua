@@ -442,6 +442,9 @@ end
 local spaces_by_id = {}
 box.space = {}
 
+-- Called after every schema change (set in the box.cfg section: _cluster moves the quorums).
+local after_schema_change
+
 local function refresh_schema()
     local infos = internal.spaces()
     local alive = {}
@@ -492,6 +495,7 @@ local function refresh_schema()
             space.enabled = false
         end
     end
+    if after_schema_change ~= nil then after_schema_change() end
 end
 internal.set_schema_hook(refresh_schema)
 
@@ -1208,7 +1212,11 @@ end
 box.ctl = {
     wait_ro = function(timeout) return wait_mode(true, timeout) end,
     wait_rw = function(timeout) return wait_mode(false, timeout) end,
+    promote = function() return internal.promote() end,
+    demote = function() return internal.demote() end,
 }
+-- 2.6.1/2.6.2's name for taking the synchronous queue over.
+box.ctl.clear_synchro_queue = box.ctl.promote
 
 -- }}}
 
@@ -1254,6 +1262,45 @@ local function checked(opts, current)
     return new, changed or {}
 end
 
+-- Options the election and synchronous-queue drivers read.
+local election_options = {
+    election_mode = true, election_timeout = true, replication_timeout = true,
+    replication_synchro_quorum = true, replication_synchro_timeout = true,
+    election_fencing_mode = true, election_pre_vote = true,
+}
+
+local registered_replicas = 0
+
+-- Hands the election options to the drivers; the quorums follow the number of
+-- registered replicas (spec §2.3).
+local function apply_election(cfg)
+    local n = 0
+    for _ in box.space._cluster:pairs() do n = n + 1 end
+    local q = cfg.replication_synchro_quorum or 1
+    local synchro = cfg_check.quorum_for(q, n) or 1
+    if n ~= registered_replicas and registered_replicas ~= 0 and type(q) == 'string' then
+        log.info('update replication_synchro_quorum = %d', synchro)
+    end
+    registered_replicas = n
+    internal.election_cfg({
+        mode = cfg.election_mode,
+        election_timeout = cfg.election_timeout,
+        replication_timeout = cfg.replication_timeout,
+        election_quorum = cfg_check.election_quorum(q, n) or 1,
+        synchro_quorum = synchro,
+        synchro_timeout = cfg.replication_synchro_timeout,
+        pre_vote = cfg.election_pre_vote == true,
+        fencing = cfg.election_fencing_mode == 'soft' or cfg.election_fencing_mode == 'strict',
+    })
+end
+
+after_schema_change = function()
+    if type(box.cfg) ~= 'table' then return end
+    local n = 0
+    for _ in box.space._cluster:pairs() do n = n + 1 end
+    if n ~= registered_replicas then apply_election(box.cfg) end
+end
+
 local function reconfigure(cfg, opts)
     local new, changed = checked(opts, cfg)
     local values = {}
@@ -1265,6 +1312,9 @@ local function reconfigure(cfg, opts)
     end
     apply_log(values)
     apply_dynamic(values)
+    for _, k in ipairs(changed) do
+        if election_options[k] then apply_election(new) break end
+    end
     for k in pairs(cfg) do rawset(cfg, k, nil) end
     for k, v in pairs(new) do rawset(cfg, k, v) end
 end
@@ -1303,6 +1353,7 @@ local function configure(opts)
     internal.start(effective)
     started = true
     refresh_schema()
+    apply_election(effective)
     internal.iproto_cfg(effective.net_msg_max, effective.readahead)
     if effective.listen ~= nil then
         local ok, e = pcall(internal.listen, effective.listen)

@@ -116,6 +116,9 @@ local types = {
     worker_pool_threads = 'number',
     election_mode = 'string',
     election_timeout = 'number',
+    -- Beyond 2.6 (docs/raft.md): 2.11's fencing option, and node's pre-vote switch.
+    election_fencing_mode = 'string',
+    election_pre_vote = 'boolean',
     replication_timeout = 'number',
     replication_sync_lag = 'number',
     replication_sync_timeout = 'number',
@@ -238,6 +241,8 @@ local dynamic = {
     force_recovery = true,
     election_mode = true,
     election_timeout = true,
+    election_fencing_mode = true,
+    election_pre_vote = true,
     replication_timeout = true,
     replication_connect_timeout = true,
     replication_connect_quorum = true,
@@ -969,6 +974,15 @@ local function check_election_mode(cfg)
     return nil
 end
 
+local function check_fencing_mode(cfg)
+    local mode = cfg.election_fencing_mode
+    if mode ~= nil and mode ~= 'off' and mode ~= 'soft' and mode ~= 'strict' then
+        return cfg_error('election_fencing_mode',
+            "the value must be one of the following strings: 'off', 'soft', 'strict'")
+    end
+    return nil
+end
+
 local function check_sync_lag(cfg)
     -- cfg_getd_default(): nil reads as infinity.
     local lag = cfg.replication_sync_lag
@@ -1114,6 +1128,7 @@ local first_checks = {
     end,
     check_election_mode,
     check_election_timeout,
+    check_fencing_mode,
     check_replication,
     check_replication_timeout,
     check_connect_timeout,
@@ -1187,6 +1202,7 @@ local reload_checks = {
     wal_cleanup_delay = check_wal_cleanup_delay,
     election_mode = check_election_mode,
     election_timeout = check_election_timeout,
+    election_fencing_mode = check_fencing_mode,
     replication_timeout = check_replication_timeout,
     replication_connect_timeout = check_connect_timeout,
     replication_connect_quorum = check_connect_quorum,

@@ -75,6 +75,8 @@ pub struct Stmt {
     pub new: Option<Tuple>,
     /// (request type, body, group id); None for temporary spaces.
     pub row: Option<(u32, Vec<u8>, u32)>,
+    /// The space is `is_sync`: the transaction waits for the synchronous quorum.
+    pub is_sync: bool,
 }
 
 #[derive(Debug, Default)]
@@ -82,6 +84,19 @@ pub struct Txn {
     pub id: u64,
     pub stmts: Vec<Stmt>,
     pub aborted_by_yield: bool,
+}
+
+/// Why the instance is read-only: any reason is enough (`box.info.ro`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RoReasons {
+    /// `box.cfg.read_only`.
+    pub cfg: bool,
+    /// Fewer upstreams than `replication_connect_quorum` (`box.info.status` 'orphan').
+    pub orphan: bool,
+    /// Raft is on and this node is not the leader.
+    pub election: bool,
+    /// The synchronous queue holds another instance's transactions, or is frozen.
+    pub limbo: bool,
 }
 
 /// Request counters for `box.stat()`.
@@ -105,6 +120,7 @@ pub struct Db {
     pub txns: hashbrown::HashMap<u64, Txn>,
     next_txn_id: u64,
     pub read_only: bool,
+    pub ro_reasons: RoReasons,
     pub stats: Stats,
     /// Errors to log (upsert's skipped operations); the Lua layer writes them out.
     pub pending_errors: Vec<String>,
@@ -148,6 +164,7 @@ impl Db {
             txns: hashbrown::HashMap::new(),
             next_txn_id: 1,
             read_only: false,
+            ro_reasons: RoReasons::default(),
             stats: Stats::default(),
             pending_errors: Vec::new(),
             last_change: None,
@@ -175,6 +192,22 @@ impl Db {
         self.txns.insert(fid, Txn { id, ..Txn::default() });
         self.stats.begin += 1;
         Ok(id)
+    }
+
+    /// The row (a DML body) changes an `is_sync` space.
+    pub fn is_sync_row(&self, body: &[u8]) -> bool {
+        parse_body(body)
+            .ok()
+            .and_then(|f| f.space_id)
+            .and_then(|id| self.schema.space(id))
+            .is_some_and(|s| s.def.is_sync)
+    }
+
+    /// Changes a reason to be read-only; `read_only` (what writes check) follows.
+    pub fn set_ro(&mut self, f: impl FnOnce(&mut RoReasons)) {
+        f(&mut self.ro_reasons);
+        let r = self.ro_reasons;
+        self.read_only = r.cfg || r.orphan || r.election || r.limbo;
     }
 
     /// Ends the fiber's transaction: its statements to be logged, or an error (the
@@ -325,6 +358,7 @@ impl Db {
         }
         let temporary = space.def.temporary;
         let group_id = space.def.group_id;
+        let is_sync = space.def.is_sync;
         let insert = matches!(req, Request::Insert { .. });
         let (old, new, kind) = match req {
             Request::Insert { tuple, .. } | Request::Replace { tuple, .. } => {
@@ -475,6 +509,7 @@ impl Db {
             old,
             new,
             row,
+            is_sync,
         }))
     }
 

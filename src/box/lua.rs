@@ -88,8 +88,10 @@ pub async fn collect_wal_answers(acks: std::sync::Arc<SeqAcks>) {
         acks.notify.notified().await;
         let collected = RUNTIME.with(|r| match r.try_borrow_mut() {
             Ok(mut r) => {
-                if let Some(p) = r.as_mut().and_then(|rt| rt.persist.as_mut()) {
-                    p.collect(&mut wake);
+                if let Some(rt) = r.as_mut() {
+                    if let Some(p) = rt.persist.as_mut() {
+                        p.collect(&mut rt.db, &mut wake);
+                    }
                 }
                 true
             }
@@ -101,11 +103,16 @@ pub async fn collect_wal_answers(acks: std::sync::Arc<SeqAcks>) {
             tokio::task::yield_now().await;
             continue;
         }
-        for w in wake.drain(..) {
-            match w {
-                Waiter::Fiber(fid) => fiber::wakeup_by_id(fid),
-                Waiter::Task(waker) => waker.wake(),
-            }
+        wake_waiters(std::mem::take(&mut wake));
+    }
+}
+
+/// Wakes whoever waited for commits that are now decided.
+pub fn wake_waiters(wake: Vec<Waiter>) {
+    for w in wake {
+        match w {
+            Waiter::Fiber(fid) => fiber::wakeup_by_id(fid),
+            Waiter::Task(waker) => waker.wake(),
         }
     }
 }
@@ -211,7 +218,7 @@ pub fn commit_stmts(rt: &mut BoxRuntime, stmts: Vec<Stmt>) -> Result<Option<u64>
 /// [`commit_stmts`] for one statement.
 pub fn commit_stmt(rt: &mut BoxRuntime, stmt: Stmt) -> Result<Option<u64>, ClientError> {
     match rt.persist.as_mut() {
-        Some(p) => p.commit_one(stmt),
+        Some(p) => p.commit_one(&mut rt.db, stmt),
         None => Ok(None),
     }
 }
@@ -857,6 +864,7 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
                                     body.extend_from_slice(&pk.key_def.extract_key(t));
                                     Some((super::db::IPROTO_DELETE, body, space.def.group_id))
                                 },
+                                is_sync: space.def.is_sync,
                             })
                             .collect()
                     })
@@ -1367,6 +1375,7 @@ pub fn internal(lua: &Lua) -> LuaResult<LuaTable> {
     // }}}
 
     super::lua_info::install(lua, &m)?;
+    super::lua_election::install(lua, &m)?;
     Ok(m)
 }
 

@@ -14,6 +14,7 @@ use super::persist::Persistence;
 use super::schema;
 use super::tuple::Tuple;
 use super::wal::recovery::{recover, RecoveryOptions};
+use super::wal::row::{IPROTO_RAFT, IPROTO_RAFT_CONFIRM, IPROTO_RAFT_PROMOTE, IPROTO_RAFT_ROLLBACK};
 use super::wal::snapshot::{remove_inprogress, spawn_snapshot, write_snapshot};
 use super::wal::vclock::Vclock;
 use super::wal::writer::{WalConfig, WalMode, WalWriter};
@@ -115,8 +116,56 @@ fn start(lua: &Lua, cfg: LuaTable) -> LuaResult<()> {
         wal_dir: wal_dir.clone(),
         force_recovery,
     };
-    let recovered = recover(&opts, |_, row| db.apply_row(row.kind, row.body).map_err(|e| e.message))
-        .map_err(|e| LuaError::runtime(e.to_string()))?;
+    let mut synchro_rows = Vec::new();
+    let mut held = super::synchro::HeldTxns::default();
+    let recovered = recover(&opts, |_, row| match row.kind {
+        IPROTO_RAFT => {
+            let msg = crate::replication::election::decode_message(row.body)?;
+            super::lua_election::recovered_raft_state(msg.term, msg.vote);
+            Ok(())
+        }
+        IPROTO_RAFT_PROMOTE | IPROTO_RAFT_CONFIRM | IPROTO_RAFT_ROLLBACK => {
+            let req = super::raft::limbo::SynchroRequest::decode(row.kind, row.replica_id, row.body)?;
+            let confirm_lsn = match row.kind {
+                IPROTO_RAFT_ROLLBACK => None,
+                _ => Some(req.lsn),
+            };
+            if let Some(lsn) = confirm_lsn {
+                for txn in held.confirm(req.replica_id, lsn) {
+                    for (kind, body) in &txn.rows {
+                        db.apply_row(*kind, body).map_err(|e| e.message)?;
+                    }
+                }
+            }
+            match row.kind {
+                IPROTO_RAFT_ROLLBACK => held.rollback(req.replica_id, req.lsn),
+                IPROTO_RAFT_PROMOTE => held.rollback(req.replica_id, req.lsn + 1),
+                _ => {}
+            }
+            synchro_rows.push(req);
+            Ok(())
+        }
+        // Snapshot rows and local rows are never waiting for a quorum.
+        _ if row.lsn == 0 || row.replica_id == 0 => db.apply_row(row.kind, row.body).map_err(|e| e.message),
+        _ => {
+            let is_sync = db.is_sync_row(row.body);
+            if is_sync || !held.is_empty() {
+                held.hold(row.replica_id, row.tsn, row.lsn, is_sync, row.kind, row.body);
+                Ok(())
+            } else {
+                db.apply_row(row.kind, row.body).map_err(|e| e.message)
+            }
+        }
+    })
+    .map_err(|e| LuaError::runtime(e.to_string()))?;
+    // Transactions the log has no decision for: applied, and queued in the limbo below until
+    // their owner's CONFIRM or ROLLBACK arrives.
+    let undecided = held.into_rest();
+    for txn in &undecided {
+        for (kind, body) in &txn.rows {
+            db.apply_row(*kind, body).map_err(ClientError::into_lua_err)?;
+        }
+    }
     for w in &recovered.warnings {
         crate::modules::log::write(lua, crate::modules::log::Level::Warn, w);
     }
@@ -184,10 +233,17 @@ fn start(lua: &Lua, cfg: LuaTable) -> LuaResult<()> {
         };
         Some(WalWriter::start(wal_cfg, vclock).map_err(|e| LuaError::runtime(e.to_string()))?)
     };
-    db.read_only = cfg.get::<Option<bool>>("read_only")?.unwrap_or(false);
+    let cfg_read_only = cfg.get::<Option<bool>>("read_only")?.unwrap_or(false);
+    db.set_ro(|r| r.cfg = cfg_read_only);
     db.schema.version += 1;
     let mut persist = Persistence::new(wal, mode, vclock, instance_id, instance_uuid, memtx_dir, wal_dir);
     persist.checkpoint_count = cfg.get::<Option<usize>>("checkpoint_count")?.unwrap_or(2);
+    // The queue's owner and PROMOTE terms as the log left them.
+    for req in &synchro_rows {
+        persist.limbo.apply(req);
+    }
+    persist.queue_recovered(undecided.iter().map(|t| (t.origin, t.lsn, t.is_sync)));
+    let _ = persist.limbo.take_outputs();
     let mut rt = BoxRuntime::new(db, Some(persist));
     rt.memtx_memory = cfg.get::<Option<f64>>("memtx_memory")?.unwrap_or(268435456.0);
     let acks = rt.persist.as_ref().and_then(|p| p.wal.as_ref()).map(|w| w.acks());
@@ -249,7 +305,13 @@ async fn snapshot(lua: Lua) -> LuaResult<String> {
             Err(_) => return Err(LuaError::runtime("WAL writer is shut down")),
         }
     }
-    let done = spawn_snapshot(dir.clone(), uuid, vclock, tuples);
+    let done = spawn_snapshot(
+        dir.clone(),
+        uuid,
+        vclock,
+        tuples,
+        super::lua_election::snapshot_trailer(),
+    );
     match done.await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => return Err(LuaError::runtime(e.to_string())),
@@ -319,12 +381,8 @@ fn info(lua: &Lua) -> LuaResult<LuaTable> {
         t.set("pid", std::process::id())?;
         t.set("uptime", uptime)?;
         t.set("package", "Tarantool")?;
-        let election = lua.create_table()?;
-        election.set("state", "follower")?;
-        election.set("term", 1)?;
-        election.set("vote", 0)?;
-        election.set("leader", 0)?;
-        t.set("election", election)?;
+        t.set("election", super::lua_election::election_info(lua, ())?)?;
+        t.set("synchro", super::lua_election::synchro_info(lua, ())?)?;
         let replication = lua.create_table()?;
         for (rid, ruuid) in cluster {
             let r = lua.create_table()?;
@@ -417,7 +475,7 @@ fn slab_info(lua: &Lua) -> LuaResult<LuaTable> {
 fn cfg_set(_lua: &Lua, (key, value): (String, LuaValue)) -> LuaResult<()> {
     match key.as_str() {
         "read_only" => with_box(|rt| {
-            rt.db.read_only = value.as_boolean().unwrap_or(false);
+            rt.db.set_ro(|r| r.cfg = value.as_boolean().unwrap_or(false));
             Ok(())
         }),
         "checkpoint_count" => with_box(|rt| {

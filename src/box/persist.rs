@@ -9,8 +9,9 @@ use uuid::Uuid;
 use super::db::{Db, Stmt};
 use super::errcode::ER_WAL_IO;
 use super::error::ClientError;
+use super::raft::limbo::{Limbo, LimboOutput, SynchroKind, SynchroRequest};
 use super::tuple::Tuple;
-use super::wal::row::Row;
+use super::wal::row::{Row, GROUP_LOCAL};
 use super::wal::vclock::Vclock;
 use super::wal::writer::{WalError, WalMode, WalWriter};
 use crate::client_error;
@@ -38,6 +39,18 @@ pub struct Persistence {
     /// their rows back to back, and (row count, ticket) per transaction.
     outbox_rows: Vec<Row>,
     outbox_batches: Vec<(u32, u64)>,
+    /// The synchronous transaction queue: transactions of `is_sync` spaces, and those
+    /// behind them, wait here after their WAL write (docs/raft.md).
+    pub limbo: Limbo,
+    /// CONFIRM and ROLLBACK rows the limbo asked for, for the synchro task to write.
+    pub synchro_writes: Vec<SynchroRequest>,
+    pub synchro_wakeup: std::rc::Rc<tokio::sync::Notify>,
+}
+
+/// Microseconds since the process started: the limbo's and Raft's clock.
+pub fn now_us() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    EPOCH.get_or_init(std::time::Instant::now).elapsed().as_micros() as u64
 }
 
 impl Persistence {
@@ -66,39 +79,66 @@ impl Persistence {
             last_error: None,
             outbox_rows: Vec::new(),
             outbox_batches: Vec::new(),
+            limbo: Limbo::new(instance_id, 1, 5_000_000),
+            synchro_writes: Vec::new(),
+            synchro_wakeup: std::rc::Rc::new(tokio::sync::Notify::new()),
         }
     }
 
     /// Logs a transaction's statements: LSNs are assigned here, in commit order, and the
     /// rows go to the writer as one batch. Returns a ticket to wait on, or None when there
     /// is nothing to wait for (temporary spaces only, or wal_mode none).
-    pub fn commit(&mut self, _db: &mut Db, stmts: Vec<Stmt>) -> Result<Option<u64>, ClientError> {
-        self.commit_stmts(Stmts::Many(stmts))
+    pub fn commit(&mut self, db: &mut Db, stmts: Vec<Stmt>) -> Result<Option<u64>, ClientError> {
+        self.commit_stmts(db, Stmts::Many(stmts))
     }
 
     /// [`commit`](Self::commit) for one autocommit statement (no Vec made for it).
-    pub fn commit_one(&mut self, stmt: Stmt) -> Result<Option<u64>, ClientError> {
-        self.commit_stmts(Stmts::One(stmt))
+    pub fn commit_one(&mut self, db: &mut Db, stmt: Stmt) -> Result<Option<u64>, ClientError> {
+        self.commit_stmts(db, Stmts::One(stmt))
     }
 
-    fn commit_stmts(&mut self, mut stmts: Stmts) -> Result<Option<u64>, ClientError> {
+    fn commit_stmts(&mut self, db: &mut Db, mut stmts: Stmts) -> Result<Option<u64>, ClientError> {
+        // A synchronous transaction, or any behind one, joins the limbo before its write,
+        // so that a rollback can reach it while it is being written (txn_limbo_append).
+        let mut in_limbo = false;
+        if self.wal.is_some() {
+            let (mut logged, mut is_sync) = (false, false);
+            for s in stmts.iter_mut().filter(|s| s.row.is_some()) {
+                logged = true;
+                is_sync |= s.is_sync;
+            }
+            if logged && self.limbo.must_wait(is_sync) {
+                if let Err(e) = self.limbo.append(self.next_ticket, self.instance_id, is_sync) {
+                    db.undo(stmts.into_vec());
+                    return Err(e);
+                }
+                in_limbo = true;
+            }
+        }
         // The round's rows go into one vector (`flush`), batches marked by their counts.
         let first_row = self.outbox_rows.len();
         let mut tsn = 0;
+        let mut last_lsn = 0;
         for s in stmts.iter_mut() {
             // The body moves into the row: undo needs only the tuples.
             let Some((kind, body, group_id)) = &mut s.row else {
                 continue;
             };
-            let lsn = self.vclock.get(self.instance_id) + 1;
-            self.vclock.follow(self.instance_id, lsn);
+            // Rows of local spaces count in vclock component 0, as Tarantool's WAL counts them:
+            // they are never replicated, so the instance's own component stays gapless.
+            let replica_id = if *group_id == GROUP_LOCAL { 0 } else { self.instance_id };
+            let lsn = self.vclock.get(replica_id) + 1;
+            self.vclock.follow(replica_id, lsn);
             if tsn == 0 {
                 tsn = lsn;
+            }
+            if replica_id != 0 {
+                last_lsn = lsn;
             }
             if self.wal.is_some() {
                 self.outbox_rows.push(Row {
                     kind: *kind,
-                    replica_id: self.instance_id,
+                    replica_id,
                     lsn,
                     // The WAL thread stamps the rows of each write (as Tarantool's does).
                     timestamp: 0.0,
@@ -128,9 +168,144 @@ impl Persistence {
                 stmts,
                 result: None,
                 waiter: None,
+                lsn: last_lsn,
+                in_limbo,
+                limbo_committed: false,
+                written: false,
             },
         );
         Ok(Some(ticket))
+    }
+
+    /// Recovery found transactions (origin, last LSN, synchronous?) with no decision in the
+    /// log: they wait in the limbo for their owner's. (Their changes cannot be undone: a
+    /// later ROLLBACK of them leaves them in place and is logged.)
+    pub fn queue_recovered(&mut self, txns: impl Iterator<Item = (u32, i64, bool)>) {
+        for (origin, lsn, is_sync) in txns {
+            let ticket = self.next_ticket;
+            self.next_ticket += 1;
+            if self.limbo.append(ticket, origin, is_sync).is_err() {
+                continue;
+            }
+            self.limbo.assign_lsn(ticket, lsn);
+            self.pending.insert(
+                ticket,
+                Pending {
+                    stmts: Stmts::Many(Vec::new()),
+                    result: None,
+                    waiter: None,
+                    lsn,
+                    in_limbo: true,
+                    limbo_committed: false,
+                    written: true,
+                },
+            );
+        }
+    }
+
+    /// Logs a CONFIRM, ROLLBACK or PROMOTE row of this instance; the ticket resolves when it
+    /// is written. It bypasses the limbo: it is what the limbo waits for.
+    pub fn write_synchro(&mut self, req: &SynchroRequest) -> Option<u64> {
+        let mut body = Vec::with_capacity(24);
+        let with_term = req.kind == SynchroKind::Promote;
+        super::mp::write_map_header(&mut body, if with_term { 3 } else { 2 });
+        body.push(0x02);
+        super::mp::write_uint(&mut body, req.replica_id as u64);
+        body.push(0x03);
+        super::mp::write_uint(&mut body, req.lsn.max(0) as u64);
+        if with_term {
+            body.push(0x53);
+            super::mp::write_uint(&mut body, req.term);
+        }
+        self.write_system_row(req.kind.iproto_type(), body, false)
+    }
+
+    /// Logs a RAFT row `{0: term, 1: vote}` (local: never replicated, counted in vclock
+    /// component 0, as Tarantool 2.6.3 persists its election state).
+    pub fn write_raft(&mut self, term: u64, vote: u32) -> Option<u64> {
+        let mut body = Vec::with_capacity(12);
+        super::mp::write_map_header(&mut body, 2);
+        body.push(0x00);
+        super::mp::write_uint(&mut body, term);
+        body.push(0x01);
+        super::mp::write_uint(&mut body, vote as u64);
+        self.write_system_row(super::wal::row::IPROTO_RAFT, body, true)
+    }
+
+    fn write_system_row(&mut self, kind: u32, body: Vec<u8>, local: bool) -> Option<u64> {
+        self.wal.as_ref()?;
+        let replica_id = if local { 0 } else { self.instance_id };
+        let lsn = self.vclock.get(replica_id) + 1;
+        self.vclock.follow(replica_id, lsn);
+        self.outbox_rows.push(Row {
+            kind,
+            replica_id,
+            lsn,
+            timestamp: 0.0,
+            group_id: if local { GROUP_LOCAL } else { 0 },
+            tsn: lsn,
+            is_commit: true,
+            body,
+        });
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.outbox_batches.push((1, ticket));
+        // Written by a task, not a fiber: no scheduler round ends to send it.
+        self.flush();
+        self.pending.insert(
+            ticket,
+            Pending {
+                stmts: Stmts::Many(Vec::new()),
+                result: None,
+                waiter: None,
+                lsn,
+                in_limbo: false,
+                limbo_committed: false,
+                written: false,
+            },
+        );
+        Some(ticket)
+    }
+
+    /// Carries out what the limbo decided: commits and rollbacks reach their waiters (a
+    /// rollback undoes the transaction's changes at once, newest first, as the limbo lists
+    /// them), rows to write go to the synchro task.
+    pub fn run_limbo(&mut self, db: &mut Db, wake: &mut Vec<Waiter>) {
+        for out in self.limbo.take_outputs() {
+            match out {
+                LimboOutput::Commit(txn) => {
+                    if let Some(p) = self.pending.get_mut(&txn) {
+                        p.limbo_committed = true;
+                        // An asynchronous transaction may be confirmed before its own write.
+                        if p.written && p.result.is_none() {
+                            p.result = Some(Ok(()));
+                            wake.extend(p.waiter.take());
+                        }
+                    }
+                }
+                LimboOutput::Rollback { txn, error } => {
+                    if let Some(p) = self.pending.get_mut(&txn) {
+                        if p.result.is_none() {
+                            db.undo(std::mem::replace(&mut p.stmts, Stmts::Many(Vec::new())).into_vec());
+                            p.result = Some(Err(Failure::Synchro(error)));
+                            wake.extend(p.waiter.take());
+                        }
+                    }
+                }
+                LimboOutput::Write(req) => {
+                    self.synchro_writes.push(req);
+                    self.synchro_wakeup.notify_one();
+                }
+            }
+        }
+        if self.limbo.next_deadline().is_some() {
+            // A new first entry may time out: the synchro task re-arms its timer.
+            self.synchro_wakeup.notify_one();
+        }
+        let limbo_ro = self.limbo.is_ro();
+        if db.ro_reasons.limbo != limbo_ro {
+            db.set_ro(|r| r.limbo = limbo_ro);
+        }
     }
 
     /// Hands the round's commits to the WAL thread.
@@ -147,7 +322,7 @@ impl Persistence {
 
     /// Records the outcomes the WAL has reported since the last call and adds whoever
     /// waits for them to `wake`.
-    pub fn collect(&mut self, wake: &mut Vec<Waiter>) {
+    pub fn collect(&mut self, db: &mut Db, wake: &mut Vec<Waiter>) {
         let Some(wal) = &self.wal else { return };
         let (done, failed, closed) = wal.acks().take();
         self.failures.extend(failed);
@@ -160,22 +335,48 @@ impl Persistence {
                 self.failures.pop_front();
             }
             let result = match self.failures.front() {
-                Some(f) if f.0 == ticket => self.failures.pop_front().map_or(Ok(()), |f| Err(f.1)),
-                _ if ticket > done => Err(WalError::Closed),
+                Some(f) if f.0 == ticket => self.failures.pop_front().map_or(Ok(()), |f| Err(Failure::Wal(f.1))),
+                _ if ticket > done => Err(Failure::Wal(WalError::Closed)),
                 _ => Ok(()),
             };
-            if let Some(p) = self.pending.get_mut(&ticket) {
-                // The waiter drops the statements soon, all of them in a burst: their
-                // tuples' counts come into cache now, side by side.
-                for s in p.stmts.iter_mut() {
-                    s.old.iter().chain(&s.new).for_each(Tuple::prefetch);
+            let Some(p) = self.pending.get_mut(&ticket) else {
+                continue;
+            };
+            if p.written {
+                // Recovered transactions hold tickets the WAL never saw.
+                continue;
+            }
+            p.written = true;
+            if p.in_limbo && p.result.is_none() {
+                match result {
+                    Ok(()) if p.limbo_committed => p.result = Some(Ok(())),
+                    // The limbo decides: the own write is the first ack (for a synchronous
+                    // one), the CONFIRM or ROLLBACK comes later.
+                    Ok(()) => {
+                        self.limbo.written(ticket, p.lsn, now_us());
+                        continue;
+                    }
+                    Err(e) => {
+                        self.limbo.abort(ticket);
+                        p.result = Some(Err(e));
+                    }
                 }
+            } else if p.result.is_none() {
                 p.result = Some(result);
-                if let Some(w) = p.waiter.take() {
-                    wake.push(w);
-                }
+            } else {
+                // A rollback decided before the write finished.
+                continue;
+            }
+            // The waiter drops the statements soon, all of them in a burst: their
+            // tuples' counts come into cache now, side by side.
+            for s in p.stmts.iter_mut() {
+                s.old.iter().chain(&s.new).for_each(Tuple::prefetch);
+            }
+            if let Some(w) = p.waiter.take() {
+                wake.push(w);
             }
         }
+        self.run_limbo(db, wake);
     }
 
     /// Makes `waiter` the one to wake when `ticket`'s outcome arrives; false (nothing
@@ -205,11 +406,13 @@ impl Persistence {
         };
         match p.result {
             Some(Ok(())) | None => Ok(true),
-            Some(Err(e)) => {
+            Some(Err(Failure::Wal(e))) => {
                 self.last_error = Some(e.to_string());
                 db.undo(p.stmts.into_vec());
                 Err(client_error!(ER_WAL_IO))
             }
+            // Undone when the limbo decided.
+            Some(Err(Failure::Synchro(e))) => Err(e),
         }
     }
 }
@@ -239,8 +442,24 @@ impl Stmts {
 /// A commit between its hand-over to the WAL and the waiting fiber learning the outcome.
 struct Pending {
     stmts: Stmts,
-    result: Option<Result<(), WalError>>,
+    result: Option<Result<(), Failure>>,
     waiter: Option<Waiter>,
+    /// The LSN of the transaction's last replicated row (the limbo's name for it).
+    lsn: i64,
+    /// It waits in the limbo after its write.
+    in_limbo: bool,
+    /// The limbo committed it (an asynchronous one may be, before its write finished).
+    limbo_committed: bool,
+    /// The WAL has answered for it.
+    written: bool,
+}
+
+/// Why a commit failed.
+enum Failure {
+    /// The WAL write failed: the statements are undone when the waiter learns it.
+    Wal(WalError),
+    /// The limbo rolled it back (timeout, ROLLBACK row): undone already.
+    Synchro(ClientError),
 }
 
 /// Who waits for a commit: a Lua fiber (box's Lua API) or a Rust task (the IPROTO
@@ -264,6 +483,7 @@ mod tests {
             old: None,
             new: Some(tuple.clone()),
             row: Some((IPROTO_REPLACE, Row::replace_body(999, tuple.data()), 0)),
+            is_sync: false,
         }
     }
 
@@ -271,7 +491,7 @@ mod tests {
     fn collect_until(p: &mut Persistence, db: &mut Db, ticket: u64, fid: u64) -> Result<bool, ClientError> {
         let mut woken = Vec::new();
         loop {
-            p.collect(&mut woken);
+            p.collect(db, &mut woken);
             match p.poll_done(db, ticket, Waiter::Fiber(fid)) {
                 Ok(false) => std::thread::sleep(std::time::Duration::from_millis(1)),
                 done => {

@@ -5,4 +5,5 @@
 //! Facts: `../shared/spec/box.md` §1.11 and the decoded capture in
 //! `../shared/spec/box-observed/replication/`.
 
+pub mod election;
 pub mod hub;

@@ -13,7 +13,7 @@ local test = tap.test('box_info')
 test:plan(5)
 
 test:test('box.info', function(t)
-    t:plan(8)
+    t:plan(10)
     local info = box.info
     t:is(info.id, 1, 'id')
     t:is(type(info.uuid), 'string', 'uuid')
@@ -25,6 +25,16 @@ test:test('box.info', function(t)
     t:is(box.info.lsn, lsn + 1, 'lsn grows by one per row')
     t:is(box.info.vclock[1], box.info.lsn, 'vclock[id] is the lsn')
     t:is(box.info().pid, box.info.pid, 'box.info() and box.info.x agree')
+    -- Rows of local spaces count in component 0, not in the instance's own.
+    local loc = box.schema.space.create('local_rows', {is_local = true})
+    loc:create_index('pk')
+    lsn = box.info.lsn
+    local local_lsn = box.info.vclock[0] or 0
+    loc:insert{1}
+    loc:insert{2}
+    t:is(box.info.lsn, lsn, 'local rows leave the lsn alone')
+    t:is(box.info.vclock[0], local_lsn + 2, 'and count in vclock[0]')
+    loc:drop()
 end)
 
 test:test('box.stat', function(t)

@@ -89,6 +89,44 @@ pub struct SynchroRequest {
     pub term: u64,
 }
 
+impl SynchroRequest {
+    /// Decodes a row of type `kind` (31, 40, 41) written by instance `origin`: body
+    /// `{2: replica_id, 3: lsn, 0x53: term}` (unknown keys skipped).
+    pub fn decode(kind: u32, origin: InstanceId, body: &[u8]) -> Result<SynchroRequest, String> {
+        use crate::box_::wal::mp::Cursor;
+        let kind = match kind {
+            31 => SynchroKind::Promote,
+            40 => SynchroKind::Confirm,
+            41 => SynchroKind::Rollback,
+            other => return Err(format!("not a synchronous replication request: type {other}")),
+        };
+        let bad = |e| format!("invalid {} body: {e}", kind.name());
+        let mut req = SynchroRequest {
+            kind,
+            replica_id: 0,
+            origin_id: origin,
+            lsn: 0,
+            term: 0,
+        };
+        let mut c = Cursor::new(body);
+        for _ in 0..c.read_map_len().map_err(bad)? {
+            match c.read_uint().map_err(bad)? {
+                0x02 => {
+                    let id = c.read_uint().map_err(bad)?;
+                    req.replica_id = u32::try_from(id)
+                        .ok()
+                        .filter(|&i| (i as usize) < VCLOCK_MAX)
+                        .ok_or_else(|| format!("invalid {} body: replica id {id}", kind.name()))?;
+                }
+                0x03 => req.lsn = c.read_uint().map_err(bad)? as i64,
+                0x53 => req.term = c.read_uint().map_err(bad)?,
+                _ => c.skip().map_err(bad)?,
+            }
+        }
+        Ok(req)
+    }
+}
+
 /// What the limbo asks of its driver, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LimboOutput {
@@ -288,6 +326,12 @@ impl Limbo {
             waiting_since: None,
         });
         Ok(())
+    }
+
+    /// The WAL write of local transaction `txn` failed: it leaves the queue (its client gets
+    /// the WAL error; every later write fails too until the WAL resumes).
+    pub fn abort(&mut self, txn: TxnId) {
+        self.queue.retain(|e| e.txn != txn);
     }
 
     /// The WAL gave `txn` its `lsn` (a replicated or recovered transaction: nobody waits

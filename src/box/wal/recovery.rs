@@ -356,7 +356,7 @@ mod tests {
         // Writes go on while the snapshot is written.
         let rx: Vec<_> = (10..15).map(|i| w.submit(txn(1 + 2 * i, 2))).collect();
         let tuples: Vec<(u32, u32, Vec<u8>)> = (0..20).map(|i| (512, 0, vec![0x91, i as u8])).collect();
-        spawn_snapshot(dir.clone(), uuid, at, tuples)
+        spawn_snapshot(dir.clone(), uuid, at, tuples, Vec::new())
             .blocking_recv()
             .unwrap()
             .unwrap();

@@ -16,6 +16,11 @@ pub const IPROTO_UPDATE: u32 = 4;
 pub const IPROTO_DELETE: u32 = 5;
 pub const IPROTO_UPSERT: u32 = 9;
 pub const IPROTO_NOP: u32 = 12;
+/// Raft term and vote (local group) and the synchronous queue's decisions.
+pub const IPROTO_RAFT: u32 = 30;
+pub const IPROTO_RAFT_PROMOTE: u32 = 31;
+pub const IPROTO_RAFT_CONFIRM: u32 = 40;
+pub const IPROTO_RAFT_ROLLBACK: u32 = 41;
 
 pub const IPROTO_REQUEST_TYPE: u8 = 0x00;
 pub const IPROTO_SYNC: u8 = 0x01;

@@ -73,6 +73,24 @@ impl SnapshotWriter {
         Ok(())
     }
 
+    /// Appends a row that is not a tuple (the Raft state, the synchronous queue's owner).
+    pub fn write_row(&mut self, kind: u32, group_id: u32, body: &[u8]) -> Result<(), XlogError> {
+        let row = RowRef {
+            kind,
+            lsn: self.next_lsn,
+            timestamp: self.timestamp,
+            group_id,
+            body,
+            ..RowRef::default()
+        };
+        self.x.add_row(&row);
+        self.next_lsn += 1;
+        if self.x.pending_bytes() >= BLOCK_THRESHOLD {
+            self.x.flush()?;
+        }
+        Ok(())
+    }
+
     /// Flushes, writes the EOF marker, fsyncs, renames to `.snap` and syncs the directory.
     pub fn finish(self) -> Result<PathBuf, XlogError> {
         let inprogress = self.x.path().to_owned();
@@ -105,6 +123,25 @@ where
     I: IntoIterator<Item = (u32, u32, T)>,
     T: AsRef<[u8]>,
 {
+    write_snapshot_with(dir, instance_uuid, vclock, tuples, &[])
+}
+
+/// A row after the tuples: (request type, group id, body).
+pub type TrailerRow = (u32, u32, Vec<u8>);
+
+/// [`write_snapshot`] with `trailer` rows written after the tuples, as Tarantool writes its
+/// RAFT state at the end of a checkpoint.
+pub fn write_snapshot_with<I, T>(
+    dir: &Path,
+    instance_uuid: Uuid,
+    vclock: &Vclock,
+    tuples: I,
+    trailer: &[TrailerRow],
+) -> Result<PathBuf, XlogError>
+where
+    I: IntoIterator<Item = (u32, u32, T)>,
+    T: AsRef<[u8]>,
+{
     let target = file_name(dir, vclock.signature(), FileKind::Snap);
     if target.exists() {
         let f = File::options()
@@ -122,6 +159,12 @@ where
             return Err(e);
         }
     }
+    for (kind, group_id, body) in trailer {
+        if let Err(e) = w.write_row(*kind, *group_id, body) {
+            w.abort();
+            return Err(e);
+        }
+    }
     w.finish()
 }
 
@@ -131,6 +174,7 @@ pub fn spawn_snapshot<I, T>(
     instance_uuid: Uuid,
     vclock: Vclock,
     tuples: I,
+    trailer: Vec<TrailerRow>,
 ) -> oneshot::Receiver<Result<PathBuf, XlogError>>
 where
     I: IntoIterator<Item = (u32, u32, T)> + Send + 'static,
@@ -139,7 +183,7 @@ where
     let (done, rx) = oneshot::channel();
     let dir2 = dir.clone();
     let spawned = std::thread::Builder::new().name("snapshot".into()).spawn(move || {
-        let _ = done.send(write_snapshot(&dir2, instance_uuid, &vclock, tuples));
+        let _ = done.send(write_snapshot_with(&dir2, instance_uuid, &vclock, tuples, &trailer));
     });
     if let Err(e) = spawned {
         // The closure, and the sender in it, is dropped: report through a fresh channel.
@@ -282,7 +326,7 @@ mod tests {
         let tuples: Vec<(u32, u32, Vec<u8>)> = (0..50_000)
             .map(|i| (if i < 10 { 280 } else { 512 }, u32::from(i % 7 == 0), tuple(i)))
             .collect();
-        let path = spawn_snapshot(dir.clone(), uuid, v, tuples.clone())
+        let path = spawn_snapshot(dir.clone(), uuid, v, tuples.clone(), Vec::new())
             .blocking_recv()
             .unwrap()
             .unwrap();
