@@ -1266,7 +1266,7 @@ end
 local election_options = {
     election_mode = true, election_timeout = true, replication_timeout = true,
     replication_synchro_quorum = true, replication_synchro_timeout = true,
-    election_fencing_mode = true, election_pre_vote = true,
+    election_fencing_mode = true, election_pre_vote = true, election_fast_failover = true,
 }
 
 local registered_replicas = 0
@@ -1291,6 +1291,7 @@ local function apply_election(cfg)
         synchro_timeout = cfg.replication_synchro_timeout,
         pre_vote = cfg.election_pre_vote == true,
         fencing = cfg.election_fencing_mode == 'soft' or cfg.election_fencing_mode == 'strict',
+        fast_failover = cfg.election_fast_failover ~= false,
     })
 end
 

@@ -119,6 +119,7 @@ local types = {
     -- Beyond 2.6 (docs/raft.md): 2.11's fencing option, and node's pre-vote switch.
     election_fencing_mode = 'string',
     election_pre_vote = 'boolean',
+    election_fast_failover = 'boolean',
     replication_timeout = 'number',
     replication_sync_lag = 'number',
     replication_sync_timeout = 'number',
@@ -243,6 +244,7 @@ local dynamic = {
     election_timeout = true,
     election_fencing_mode = true,
     election_pre_vote = true,
+    election_fast_failover = true,
     replication_timeout = true,
     replication_connect_timeout = true,
     replication_connect_quorum = true,

@@ -53,6 +53,7 @@ fn election_cfg(lua: &Lua, t: LuaTable) -> LuaResult<()> {
         election_quorum: t.get::<Option<usize>>("election_quorum")?.unwrap_or(1),
         pre_vote: t.get::<Option<bool>>("pre_vote")?.unwrap_or(false),
         fencing: t.get::<Option<bool>>("fencing")?.unwrap_or(false),
+        fast_failover: t.get::<Option<bool>>("fast_failover")?.unwrap_or(true),
     };
     let synchro_quorum = t.get::<Option<usize>>("synchro_quorum")?.unwrap_or(1);
     let synchro_timeout = seconds(&t, "synchro_timeout", 5.0)?;

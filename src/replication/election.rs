@@ -46,6 +46,7 @@ pub struct Options {
     pub election_quorum: usize,
     pub pre_vote: bool,
     pub fencing: bool,
+    pub fast_failover: bool,
 }
 
 fn micros(seconds: f64) -> u64 {
@@ -63,6 +64,7 @@ pub fn start(lua: mlua::WeakLua, id: InstanceId, term: u64, vote: InstanceId, op
     cfg.election_quorum = opts.election_quorum;
     cfg.pre_vote = opts.pre_vote;
     cfg.fencing = opts.fencing;
+    cfg.fast_failover = opts.fast_failover;
     let seed = now ^ (std::process::id() as u64) << 32 ^ id as u64;
     let raft = Raft::new(cfg, term, vote, seed, now);
     let wakeup = Rc::new(Notify::new());
@@ -93,6 +95,7 @@ pub fn configure(opts: &Options) {
         r.set_election_quorum(opts.election_quorum, now);
         r.set_pre_vote(opts.pre_vote, now);
         r.set_fencing(opts.fencing, now);
+        r.set_fast_failover(opts.fast_failover);
         if r.mode() != opts.mode {
             e.log.push(format!("RAFT: election_mode = {}", opts.mode.name()));
             r.set_mode(opts.mode, now);

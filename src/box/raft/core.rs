@@ -194,6 +194,10 @@ pub struct Config {
     pub pre_vote: bool,
     /// See the module doc. Off in 2.6.3.
     pub fencing: bool,
+    /// A candidate that loses its connection to the leader waits one replication_timeout
+    /// (a quarter of the death timeout: time for a reconnect) instead of the rest of the
+    /// death timeout. Not in 2.6.3, which waits the death timeout out.
+    pub fast_failover: bool,
 }
 
 impl Config {
@@ -208,6 +212,7 @@ impl Config {
             election_quorum: 1,
             pre_vote: false,
             fencing: false,
+            fast_failover: false,
         }
     }
 }
@@ -325,6 +330,7 @@ pub struct Raft {
     /// An election is due but pre-vote holds it back; retried on every input.
     is_election_held: bool,
     fencing: bool,
+    fast_failover: bool,
     /// Resigned in this term by fencing.
     fenced: bool,
     /// `promote()` made this manual node a candidate until some leader is known.
@@ -371,6 +377,7 @@ impl Raft {
             pre_vote: cfg.pre_vote,
             is_election_held: false,
             fencing: cfg.fencing,
+            fast_failover: cfg.fast_failover,
             fenced: false,
             is_promoting: false,
             outputs: Vec::new(),
@@ -549,6 +556,10 @@ impl Raft {
         self.flush(now);
     }
 
+    pub fn set_fast_failover(&mut self, on: bool) {
+        self.fast_failover = on;
+    }
+
     pub fn set_fencing(&mut self, on: bool, now: u64) {
         self.fencing = on;
         self.flush(now);
@@ -647,6 +658,21 @@ impl Raft {
     pub fn handle_peer_disconnected(&mut self, source: InstanceId, now: u64) {
         if let Some(peer) = self.peers.get_mut(source as usize) {
             peer.last_heard = None;
+        }
+        if self.fast_failover && source != 0 && source != self.id && source == self.leader {
+            // The leader is not seen any more (pre-vote witnesses learn it from our next
+            // broadcast), and a candidate gives a reconnect one replication_timeout.
+            self.leader_last_seen = now.saturating_sub(self.death_timeout);
+            let grace = self.death_timeout / 4;
+            if self.is_candidate
+                && self.role != Role::Leader
+                && !self.is_write_in_progress
+                && self
+                    .timer
+                    .is_some_and(|t| t.kind == TimerKind::LeaderDead && t.deadline() > now + grace)
+            {
+                self.arm(TimerKind::LeaderDead, now, grace);
+            }
         }
         self.retry_held_election(now);
         self.flush(now);

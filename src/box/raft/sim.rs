@@ -105,6 +105,9 @@ pub struct Options {
     pub liveness_bound: u64,
     /// Keep an event log for failure reports.
     pub trace: bool,
+    /// The core's `fast_failover`: a crash closes the crashed node's connections, and its
+    /// peers react at once.
+    pub fast_failover: bool,
 }
 
 impl Default for Options {
@@ -127,6 +130,7 @@ impl Default for Options {
             chaos_time: 6_000_000,
             liveness_bound: 25_000_000,
             trace: false,
+            fast_failover: false,
         }
     }
 }
@@ -440,6 +444,18 @@ impl Cluster {
             self.report.crashes += 1;
             self.update_links();
             self.log(|| format!("crash {}", i + 1));
+            // The kernel closes a killed process's sockets: peers it can reach see their
+            // connections to it end.
+            let (id, now) = (self.nodes[i].id, self.now);
+            for j in 0..self.nodes.len() {
+                if j == i || self.blocked.contains(&(i, j)) {
+                    continue;
+                }
+                if let Some(live) = self.nodes[j].live.as_mut() {
+                    live.raft.handle_peer_disconnected(id, now);
+                    self.drain(j);
+                }
+            }
         }
     }
 
@@ -679,6 +695,7 @@ impl Cluster {
             election_quorum: quorum,
             pre_vote: opts.pre_vote,
             fencing: opts.fencing,
+            fast_failover: opts.fast_failover,
         };
         let seed = mix(self.seed ^ mix(i as u64) ^ node.life.rotate_left(32));
         let mut raft = Raft::new(cfg, node.durable_term, node.durable_vote, seed, now);

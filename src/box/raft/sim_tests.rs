@@ -195,6 +195,41 @@ fn failover_after_leader_crash_takes_a_death_timeout() {
 }
 
 #[test]
+fn fast_failover_after_a_crash_takes_one_replication_timeout() {
+    // node's fast failover: the survivors see the leader's connections close; the candidate
+    // waits one replication_timeout for a reconnect, then a vote round.
+    seeded(
+        "fast_failover_after_a_crash_takes_one_replication_timeout",
+        300,
+        |seed| {
+            let modes = [ElectionMode::Candidate, ElectionMode::Candidate, ElectionMode::Voter];
+            let mut opts = opts(seed % 2 == 0, false);
+            opts.fast_failover = true;
+            let mut c = Cluster::new(3, seed, opts, &modes);
+            let death = c.opts.death_timeout();
+            c.run_until(|c| c.stable_leader().is_some(), 20 * death).unwrap();
+            let l = c.stable_leader().unwrap();
+            c.run_for(seed * 7919 % R);
+            c.crash(l);
+            let took = c.run_until(|c| !c.writable().is_empty(), 20 * death).unwrap();
+            println!("fast failover {took} µs");
+            assert!(took >= R && took <= R + 20_000, "{took}");
+            assert_eq!(c.violation(), None);
+        },
+    );
+}
+
+#[test]
+fn schedules_fast_failover() {
+    let opts = Options {
+        pre_vote: true,
+        fast_failover: true,
+        ..Options::default()
+    };
+    sweep("schedules_fast_failover", 5_000_000, 300, opts);
+}
+
+#[test]
 fn failover_with_all_candidates_may_split_the_vote() {
     // Both survivors time out together: a split vote costs an election timeout or two.
     seeded("failover_with_all_candidates_may_split_the_vote", 250, |seed| {
