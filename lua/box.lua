@@ -1318,6 +1318,10 @@ local function reconfigure(cfg, opts)
     end
     for k in pairs(cfg) do rawset(cfg, k, nil) end
     for k, v in pairs(new) do rawset(cfg, k, v) end
+    -- Last, with every replication_* option in place: it waits for the new upstreams.
+    for _, k in ipairs(changed) do
+        if k == 'replication' then internal.replication_set(new.replication) end
+    end
 end
 
 -- Tarantool's checkpoint daemon: a snapshot every checkpoint_interval seconds. It wakes at
@@ -1351,10 +1355,8 @@ local function configure(opts)
         internal.chdir(effective.work_dir)
     end
     apply_log(effective)
-    internal.start(effective)
-    started = true
-    refresh_schema()
-    apply_election(effective)
+    -- Listening comes first, as in Tarantool: peers read this instance's ballot while it
+    -- bootstraps (every other request is answered "loading" until box runs).
     internal.iproto_cfg(effective.net_msg_max, effective.readahead)
     if effective.listen ~= nil then
         local ok, e = pcall(internal.listen, effective.listen)
@@ -1363,6 +1365,10 @@ local function configure(opts)
             os.exit(1)
         end
     end
+    internal.start(effective)
+    started = true
+    refresh_schema()
+    apply_election(effective)
     local cfg_table = {}
     for k, v in pairs(effective) do cfg_table[k] = v end
     box.cfg = setmetatable(cfg_table, {

@@ -581,9 +581,16 @@ impl Db {
             .ok_or_else(|| client_error!(ER_NO_SUCH_SPACE, id.to_string()))
     }
 
-    /// Applies a logged row (recovery, replication): no access or read-only checks, system
-    /// space changes applied as they were accepted.
+    /// Applies a logged row (recovery, a joining replica): no access or read-only checks,
+    /// system space changes applied as they were accepted.
     pub fn apply_row(&mut self, kind: u32, body: &[u8]) -> Result<(), ClientError> {
+        if !matches!(
+            kind,
+            IPROTO_INSERT | IPROTO_REPLACE | IPROTO_UPDATE | IPROTO_DELETE | IPROTO_UPSERT
+        ) {
+            // NOP, and the synchronous queue's rows (CONFIRM, ROLLBACK, PROMOTE): no data.
+            return Ok(());
+        }
         let fields = parse_body(body)?;
         let space_id = fields
             .space_id
@@ -604,53 +611,70 @@ impl Db {
             space.replace(Some(&tuple), mode)?;
             return Ok(());
         }
-        let req = match kind {
-            IPROTO_INSERT | IPROTO_REPLACE => {
-                let tuple = Tuple::new(
-                    fields
-                        .tuple
-                        .ok_or_else(|| client_error!(ER_MISSING_REQUEST_FIELD, "tuple"))?,
-                )?;
-                if kind == IPROTO_INSERT {
-                    Request::Insert { space_id, tuple }
-                } else {
-                    Request::Replace { space_id, tuple }
-                }
-            }
-            IPROTO_DELETE => Request::Delete {
-                space_id,
-                index_id: fields.index_id,
-                key: fields
-                    .key
-                    .ok_or_else(|| client_error!(ER_MISSING_REQUEST_FIELD, "key"))?,
-            },
-            IPROTO_UPDATE => Request::Update {
-                space_id,
-                index_id: fields.index_id,
-                key: fields
-                    .key
-                    .ok_or_else(|| client_error!(ER_MISSING_REQUEST_FIELD, "key"))?,
-                ops: fields
-                    .ops
-                    .ok_or_else(|| client_error!(ER_MISSING_REQUEST_FIELD, "ops"))?,
-                index_base: fields.index_base,
-            },
-            IPROTO_UPSERT => Request::Upsert {
-                space_id,
-                tuple: Tuple::new(
-                    fields
-                        .tuple
-                        .ok_or_else(|| client_error!(ER_MISSING_REQUEST_FIELD, "tuple"))?,
-                )?,
-                ops: fields
-                    .ops
-                    .ok_or_else(|| client_error!(ER_MISSING_REQUEST_FIELD, "ops"))?,
-                index_base: fields.index_base,
-            },
-            _ => return Ok(()),
-        };
-        self.execute_stmt(schema::ADMIN, req, false).map(|_| ())
+        match row_request(kind, space_id, &fields)? {
+            Some(req) => self.execute_stmt(schema::ADMIN, req, false).map(|_| ()),
+            None => Ok(()),
+        }
     }
+
+    /// Executes a replicated row's request as the applier does: as admin, without access or
+    /// read-only checks. Returns the statement (for undo), None if nothing changed.
+    pub fn execute_row(&mut self, kind: u32, body: &[u8]) -> Result<Option<Stmt>, ClientError> {
+        let fields = parse_body(body)?;
+        let space_id = fields
+            .space_id
+            .ok_or_else(|| client_error!(ER_MISSING_REQUEST_FIELD, "space id"))?;
+        match row_request(kind, space_id, &fields)? {
+            Some(req) => self.execute_stmt(schema::ADMIN, req, false),
+            None => Err(client_error!(ER_UNKNOWN_REQUEST_TYPE, kind)),
+        }
+    }
+}
+
+/// The request a DML row carries; None for a type that is not DML.
+fn row_request<'a>(kind: u32, space_id: u32, fields: &BodyFields<'a>) -> Result<Option<Request<'a>>, ClientError> {
+    let tuple = || -> Result<Tuple, ClientError> {
+        Tuple::new(
+            fields
+                .tuple
+                .ok_or_else(|| client_error!(ER_MISSING_REQUEST_FIELD, "tuple"))?,
+        )
+    };
+    let key = || fields.key.ok_or_else(|| client_error!(ER_MISSING_REQUEST_FIELD, "key"));
+    let ops = || fields.ops.ok_or_else(|| client_error!(ER_MISSING_REQUEST_FIELD, "ops"));
+    Ok(Some(match kind {
+        IPROTO_INSERT => Request::Insert {
+            space_id,
+            tuple: tuple()?,
+        },
+        IPROTO_REPLACE => Request::Replace {
+            space_id,
+            tuple: tuple()?,
+        },
+        IPROTO_DELETE => Request::Delete {
+            space_id,
+            index_id: fields.index_id,
+            key: key()?,
+        },
+        IPROTO_UPDATE => Request::Update {
+            space_id,
+            index_id: fields.index_id,
+            key: key()?,
+            // An UPDATE carries its operations under TUPLE (OPS is UPSERT's key).
+            ops: fields
+                .tuple
+                .or(fields.ops)
+                .ok_or_else(|| client_error!(ER_MISSING_REQUEST_FIELD, "tuple"))?,
+            index_base: fields.index_base,
+        },
+        IPROTO_UPSERT => Request::Upsert {
+            space_id,
+            tuple: tuple()?,
+            ops: ops()?,
+            index_base: fields.index_base,
+        },
+        _ => return Ok(None),
+    }))
 }
 
 /// The fields of a DML body that box reads.

@@ -12,6 +12,7 @@ use super::error::ClientError;
 use super::lua::{install_runtime, with_box, BoxRuntime};
 use super::persist::Persistence;
 use super::schema;
+use super::status::{self, Status};
 use super::tuple::Tuple;
 use super::wal::recovery::{recover, RecoveryOptions};
 use super::wal::row::{IPROTO_RAFT, IPROTO_RAFT_CONFIRM, IPROTO_RAFT_PROMOTE, IPROTO_RAFT_ROLLBACK};
@@ -19,6 +20,7 @@ use super::wal::snapshot::{remove_inprogress, spawn_snapshot, write_snapshot};
 use super::wal::vclock::Vclock;
 use super::wal::writer::{WalConfig, WalMode, WalWriter};
 use crate::client_error;
+use crate::replication::bootstrap::{register_peers, Origin, Peers};
 
 impl AsRef<[u8]> for Tuple {
     fn as_ref(&self) -> &[u8] {
@@ -79,10 +81,16 @@ fn daemonize() -> LuaResult<()> {
     Ok(())
 }
 
-fn start(lua: &Lua, cfg: LuaTable) -> LuaResult<()> {
+/// `box.cfg{}`'s first call: recover the data directory or bootstrap (alone, or from a
+/// replica set master), start the WAL and box, then follow the upstreams
+/// (src/replication/bootstrap.rs). It yields while it waits for peers.
+async fn start(lua: Lua, cfg: LuaTable) -> LuaResult<()> {
+    let lua = &lua;
     if super::lua::is_started() {
         return Ok(());
     }
+    status::set_status(Status::Loading);
+    crate::replication::cfg::load(&cfg)?;
     let memtx_dir = resolve(cfg_str(&cfg, "memtx_dir")?);
     let wal_dir = resolve(cfg_str(&cfg, "wal_dir")?);
     let mode: WalMode = cfg_str(&cfg, "wal_mode")?
@@ -186,15 +194,44 @@ fn start(lua: &Lua, cfg: LuaTable) -> LuaResult<()> {
     };
     let mut vclock = recovered.vclock;
     info(&format!("instance uuid {instance_uuid}"));
-    if fresh {
+    let cfg_read_only = cfg.get::<Option<bool>>("read_only")?.unwrap_or(false);
+    status::set_instance_uuid(instance_uuid);
+    status::set_loading_vclock(vclock);
+    status::set_cfg_read_only(cfg_read_only);
+    let sources = cfg.get::<Option<Vec<String>>>("replication")?.unwrap_or_default();
+    let peers = Peers::connect(lua, &sources, fresh)
+        .await
+        .map_err(ClientError::into_lua_err)?;
+    // A fresh instance that joins takes its data from the master.
+    let origin = if fresh { peers.choose_origin() } else { Origin::Itself };
+    let is_bootstrap_leader = fresh && matches!(origin, Origin::Itself);
+    if let Origin::Master(master) = &origin {
+        let (joined, at) = peers.join(lua, master).await.map_err(ClientError::into_lua_err)?;
+        db = joined;
+        vclock = at;
+        let cluster = crate::replication::replicaset::replicaset_uuid(&db).unwrap_or_default();
+        if let Some(want) = cfg_str(&cfg, "replicaset_uuid")? {
+            if want != cluster.to_string() {
+                return Err(client_error!(ER_REPLICASET_UUID_MISMATCH, want, cluster.to_string()).into_lua_err());
+            }
+        }
+        if mode != WalMode::None {
+            write_snapshot(&memtx_dir, instance_uuid, &vclock, snapshot_tuples(&db))
+                .map_err(|e| LuaError::runtime(e.to_string()))?;
+        }
+    }
+    if is_bootstrap_leader {
         info("initializing an empty data directory");
-    } else {
+    } else if !fresh {
         info(&format!(
             "recovered {} rows from the snapshot and {} from the WAL",
             recovered.snapshot_rows, recovered.wal_rows
         ));
     }
-    if fresh {
+    if is_bootstrap_leader {
+        if cfg_read_only {
+            return Err(client_error!(ER_BOOTSTRAP_READONLY).into_lua_err());
+        }
         let cluster = cfg_str(&cfg, "replicaset_uuid")?.unwrap_or_else(|| Uuid::new_v4().to_string());
         for (space_id, tuple) in schema::bootstrap_rows(&cluster, &instance_uuid.to_string()) {
             let mut body = Vec::new();
@@ -206,6 +243,8 @@ fn start(lua: &Lua, cfg: LuaTable) -> LuaResult<()> {
             db.apply_row(super::db::IPROTO_INSERT, &body)
                 .map_err(ClientError::into_lua_err)?;
         }
+        // Every peer reached is registered now, so that all agree on the ids.
+        register_peers(&mut db, &peers.others()).map_err(ClientError::into_lua_err)?;
         if mode != WalMode::None {
             // The bootstrap lives in the first snapshot, as in Tarantool.
             write_snapshot(&memtx_dir, instance_uuid, &Vclock::new(), snapshot_tuples(&db))
@@ -213,13 +252,23 @@ fn start(lua: &Lua, cfg: LuaTable) -> LuaResult<()> {
         }
         vclock = Vclock::new();
     }
-    let instance_id = db
+    let registered = db
         .schema
         .cluster
         .iter()
         .find(|(_, u)| **u == instance_uuid.to_string())
-        .map(|(id, _)| *id)
-        .unwrap_or(1);
+        .map(|(id, _)| *id);
+    let instance_id = match registered {
+        Some(id) => id,
+        // A replica must have been registered by its master.
+        None if !sources.is_empty() => {
+            let cluster = crate::replication::replicaset::replicaset_uuid(&db).unwrap_or_default();
+            return Err(
+                client_error!(ER_UNKNOWN_REPLICA, instance_uuid.to_string(), cluster.to_string()).into_lua_err(),
+            );
+        }
+        None => 1,
+    };
     let wal = if mode == WalMode::None {
         None
     } else {
@@ -233,8 +282,10 @@ fn start(lua: &Lua, cfg: LuaTable) -> LuaResult<()> {
         };
         Some(WalWriter::start(wal_cfg, vclock).map_err(|e| LuaError::runtime(e.to_string()))?)
     };
-    let cfg_read_only = cfg.get::<Option<bool>>("read_only")?.unwrap_or(false);
-    db.set_ro(|r| r.cfg = cfg_read_only);
+    db.set_ro(|r| {
+        r.cfg = cfg_read_only;
+        r.orphan = status::is_orphan();
+    });
     db.schema.version += 1;
     let mut persist = Persistence::new(wal, mode, vclock, instance_id, instance_uuid, memtx_dir, wal_dir);
     persist.checkpoint_count = cfg.get::<Option<usize>>("checkpoint_count")?.unwrap_or(2);
@@ -248,6 +299,11 @@ fn start(lua: &Lua, cfg: LuaTable) -> LuaResult<()> {
     rt.memtx_memory = cfg.get::<Option<f64>>("memtx_memory")?.unwrap_or(268435456.0);
     let acks = rt.persist.as_ref().and_then(|p| p.wal.as_ref()).map(|w| w.acks());
     install_runtime(rt);
+    status::set_status(if status::is_orphan() {
+        Status::Orphan
+    } else {
+        Status::Running
+    });
     info("ready to accept requests");
     if let Some(acks) = acks {
         tokio::task::spawn_local(super::lua::collect_wal_answers(acks));
@@ -269,6 +325,14 @@ fn start(lua: &Lua, cfg: LuaTable) -> LuaResult<()> {
             });
         }
     });
+    // The upstreams subscribe now; box.cfg waits for them unless this instance just
+    // started the replica set.
+    if !peers.appliers.is_empty() {
+        crate::replication::replicaset::adopt(peers.appliers);
+        if !is_bootstrap_leader {
+            crate::replication::replicaset::sync(lua).await;
+        }
+    }
     Ok(())
 }
 
@@ -369,7 +433,7 @@ fn info(lua: &Lua) -> LuaResult<LuaTable> {
         t.set("id", id)?;
         t.set("uuid", uuid.as_str())?;
         t.set("version", super::VERSION)?;
-        t.set("status", "running")?;
+        t.set("status", status::status().name())?;
         t.set("ro", ro)?;
         t.set("lsn", vclock.get(id))?;
         t.set("signature", vclock.signature())?;
@@ -377,6 +441,8 @@ fn info(lua: &Lua) -> LuaResult<LuaTable> {
         for (rid, lsn) in vclock.iter() {
             vt.raw_set(rid, lsn)?;
         }
+        // A mapping in every output, as Tarantool marks it ({1: 16}, not a list).
+        vt.set_metatable(Some(crate::serialize::map_mt(lua)?))?;
         t.set("vclock", vt)?;
         t.set("pid", std::process::id())?;
         t.set("uptime", uptime)?;
@@ -387,10 +453,17 @@ fn info(lua: &Lua) -> LuaResult<LuaTable> {
         for (rid, ruuid) in cluster {
             let r = lua.create_table()?;
             r.set("id", rid)?;
-            r.set("uuid", ruuid)?;
+            r.set("uuid", ruuid.as_str())?;
             r.set("lsn", vclock.get(rid))?;
+            if let Some(upstream) = crate::replication::replicaset::upstream_info(lua, &ruuid)? {
+                r.set("upstream", upstream)?;
+            }
             replication.raw_set(rid, r)?;
         }
+        // Printed as a block mapping by id, as Tarantool's (`__serialize = 'mapping'`).
+        let mapping = lua.create_table()?;
+        mapping.set("__serialize", "mapping")?;
+        replication.set_metatable(Some(mapping))?;
         t.set("replication", replication)?;
         let cluster = lua.create_table()?;
         cluster.set("uuid", replicaset.as_str())?;
@@ -474,10 +547,26 @@ fn slab_info(lua: &Lua) -> LuaResult<LuaTable> {
 
 fn cfg_set(_lua: &Lua, (key, value): (String, LuaValue)) -> LuaResult<()> {
     match key.as_str() {
-        "read_only" => with_box(|rt| {
-            rt.db.set_ro(|r| r.cfg = value.as_boolean().unwrap_or(false));
+        "read_only" => {
+            let read_only = value.as_boolean().unwrap_or(false);
+            status::set_cfg_read_only(read_only);
+            with_box(|rt| {
+                rt.db.set_ro(|r| r.cfg = read_only);
+                Ok(())
+            })
+        }
+        "replication_timeout"
+        | "replication_connect_timeout"
+        | "replication_connect_quorum"
+        | "replication_sync_lag"
+        | "replication_sync_timeout"
+        | "replication_skip_conflict" => {
+            crate::replication::cfg::set(&key, &value);
+            if key == "replication_connect_quorum" && status::is_configured() {
+                crate::replication::replicaset::check_quorum();
+            }
             Ok(())
-        }),
+        }
         "checkpoint_count" => with_box(|rt| {
             if let Some(p) = rt.persist.as_mut() {
                 p.checkpoint_count = value.as_usize().unwrap_or(2);
@@ -489,7 +578,8 @@ fn cfg_set(_lua: &Lua, (key, value): (String, LuaValue)) -> LuaResult<()> {
 }
 
 pub fn install(lua: &Lua, m: &LuaTable) -> LuaResult<()> {
-    m.set("start", lua.create_function(start)?)?;
+    m.set("start", lua.create_async_function(start)?)?;
+    crate::replication::install(lua, m)?;
     m.set(
         "chdir",
         lua.create_function(|_, dir: String| {

@@ -6,6 +6,7 @@ pub const VERSION: &str = "2.6.0-0-gnode";
 pub const VERSION_SHORT: &str = "2.6.0";
 
 pub mod access;
+pub mod apply;
 pub mod chap_sha1;
 pub mod db;
 pub mod errcode;
@@ -23,6 +24,7 @@ pub mod raft;
 pub mod schema;
 pub mod session;
 pub mod space;
+pub mod status;
 pub mod synchro;
 pub mod tuple;
 pub mod update;

@@ -267,6 +267,35 @@ impl Persistence {
         Some(ticket)
     }
 
+    /// Logs a transaction received from another instance: its rows as they came (origin
+    /// replica id, LSN, tsn, timestamp), the vclock following each, so a row arriving
+    /// again (a full mesh) is known as applied before it is written. `stmts` are its
+    /// changes, undone if the write fails. Returns the ticket to wait on (None without a WAL).
+    pub fn commit_replicated(&mut self, stmts: Vec<Stmt>, rows: Vec<Row>) -> Option<u64> {
+        for r in &rows {
+            self.vclock.follow(r.replica_id, r.lsn);
+        }
+        self.wal.as_ref()?;
+        let count = rows.len() as u32;
+        self.outbox_rows.extend(rows);
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.outbox_batches.push((count, ticket));
+        self.pending.insert(
+            ticket,
+            Pending {
+                stmts: Stmts::Many(stmts),
+                result: None,
+                waiter: None,
+                lsn: 0,
+                in_limbo: false,
+                limbo_committed: false,
+                written: false,
+            },
+        );
+        Some(ticket)
+    }
+
     /// Carries out what the limbo decided: commits and rollbacks reach their waiters (a
     /// rollback undoes the transaction's changes at once, newest first, as the limbo lists
     /// them), rows to write go to the synchro task.

@@ -133,6 +133,12 @@ pub fn net_stat() -> NetStat {
     NET_STAT.with(|s| *s.borrow())
 }
 
+/// A packet that could not be decoded arrived on another binary connection (a replication
+/// upstream): `box.stat.net().MALFORMED` counts it too.
+pub fn count_malformed() {
+    count(|s| s.malformed += 1);
+}
+
 fn count(f: impl FnOnce(&mut NetStat)) {
     NET_STAT.with(|s| f(&mut s.borrow_mut()));
 }
@@ -395,9 +401,11 @@ fn schema_version() -> u32 {
     box_lua::with_runtime(|rt| rt.db.schema.version as u32).unwrap_or(0)
 }
 
+/// The UUID the greeting shows: known from the start of box.cfg, before box runs.
 fn instance_uuid() -> uuid::Uuid {
     box_lua::with_runtime(|rt| rt.persist.as_ref().map(|p| p.instance_uuid))
         .flatten()
+        .or_else(crate::box_::status::instance_uuid)
         .unwrap_or_default()
 }
 

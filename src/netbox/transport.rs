@@ -236,8 +236,8 @@ impl Transport {
 #[derive(Clone)]
 pub struct TransportHandle(Rc<Inner>);
 
-type BoxedRead = Box<dyn AsyncRead + Unpin>;
-type BoxedWrite = Box<dyn AsyncWrite + Unpin>;
+pub(crate) type BoxedRead = Box<dyn AsyncRead + Unpin>;
+pub(crate) type BoxedWrite = Box<dyn AsyncWrite + Unpin>;
 
 fn io_text(e: &std::io::Error) -> String {
     match e.raw_os_error() {
@@ -265,7 +265,7 @@ fn service_port(service: &str) -> Option<u16> {
     Some(u16::from_be(port as u16))
 }
 
-async fn open(host: Option<&str>, service: &str) -> Result<(BoxedRead, BoxedWrite), String> {
+pub(crate) async fn open(host: Option<&str>, service: &str) -> Result<(BoxedRead, BoxedWrite), String> {
     if host == Some(UNIX_HOST) {
         let stream = tokio::net::UnixStream::connect(service)
             .await

@@ -4,6 +4,38 @@
 //!
 //! Facts: `../shared/spec/box.md` §1.11 and the decoded capture in
 //! `../shared/spec/box-observed/replication/`.
+//!
+//! The replica's side (docs/replication.md): [`proto`] (the wire), [`applier`] (one
+//! connection to an upstream), [`replicaset`] (the appliers together: orphan status,
+//! bootstrap master choice, box.info), [`bootstrap`] (the first box.cfg), [`cfg`] (the
+//! `replication_*` options); box's way in for replicated rows is `box_::apply`.
 
+pub mod applier;
+pub mod bootstrap;
+pub mod cfg;
 pub mod election;
 pub mod hub;
+pub mod proto;
+pub mod replicaset;
+
+use mlua::prelude::*;
+
+use crate::box_::error::ClientError;
+use crate::box_::status;
+
+/// The replication functions of `box.internal` (lua/box.lua's reconfigure calls them).
+pub fn install(lua: &Lua, m: &LuaTable) -> LuaResult<()> {
+    // box.cfg{replication = ...} once box runs: reconnect, then wait for the sync.
+    m.set(
+        "replication_set",
+        lua.create_async_function(|lua, sources: Option<Vec<String>>| async move {
+            if !status::is_configured() {
+                return Ok(());
+            }
+            replicaset::reconfigure(&lua, &sources.unwrap_or_default())
+                .await
+                .map_err(ClientError::into_lua_err)
+        })?,
+    )?;
+    Ok(())
+}

@@ -1,0 +1,364 @@
+//! Applying a transaction received from an upstream: box's one way in for the applier.
+//!
+//! A transaction's rows (grouped by tsn up to the commit flag) are applied to the spaces as
+//! admin, without access or read-only checks, then logged to the WAL as they came: with
+//! their origin replica id, LSN, tsn and timestamp. The local vclock follows them at once,
+//! before the write completes, so a transaction that arrives again over another path (a
+//! full mesh) is recognised as applied while its first copy is still being written; this is
+//! Tarantool's "applier vclock", and there is no yield between the check and the follow.
+//!
+//! Rows kinds: DML changes the spaces; NOP changes nothing (it only moves the vclock);
+//! CONFIRM, ROLLBACK and PROMOTE are logged for the synchronous queue, which decides on
+//! them (its driver hooks in here). RAFT rows never come here (they carry no LSN).
+
+use super::db::{IPROTO_DELETE, IPROTO_INSERT, IPROTO_REPLACE, IPROTO_UPDATE, IPROTO_UPSERT};
+use super::errcode::*;
+use super::error::ClientError;
+use super::lua::BoxRuntime;
+use super::mp::{self, Mp};
+use super::wal::row::{Row, IPROTO_NOP};
+use crate::client_error;
+
+/// Synchronous replication's decisions (docs/raft.md): logged, not applied to spaces.
+pub const IPROTO_PROMOTE: u32 = 31;
+pub const IPROTO_CONFIRM: u32 = 40;
+pub const IPROTO_ROLLBACK: u32 = 41;
+
+/// What became of a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Every row was applied before (or is being written): nothing done.
+    Already,
+    /// Applied and handed to the WAL; the ticket resolves once written (None: no WAL).
+    Logged(Option<u64>),
+}
+
+/// A row that could not be applied: the error, and the row as Tarantool's
+/// `error applying row: {...}` log line shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApplyError {
+    pub error: ClientError,
+    pub row: String,
+}
+
+fn is_dml(kind: u32) -> bool {
+    matches!(
+        kind,
+        IPROTO_INSERT | IPROTO_REPLACE | IPROTO_UPDATE | IPROTO_DELETE | IPROTO_UPSERT
+    )
+}
+
+/// Applies one transaction's rows (all of one tsn, the last with the commit flag) and logs
+/// them. Rows already applied are skipped: the whole transaction if its last row is, else
+/// its leading ones (an old master that split a transaction). `skip_conflict`: a duplicate
+/// key turns the row into a NOP instead of failing (`replication_skip_conflict`).
+/// On an error nothing of the transaction stays.
+pub fn apply_transaction(rt: &mut BoxRuntime, mut rows: Vec<Row>, skip_conflict: bool) -> Result<Applied, ApplyError> {
+    let Some(persist) = rt.persist.as_mut() else {
+        return Err(ApplyError {
+            error: client_error!(ER_LOADING),
+            row: String::new(),
+        });
+    };
+    let applied = |r: &Row| persist.vclock.get(r.replica_id) >= r.lsn;
+    if rows.last().is_none_or(applied) {
+        return Ok(Applied::Already);
+    }
+    let skip = rows.iter().take_while(|r| applied(r)).count();
+    rows.drain(..skip);
+    let mut stmts = Vec::new();
+    for row in rows.iter_mut() {
+        if !is_dml(row.kind) {
+            match row.kind {
+                IPROTO_NOP | IPROTO_CONFIRM | IPROTO_ROLLBACK | IPROTO_PROMOTE => continue,
+                other => {
+                    rt.db.undo(std::mem::take(&mut stmts));
+                    return Err(ApplyError {
+                        error: client_error!(ER_UNKNOWN_REQUEST_TYPE, other),
+                        row: describe_row(row),
+                    });
+                }
+            }
+        }
+        match rt.db.execute_row(row.kind, &row.body) {
+            Ok(stmt) => stmts.extend(stmt),
+            Err(e) if e.code == ER_TUPLE_FOUND && skip_conflict => {
+                // The foreign row is logged as a NOP: the vclock still moves past it.
+                row.kind = IPROTO_NOP;
+                row.body.clear();
+            }
+            Err(error) => {
+                rt.db.undo(std::mem::take(&mut stmts));
+                return Err(ApplyError {
+                    error,
+                    row: describe_row(row),
+                });
+            }
+        }
+    }
+    let ticket = rt.persist.as_mut().and_then(|p| p.commit_replicated(stmts, rows));
+    Ok(Applied::Logged(ticket))
+}
+
+/// The rows of a write that failed are not applied after all: the vclock components of
+/// other instances go back to what the WAL holds, so the rows are fetched again.
+pub fn forget_unwritten(rt: &mut BoxRuntime) {
+    let Some(p) = rt.persist.as_mut() else { return };
+    let Some(written) = p.wal.as_ref().map(|w| w.vclock()) else {
+        return;
+    };
+    let own = p.instance_id;
+    for (id, _) in p.vclock.iter().collect::<Vec<_>>() {
+        if id != own && id != 0 {
+            p.vclock.follow(id, written.get(id));
+        }
+    }
+}
+
+/// A row as `request_str` prints it: `{type: 'INSERT', replica_id: 1, lsn: 7, space_id:
+/// 512, index_id: 0, tuple: [5, "master"]}`.
+pub fn describe_row(row: &Row) -> String {
+    let fields = super::db::parse_body(&row.body).unwrap_or_default();
+    let mut s = format!(
+        "{{type: '{}', replica_id: {}, lsn: {}, space_id: {}, index_id: {}",
+        type_name(row.kind),
+        row.replica_id,
+        row.lsn,
+        fields.space_id.unwrap_or(0),
+        fields.index_id
+    );
+    for (name, value) in [("key", fields.key), ("tuple", fields.tuple), ("ops", fields.ops)] {
+        if let Some(v) = value {
+            s.push_str(&format!(", {name}: {}", mp_text(v)));
+        }
+    }
+    s.push('}');
+    s
+}
+
+fn type_name(kind: u32) -> String {
+    match kind {
+        IPROTO_INSERT => "INSERT".into(),
+        IPROTO_REPLACE => "REPLACE".into(),
+        IPROTO_UPDATE => "UPDATE".into(),
+        IPROTO_DELETE => "DELETE".into(),
+        IPROTO_UPSERT => "UPSERT".into(),
+        IPROTO_NOP => "NOP".into(),
+        IPROTO_CONFIRM => "CONFIRM".into(),
+        IPROTO_ROLLBACK => "ROLLBACK".into(),
+        IPROTO_PROMOTE => "PROMOTE".into(),
+        other => format!("unknown ({other})"),
+    }
+}
+
+/// MessagePack as Tarantool's `mp_snprint` writes it: `[1, "a", {"k": true}]`.
+pub fn mp_text(data: &[u8]) -> String {
+    let mut out = String::new();
+    if mp_text_at(data, 0, &mut out, 0).is_err() {
+        out.push_str("<invalid msgpack>");
+    }
+    out
+}
+
+/// Containers deeper than this print as `...` (hostile nesting cannot exhaust the stack).
+const TEXT_DEPTH_MAX: usize = 32;
+
+fn mp_text_at(data: &[u8], pos: usize, out: &mut String, depth: usize) -> mp::Result<usize> {
+    let (v, mut next) = mp::read(data, pos)?;
+    match v {
+        Mp::Nil => out.push_str("null"),
+        Mp::Bool(b) => out.push_str(if b { "true" } else { "false" }),
+        Mp::UInt(n) => out.push_str(&n.to_string()),
+        Mp::Int(n) => out.push_str(&n.to_string()),
+        Mp::F32(f) => out.push_str(&f.to_string()),
+        Mp::F64(f) => out.push_str(&f.to_string()),
+        Mp::Str(s) => {
+            out.push('"');
+            out.push_str(&String::from_utf8_lossy(s));
+            out.push('"');
+        }
+        Mp::Bin(b) => out.push_str(&format!("<binary {} bytes>", b.len())),
+        Mp::Ext(t, b) => out.push_str(&format!("<ext {t}, {} bytes>", b.len())),
+        Mp::Array(n) | Mp::Map(n) if depth >= TEXT_DEPTH_MAX => {
+            let _ = n;
+            out.push_str("...");
+            return mp::skip(data, pos);
+        }
+        Mp::Array(n) => {
+            out.push('[');
+            for i in 0..n {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                next = mp_text_at(data, next, out, depth + 1)?;
+            }
+            out.push(']');
+        }
+        Mp::Map(n) => {
+            out.push('{');
+            for i in 0..n {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                next = mp_text_at(data, next, out, depth + 1)?;
+                out.push_str(": ");
+                next = mp_text_at(data, next, out, depth + 1)?;
+            }
+            out.push('}');
+        }
+    }
+    Ok(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::box_::db::Db;
+    use crate::box_::persist::Persistence;
+    use crate::box_::schema;
+    use crate::box_::wal::vclock::Vclock;
+    use crate::box_::wal::writer::WalMode;
+
+    /// A box with one space `t` (id 512, primary key unsigned) and no WAL.
+    fn runtime() -> BoxRuntime {
+        let mut db = Db::new();
+        for (space_id, tuple) in schema::bootstrap_rows(&uuid::Uuid::nil().to_string(), &uuid::Uuid::nil().to_string())
+        {
+            db.apply_row(IPROTO_INSERT, &Row::replace_body(space_id, &tuple))
+                .unwrap();
+        }
+        let space = rmp(&["[512, 1, 't', 'memtx', 0, {}, []]"]);
+        db.apply_row(IPROTO_INSERT, &Row::replace_body(schema::SPACE_ID, &space))
+            .unwrap();
+        let index = rmp(&["[512, 0, 'pk', 'tree', {'unique': true}, [[0, 'unsigned']]]"]);
+        db.apply_row(IPROTO_INSERT, &Row::replace_body(schema::INDEX_ID, &index))
+            .unwrap();
+        let p = Persistence::new(
+            None,
+            WalMode::None,
+            Vclock::new(),
+            2,
+            uuid::Uuid::nil(),
+            ".".into(),
+            ".".into(),
+        );
+        BoxRuntime::new(db, Some(p))
+    }
+
+    /// A tiny literal encoder for tests: JSON-ish text through serde_json.
+    fn rmp(parts: &[&str]) -> Vec<u8> {
+        let text = parts.concat().replace('\'', "\"");
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let mut out = Vec::new();
+        encode(&value, &mut out);
+        out
+    }
+
+    fn encode(v: &serde_json::Value, out: &mut Vec<u8>) {
+        use serde_json::Value;
+        match v {
+            Value::Null => mp::write_nil(out),
+            Value::Bool(b) => mp::write_bool(out, *b),
+            Value::Number(n) => mp::write_uint(out, n.as_u64().unwrap()),
+            Value::String(s) => mp::write_str(out, s.as_bytes()),
+            Value::Array(a) => {
+                mp::write_array_header(out, a.len() as u32);
+                a.iter().for_each(|x| encode(x, out));
+            }
+            Value::Object(m) => {
+                mp::write_map_header(out, m.len() as u32);
+                for (k, x) in m {
+                    mp::write_str(out, k.as_bytes());
+                    encode(x, out);
+                }
+            }
+        }
+    }
+
+    fn insert(replica_id: u32, lsn: i64, tsn: i64, is_commit: bool, tuple: &str) -> Row {
+        Row {
+            kind: IPROTO_INSERT,
+            replica_id,
+            lsn,
+            timestamp: 1.0,
+            group_id: 0,
+            tsn,
+            is_commit,
+            body: Row::replace_body(512, &rmp(&[tuple])),
+        }
+    }
+
+    fn count(rt: &BoxRuntime) -> usize {
+        rt.db.space(512).unwrap().primary().unwrap().len()
+    }
+
+    #[test]
+    fn a_transaction_applies_once_and_moves_the_vclock() {
+        let mut rt = runtime();
+        let txn = vec![insert(1, 5, 5, false, "[1]"), insert(1, 6, 5, true, "[2]")];
+        assert_eq!(
+            apply_transaction(&mut rt, txn.clone(), false),
+            Ok(Applied::Logged(None))
+        );
+        assert_eq!(count(&rt), 2);
+        assert_eq!(rt.persist.as_ref().unwrap().vclock.get(1), 6);
+        // The same transaction over another path: nothing happens (no duplicate-key error).
+        assert_eq!(apply_transaction(&mut rt, txn, false), Ok(Applied::Already));
+        // A transaction whose first rows were applied: only the rest.
+        let split = vec![insert(1, 6, 6, false, "[2]"), insert(1, 7, 6, true, "[3]")];
+        assert_eq!(apply_transaction(&mut rt, split, false), Ok(Applied::Logged(None)));
+        assert_eq!(count(&rt), 3);
+    }
+
+    #[test]
+    fn a_conflict_undoes_the_transaction_unless_skipped() {
+        let mut rt = runtime();
+        apply_transaction(&mut rt, vec![insert(1, 1, 1, true, "[1]")], false).unwrap();
+        let txn = vec![insert(1, 2, 2, false, "[2]"), insert(1, 3, 2, true, "[1]")];
+        let e = apply_transaction(&mut rt, txn.clone(), false).unwrap_err();
+        assert_eq!(e.error.code, ER_TUPLE_FOUND);
+        assert_eq!(
+            e.row,
+            "{type: 'INSERT', replica_id: 1, lsn: 3, space_id: 512, index_id: 0, tuple: [1]}"
+        );
+        // Nothing of it stays, and the vclock did not move: it can come again.
+        assert_eq!(count(&rt), 1);
+        assert_eq!(rt.persist.as_ref().unwrap().vclock.get(1), 1);
+        assert_eq!(apply_transaction(&mut rt, txn, true), Ok(Applied::Logged(None)));
+        assert_eq!(count(&rt), 2);
+        assert_eq!(rt.persist.as_ref().unwrap().vclock.get(1), 3);
+    }
+
+    #[test]
+    fn nop_and_synchro_rows_move_the_vclock_only() {
+        let mut rt = runtime();
+        let mut nop = insert(3, 4, 4, true, "[9]");
+        nop.kind = IPROTO_NOP;
+        nop.body.clear();
+        let mut confirm = insert(3, 5, 5, true, "[9]");
+        confirm.kind = IPROTO_CONFIRM;
+        confirm.body = vec![0x82, 0x02, 0x03, 0x03, 0x04];
+        assert!(apply_transaction(&mut rt, vec![nop], false).is_ok());
+        assert!(apply_transaction(&mut rt, vec![confirm], false).is_ok());
+        assert_eq!(count(&rt), 0);
+        assert_eq!(rt.persist.as_ref().unwrap().vclock.get(3), 5);
+        let mut odd = insert(3, 6, 6, true, "[9]");
+        odd.kind = 77;
+        assert_eq!(
+            apply_transaction(&mut rt, vec![odd], false).unwrap_err().error.code,
+            ER_UNKNOWN_REQUEST_TYPE
+        );
+    }
+
+    #[test]
+    fn rows_print_as_tarantool_prints_them() {
+        assert_eq!(
+            mp_text(&rmp(&["[5, 'master', {'a': [true, null]}]"])),
+            "[5, \"master\", {\"a\": [true, null]}]"
+        );
+        assert_eq!(mp_text(&[0x92, 0x01]), "<invalid msgpack>");
+        let mut deep = vec![0x91; 100];
+        deep.push(0x01);
+        assert!(mp_text(&deep).contains("..."));
+    }
+}
