@@ -32,7 +32,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::bootstrap::Joining;
-use super::proto::{self, Ballot, Subscribe, IPROTO_OK, IPROTO_TYPE_ERROR};
+use super::replica_proto::{self as proto, Ballot, Subscribe, IPROTO_OK, IPROTO_TYPE_ERROR};
 use super::{cfg, hub, replicaset};
 use crate::box_::apply::{self, Applied};
 use crate::box_::errcode::*;

@@ -22,7 +22,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::applier::{Applier, Gate, State};
-use super::proto::Ballot;
+use super::replica_proto::Ballot;
 use super::replicaset::{self, Candidate};
 use crate::box_::db::{Db, IPROTO_INSERT, KEY_SPACE_ID, KEY_TUPLE};
 use crate::box_::errcode::*;

@@ -5,17 +5,17 @@
 //! Facts: `../shared/spec/box.md` §1.11 and the decoded capture in
 //! `../shared/spec/box-observed/replication/`.
 //!
-//! The replica's side (docs/replication.md): [`proto`] (the wire), [`applier`] (one
-//! connection to an upstream), [`replicaset`] (the appliers together: orphan status,
-//! bootstrap master choice, box.info), [`bootstrap`] (the first box.cfg), [`cfg`] (the
-//! `replication_*` options); box's way in for replicated rows is `box_::apply`.
+//! The replica's side (docs/replication.md): [`replica_proto`] (its half of the wire),
+//! [`applier`] (one connection to an upstream), [`replicaset`] (the appliers together:
+//! orphan status, bootstrap master choice, box.info), [`bootstrap`] (the first box.cfg),
+//! [`cfg`] (the `replication_*` options); box's way in for replicated rows is `box_::apply`.
 
 pub mod applier;
 pub mod bootstrap;
 pub mod cfg;
 pub mod election;
 pub mod hub;
-pub mod proto;
+pub mod replica_proto;
 pub mod replicaset;
 
 use mlua::prelude::*;

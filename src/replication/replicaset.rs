@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::applier::{Applier, Gate, State};
 use super::cfg;
-use super::proto::Ballot;
+use super::replica_proto::Ballot;
 use crate::box_::db::Db;
 use crate::box_::errcode::*;
 use crate::box_::error::ClientError;

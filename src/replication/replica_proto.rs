@@ -1,6 +1,6 @@
-//! The replication exchange on the wire (spec/box.md §1.11): the requests a replica sends
-//! and the answers it reads, as Tarantool 2.6's `xrow.c` encodes them. Pure functions over
-//! byte slices; no logic.
+//! The replication exchange as the replica speaks it (spec/box.md §1.11): the requests it
+//! sends and the answers it reads, as Tarantool 2.6's `xrow.c` encodes them. Pure functions
+//! over byte slices; no logic.
 //!
 //! ```text
 //! replica                                      master
