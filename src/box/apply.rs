@@ -154,10 +154,10 @@ fn type_name(kind: u32) -> String {
 /// MessagePack as Tarantool's `mp_snprint` writes it: `[1, "a", {"k": true}]`.
 pub fn mp_text(data: &[u8]) -> String {
     let mut out = String::new();
-    if mp_text_at(data, 0, &mut out, 0).is_err() {
-        out.push_str("<invalid msgpack>");
+    match mp_text_at(data, 0, &mut out, 0) {
+        Ok(_) => out,
+        Err(_) => "<invalid msgpack>".into(),
     }
-    out
 }
 
 /// Containers deeper than this print as `...` (hostile nesting cannot exhaust the stack).

@@ -922,7 +922,7 @@ mod tests {
         );
         assert!(check_row(&row(6, 5, true), &[row(5, 5, false)]).is_ok());
         let e = check_row(&row(7, 7, true), &[row(5, 5, false)]).unwrap_err();
-        assert_eq!(e.message, "Replication does not support interleaving transactions");
+        assert_eq!(e.message, "replication does not support interleaving transactions");
         let mut far = row(1, 1, true);
         far.replica_id = 40;
         assert_eq!(check_row(&far, &[]).unwrap_err().code, ER_UNKNOWN_REPLICA);
