@@ -144,6 +144,13 @@ fn node_joins_a_tarantool_master_and_follows_it() {
         eval(rport, "return box.schema.user.info('alice')[1][3]"),
         eval(mport, "return box.schema.user.info('alice')[1][3]")
     );
+    // Tarantool takes node's ACKs: its downstream follows at node's vclock.
+    wait_for(
+        mport,
+        "local d = box.info.replication[2].downstream \
+         return {d.status, d.vclock[1] == box.info.vclock[1]}",
+        r#"["follow",true]"#,
+    );
 
     // Restart the replica after the master moved on: it recovers its own files, then
     // catches up.

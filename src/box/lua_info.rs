@@ -400,7 +400,33 @@ async fn snapshot(lua: Lua) -> LuaResult<String> {
     Ok("ok".into())
 }
 
+/// `box.info` while box.cfg loads (recovers, connects, joins): who, and that it loads.
+fn loading_info(lua: &Lua) -> LuaResult<LuaTable> {
+    let t = lua.create_table()?;
+    if let Some(uuid) = status::instance_uuid() {
+        t.set("uuid", uuid.to_string())?;
+    }
+    t.set("version", super::VERSION)?;
+    t.set("status", status::status().name())?;
+    t.set("ro", true)?;
+    let vclock = status::loading_vclock();
+    let vt = lua.create_table()?;
+    for (rid, lsn) in vclock.iter() {
+        vt.raw_set(rid, lsn)?;
+    }
+    vt.set_metatable(Some(crate::serialize::map_mt(lua)?))?;
+    t.set("vclock", vt)?;
+    t.set("signature", vclock.signature())?;
+    t.set("pid", std::process::id())?;
+    t.set("package", "Tarantool")?;
+    t.set("replication", lua.create_table()?)?;
+    Ok(t)
+}
+
 fn info(lua: &Lua) -> LuaResult<LuaTable> {
+    if !super::lua::is_started() && status::status() == Status::Loading {
+        return loading_info(lua);
+    }
     let t = lua.create_table()?;
     with_box(|rt| {
         let p = rt.persist.as_ref();

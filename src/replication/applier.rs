@@ -377,7 +377,8 @@ impl Applier {
                 Ok(Ok(never)) => match never {},
                 Err(_) => Failure::Cancelled,
             };
-            if self.remote_id.get() != 0 {
+            // Only a subscribed connection was the peer's channel to the election.
+            if matches!(self.state.get(), State::Sync | State::Follow) && self.remote_id.get() != 0 {
                 hub::on_upstream_lost(self.remote_id.get());
             }
             if failure == Failure::Cancelled || failure == Failure::ToSelf {

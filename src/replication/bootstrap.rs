@@ -253,3 +253,103 @@ impl Joining {
         self.changed.notify_one();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::box_::db::KEY_SPACE_ID;
+
+    fn insert(space_id: u32, tuple: &[u8]) -> Row {
+        let mut body = Vec::new();
+        mp::write_map_header(&mut body, 2);
+        body.push(KEY_SPACE_ID);
+        mp::write_uint(&mut body, space_id as u64);
+        body.push(KEY_TUPLE);
+        body.extend_from_slice(tuple);
+        Row {
+            kind: IPROTO_INSERT,
+            body,
+            ..Row::default()
+        }
+    }
+
+    fn snapshot(j: &Joining) {
+        let me = Uuid::from_bytes([1; 16]).to_string();
+        for (space_id, tuple) in schema::bootstrap_rows(&Uuid::from_bytes([9; 16]).to_string(), &me) {
+            j.snapshot_row(&insert(space_id, &tuple)).unwrap();
+        }
+    }
+
+    fn vclock(pairs: &[(u32, i64)]) -> Vclock {
+        let mut v = Vclock::new();
+        for &(id, lsn) in pairs {
+            v.follow(id, lsn);
+        }
+        v
+    }
+
+    #[test]
+    fn a_join_builds_the_database_and_the_vclock() {
+        let j = Joining::default();
+        assert!(j
+            .snapshot_row(&insert(schema::CLUSTER_ID, &[0x92, 0x05, 0xa1, b'x']))
+            .is_err());
+        j.begin(vclock(&[(1, 7)]));
+        snapshot(&j);
+        // The final join: the master registers this instance (id 2) at LSN 8.
+        let mut register = insert(schema::CLUSTER_ID, &{
+            let mut t = Vec::new();
+            mp::write_array_header(&mut t, 2);
+            mp::write_uint(&mut t, 2);
+            mp::write_str(&mut t, Uuid::from_bytes([2; 16]).to_string().as_bytes());
+            t
+        });
+        register.replica_id = 1;
+        register.lsn = 8;
+        j.final_row(&register).unwrap();
+        let mut confirm = Row {
+            kind: crate::box_::apply::IPROTO_CONFIRM,
+            replica_id: 1,
+            lsn: 9,
+            body: vec![0x82, 0x02, 0x01, 0x03, 0x08],
+            ..Row::default()
+        };
+        j.final_row(&confirm).unwrap();
+        j.done();
+        assert!(j.done.get());
+        assert_eq!(j.vclock.get(), vclock(&[(1, 9)]));
+        let db = j.db.borrow_mut().take().unwrap();
+        assert_eq!(
+            db.schema.cluster.get(&2).map(String::as_str),
+            Some(Uuid::from_bytes([2; 16]).to_string().as_str())
+        );
+        // A join that starts over starts from nothing.
+        let again = Joining::default();
+        again.begin(vclock(&[(1, 7)]));
+        snapshot(&again);
+        again.begin(vclock(&[(1, 7)]));
+        snapshot(&again);
+        confirm.lsn = 10;
+        again.final_row(&confirm).unwrap();
+        assert_eq!(again.vclock.get(), vclock(&[(1, 10)]));
+    }
+
+    #[test]
+    fn peers_are_registered_after_the_instance_in_order() {
+        let j = Joining::default();
+        j.begin(Vclock::new());
+        snapshot(&j);
+        let mut db = j.db.borrow_mut().take().unwrap();
+        let peers = [Uuid::from_bytes([3; 16]), Uuid::from_bytes([5; 16])];
+        register_peers(&mut db, &peers).unwrap();
+        let ids: Vec<(u32, String)> = db.schema.cluster.iter().map(|(id, u)| (*id, u.clone())).collect();
+        assert_eq!(
+            ids,
+            [
+                (1, Uuid::from_bytes([1; 16]).to_string()),
+                (2, peers[0].to_string()),
+                (3, peers[1].to_string())
+            ]
+        );
+    }
+}
