@@ -11,7 +11,7 @@ use super::errcode::ER_WAL_IO;
 use super::error::ClientError;
 use super::raft::limbo::{Limbo, LimboOutput, SynchroKind, SynchroRequest};
 use super::tuple::Tuple;
-use super::wal::row::{Row, GROUP_LOCAL};
+use super::wal::row::{Row, GROUP_LOCAL, IPROTO_RAFT_CONFIRM, IPROTO_RAFT_PROMOTE, IPROTO_RAFT_ROLLBACK};
 use super::wal::vclock::Vclock;
 use super::wal::writer::{WalError, WalMode, WalWriter};
 use crate::client_error;
@@ -45,6 +45,12 @@ pub struct Persistence {
     /// CONFIRM and ROLLBACK rows the limbo asked for, for the synchro task to write.
     pub synchro_writes: Vec<SynchroRequest>,
     pub synchro_wakeup: std::rc::Rc<tokio::sync::Notify>,
+    /// Replicated transactions with business in the limbo, by ticket: queued there (kept
+    /// until the owner's decision with their statements, to undo a ROLLBACK), or carrying
+    /// a decision to apply once written.
+    replicated: hashbrown::HashMap<u64, (bool, Option<SynchroRequest>)>,
+    /// Statements of replicated transactions waiting in the limbo, for a ROLLBACK.
+    replicated_undo: hashbrown::HashMap<u64, Vec<Stmt>>,
 }
 
 /// Microseconds since the process started: the limbo's and Raft's clock.
@@ -82,6 +88,8 @@ impl Persistence {
             limbo: Limbo::new(instance_id, 1, 5_000_000),
             synchro_writes: Vec::new(),
             synchro_wakeup: std::rc::Rc::new(tokio::sync::Notify::new()),
+            replicated: hashbrown::HashMap::new(),
+            replicated_undo: hashbrown::HashMap::new(),
         }
     }
 
@@ -276,9 +284,31 @@ impl Persistence {
             self.vclock.follow(r.replica_id, r.lsn);
         }
         self.wal.as_ref()?;
+        let ticket = self.next_ticket;
+        // A CONFIRM, ROLLBACK or PROMOTE of the queue's owner: the limbo applies it once it
+        // is written here (txn_limbo_process after the applier's write).
+        let synchro = rows.iter().find_map(|r| match r.kind {
+            IPROTO_RAFT_PROMOTE | IPROTO_RAFT_CONFIRM | IPROTO_RAFT_ROLLBACK => {
+                SynchroRequest::decode(r.kind, r.replica_id, &r.body).ok()
+            }
+            _ => None,
+        });
+        // A synchronous transaction of the owner, or any behind one, waits in our limbo
+        // for the owner's decision; the applier goes on once it is written.
+        let is_sync = stmts.iter().any(|s| s.is_sync);
+        let origin = rows.iter().map(|r| r.replica_id).find(|&id| id != 0).unwrap_or(0);
+        let last_lsn = rows
+            .iter()
+            .filter(|r| r.replica_id == origin)
+            .map(|r| r.lsn)
+            .max()
+            .unwrap_or(0);
+        let mut in_limbo = false;
+        if !stmts.is_empty() && origin != 0 && self.limbo.must_wait(is_sync) {
+            in_limbo = self.limbo.append(ticket, origin, is_sync).is_ok();
+        }
         let count = rows.len() as u32;
         self.outbox_rows.extend(rows);
-        let ticket = self.next_ticket;
         self.next_ticket += 1;
         self.outbox_batches.push((count, ticket));
         self.pending.insert(
@@ -287,12 +317,15 @@ impl Persistence {
                 stmts: Stmts::Many(stmts),
                 result: None,
                 waiter: None,
-                lsn: 0,
+                lsn: last_lsn,
                 in_limbo: false,
                 limbo_committed: false,
                 written: false,
             },
         );
+        if in_limbo || synchro.is_some() {
+            self.replicated.insert(ticket, (in_limbo, synchro));
+        }
         Some(ticket)
     }
 
@@ -303,6 +336,7 @@ impl Persistence {
         for out in self.limbo.take_outputs() {
             match out {
                 LimboOutput::Commit(txn) => {
+                    self.replicated_undo.remove(&txn);
                     if let Some(p) = self.pending.get_mut(&txn) {
                         p.limbo_committed = true;
                         // An asynchronous transaction may be confirmed before its own write.
@@ -313,6 +347,9 @@ impl Persistence {
                     }
                 }
                 LimboOutput::Rollback { txn, error } => {
+                    if let Some(stmts) = self.replicated_undo.remove(&txn) {
+                        db.undo(stmts);
+                    }
                     if let Some(p) = self.pending.get_mut(&txn) {
                         if p.result.is_none() {
                             db.undo(std::mem::replace(&mut p.stmts, Stmts::Many(Vec::new())).into_vec());
@@ -368,6 +405,23 @@ impl Persistence {
                 _ if ticket > done => Err(Failure::Wal(WalError::Closed)),
                 _ => Ok(()),
             };
+            if let Some((queued, synchro)) = self.replicated.remove(&ticket) {
+                let lsn = self.pending.get(&ticket).map_or(0, |p| p.lsn);
+                match (&result, queued) {
+                    (Ok(()), true) => {
+                        self.limbo.assign_lsn(ticket, lsn);
+                        if let Some(p) = self.pending.get_mut(&ticket) {
+                            let stmts = std::mem::replace(&mut p.stmts, Stmts::Many(Vec::new()));
+                            self.replicated_undo.insert(ticket, stmts.into_vec());
+                        }
+                    }
+                    (Err(_), true) => self.limbo.abort(ticket),
+                    _ => {}
+                }
+                if let (Ok(()), Some(req)) = (&result, synchro) {
+                    self.limbo.apply(&req);
+                }
+            }
             let Some(p) = self.pending.get_mut(&ticket) else {
                 continue;
             };
