@@ -3,7 +3,12 @@
 //! them and the Raft election and synchronous-queue drivers ([`hub`]).
 //!
 //! Facts: `../shared/spec/box.md` §1.11 and the decoded capture in
-//! `../shared/spec/box-observed/replication/`.
+//! `../shared/spec/box-observed/replication/`. Both sides are described in
+//! docs/replication.md.
+//!
+//! The master's side: [`proto`] (its half of the wire), [`ballot`] (VOTE), [`wal_feed`],
+//! [`wal_reader`] and [`wal_stream`] (the rows a replica lacks, from memory or the xlogs),
+//! [`join`], [`relay`] (SUBSCRIBE), [`downstream`] (what box.info shows of the relays).
 //!
 //! The replica's side (docs/replication.md): [`replica_proto`] (its half of the wire),
 //! [`applier`] (one connection to an upstream), [`replicaset`] (the appliers together:
@@ -11,12 +16,17 @@
 //! [`cfg`] (the `replication_*` options); box's way in for replicated rows is `box_::apply`.
 
 pub mod applier;
+pub mod ballot;
 pub mod bootstrap;
 pub mod cfg;
 pub mod election;
 pub mod hub;
+pub mod proto;
 pub mod replica_proto;
 pub mod replicaset;
+pub mod wal_feed;
+pub mod wal_reader;
+pub mod wal_stream;
 
 use mlua::prelude::*;
 

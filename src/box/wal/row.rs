@@ -135,11 +135,22 @@ impl<'a> RowRef<'a> {
     /// Appends header and body. A NOP's body is never written: readers (Tarantool's too) do
     /// not look for one.
     pub fn encode(&self, out: &mut Vec<u8>) {
+        self.encode_with_sync(out, 0)
+    }
+
+    /// [`encode`](Self::encode) with a request's sync after the type, as a relay sends rows
+    /// to a replica (`xrow_header_encode`: the key is left out when the sync is 0).
+    pub fn encode_with_sync(&self, out: &mut Vec<u8>, sync: u64) {
         let map_at = out.len();
         out.push(0x80);
         let mut n = 1u8;
         put_uint(out, IPROTO_REQUEST_TYPE as u64);
         put_uint(out, self.kind as u64);
+        if sync != 0 {
+            put_uint(out, IPROTO_SYNC as u64);
+            put_uint(out, sync);
+            n += 1;
+        }
         if self.replica_id != 0 {
             put_uint(out, IPROTO_REPLICA_ID as u64);
             put_uint(out, self.replica_id as u64);

@@ -35,6 +35,7 @@ use uuid::Uuid;
 use super::row::Row;
 use super::vclock::Vclock;
 use super::xlog::{file_name, list_files, FileKind, Meta, XlogError, XlogReader, XlogWriter, BLOCK_THRESHOLD};
+use crate::replication::wal_feed::WalFeed;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WalMode {
@@ -318,6 +319,8 @@ struct Shared {
     warnings: Mutex<Vec<String>>,
     fail_writes: AtomicBool,
     acks: Arc<SeqAcks>,
+    /// Each written group's rows, for the relays (`replication::wal_feed`).
+    feed: Arc<WalFeed>,
 }
 
 impl Shared {
@@ -347,6 +350,7 @@ impl WalWriter {
             warnings: Mutex::new(Vec::new()),
             fail_writes: AtomicBool::new(false),
             acks: Arc::new(SeqAcks::default()),
+            feed: WalFeed::new(vclock),
         });
         if cfg.mode == WalMode::None {
             return Ok(WalWriter {
@@ -424,6 +428,11 @@ impl WalWriter {
             Some(q) => q.send(m),
             None => Err(m),
         }
+    }
+
+    /// The rows written, as they are written (what relays send to replicas).
+    pub fn feed(&self) -> Arc<WalFeed> {
+        self.shared.feed.clone()
     }
 
     /// The outcomes of the batches given to [`submit_seq`](Self::submit_seq).
@@ -788,6 +797,10 @@ impl Thread {
         let mut written: Vec<(Ack, u64)> = Vec::new();
         let mut written_vclock = self.vclock;
         let mut pending: Vec<(Ack, u64)> = Vec::new();
+        // The rows themselves go to the relays once written, if any relay reads them.
+        let keep_rows = self.shared.feed.has_readers();
+        let mut written_rows: Vec<Row> = Vec::new();
+        let mut pending_rows: Vec<Row> = Vec::new();
         let mut rest = group.into_iter();
         let mut error = None;
         for (mut rows, done) in rest.by_ref() {
@@ -804,10 +817,14 @@ impl Thread {
                 vclock.follow(r.replica_id, r.lsn);
             }
             pending.push((done, rows.len() as u64));
+            if keep_rows {
+                pending_rows.append(&mut rows);
+            }
             if x.pending_bytes() >= BLOCK_THRESHOLD {
                 match self.flush() {
                     Ok(_) => {
                         written.append(&mut pending);
+                        written_rows.append(&mut pending_rows);
                         written_vclock = vclock;
                     }
                     Err(e) => {
@@ -821,6 +838,7 @@ impl Thread {
             match self.flush() {
                 Ok(_) => {
                     written.append(&mut pending);
+                    written_rows.append(&mut pending_rows);
                     written_vclock = vclock;
                 }
                 Err(e) => error = Some(e),
@@ -847,8 +865,13 @@ impl Thread {
                 return;
             }
         }
-        self.vclock = written_vclock;
+        let before = std::mem::replace(&mut self.vclock, written_vclock);
         self.shared.set_vclock(written_vclock);
+        if before != written_vclock {
+            self.shared
+                .feed
+                .publish(before, written_vclock, keep_rows.then_some(written_rows));
+        }
         // Counted before anyone learns of the completion.
         Counters::add(&self.shared.stats.batches, written.len() as u64);
         Counters::add(&self.shared.stats.rows, written.iter().map(|w| w.1).sum());
