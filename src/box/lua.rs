@@ -650,6 +650,8 @@ fn read_target(
 /// Reads from a view go to the space it shows.
 fn base_space(rt: &BoxRuntime, space_id: u32) -> u32 {
     match rt.db.schema.space(space_id) {
+        // _vsequence shows _sequence (285 is _sequence_data); the others precede their view.
+        Some(s) if s.def.engine == "sysview" && space_id == schema::VSEQUENCE_ID => schema::SEQUENCE_ID,
         Some(s) if s.def.engine == "sysview" => space_id - 1,
         _ => space_id,
     }

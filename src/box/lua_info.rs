@@ -386,11 +386,18 @@ async fn snapshot(lua: Lua) -> LuaResult<String> {
     if let Ok(report) = gc {
         let oldest = report.oldest_kept.clone();
         let rx = with_box(|rt| {
+            // Xlogs a replica has not acknowledged yet stay (Tarantool's gc consumers).
+            let cluster = &rt.db.schema.cluster;
+            let floor = crate::replication::downstream::gc_floor(|u| cluster.values().any(|c| *c == u.to_string()));
+            let keep = |v: Vclock| match &floor {
+                Some(f) => crate::replication::downstream::min_ignore0(&v, f),
+                None => v,
+            };
             Ok(rt
                 .persist
                 .as_ref()
                 .and_then(|p| p.wal.as_ref())
-                .zip(oldest.map(|(_, v)| v))
+                .zip(oldest.map(|(_, v)| keep(v)))
                 .map(|(w, v)| w.collect_garbage(v)))
         })?;
         if let Some(rx) = rx {
@@ -484,6 +491,12 @@ fn info(lua: &Lua) -> LuaResult<LuaTable> {
             if let Some(upstream) = crate::replication::replicaset::upstream_info(lua, &ruuid)? {
                 r.set("upstream", upstream)?;
             }
+            let downstream = Uuid::parse_str(&ruuid)
+                .ok()
+                .and_then(|u| downstream_info(lua, &u).transpose());
+            if let Some(downstream) = downstream {
+                r.set("downstream", downstream?)?;
+            }
             replication.raw_set(rid, r)?;
         }
         // Printed as a block mapping by id, as Tarantool's (`__serialize = 'mapping'`).
@@ -497,6 +510,40 @@ fn info(lua: &Lua) -> LuaResult<LuaTable> {
         Ok(())
     })?;
     Ok(t)
+}
+
+/// `box.info.replication[id].downstream`: the relay to that replica, once it subscribed.
+fn downstream_info(lua: &Lua, uuid: &Uuid) -> LuaResult<Option<LuaTable>> {
+    use crate::replication::downstream::{self, RelayState};
+    let Some(d) = downstream::get(uuid) else {
+        return Ok(None);
+    };
+    let Some(state) = d.state else { return Ok(None) };
+    let t = lua.create_table()?;
+    match state {
+        RelayState::Follow => {
+            t.set("status", "follow")?;
+            t.set("idle", d.last_row.elapsed().as_secs_f64())?;
+            let v = lua.create_table()?;
+            for (id, lsn) in d.vclock.iter() {
+                v.raw_set(id, lsn)?;
+            }
+            // `{1: 7}` in every output, as Tarantool marks it.
+            v.set_metatable(Some(crate::serialize::map_mt(lua)?))?;
+            t.set("vclock", v)?;
+        }
+        RelayState::Stopped {
+            message,
+            system_message,
+        } => {
+            t.set("status", "stopped")?;
+            t.set("message", message)?;
+            if let Some(m) = system_message {
+                t.set("system_message", m)?;
+            }
+        }
+    }
+    Ok(Some(t))
 }
 
 /// Seconds over which box.stat averages `rps`, as Tarantool does.

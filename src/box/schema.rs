@@ -22,6 +22,9 @@ pub const SPACE_ID: u32 = 280;
 pub const VSPACE_ID: u32 = 281;
 pub const INDEX_ID: u32 = 288;
 pub const VINDEX_ID: u32 = 289;
+pub const SEQUENCE_ID: u32 = 284;
+pub const SEQUENCE_DATA_ID: u32 = 285;
+pub const VSEQUENCE_ID: u32 = 286;
 pub const FUNC_ID: u32 = 296;
 pub const VFUNC_ID: u32 = 297;
 pub const USER_ID: u32 = 304;
@@ -29,6 +32,12 @@ pub const VUSER_ID: u32 = 305;
 pub const PRIV_ID: u32 = 312;
 pub const VPRIV_ID: u32 = 313;
 pub const CLUSTER_ID: u32 = 320;
+pub const TRIGGER_ID: u32 = 328;
+pub const TRUNCATE_ID: u32 = 330;
+pub const SPACE_SEQUENCE_ID: u32 = 340;
+pub const FK_CONSTRAINT_ID: u32 = 356;
+pub const CK_CONSTRAINT_ID: u32 = 364;
+pub const FUNC_INDEX_ID: u32 = 372;
 /// Ids below this are system spaces.
 pub const SYSTEM_ID_MAX: u32 = 511;
 pub const ADMIN: u32 = 1;
@@ -119,6 +128,18 @@ const PRIV_INDEXES: Indexes = &[
     ("object", false, &[(2, "string"), (3, "scalar")]),
 ];
 const CLUSTER_FIELDS: Fields = &[("id", "unsigned"), ("uuid", "string")];
+const SEQUENCE_FIELDS: Fields = &[
+    ("id", "unsigned"),
+    ("owner", "unsigned"),
+    ("name", "string"),
+    ("step", "integer"),
+    ("min", "integer"),
+    ("max", "integer"),
+    ("start", "integer"),
+    ("cache", "integer"),
+    ("cycle", "boolean"),
+];
+const PRIMARY_UNSIGNED: Indexes = &[("primary", true, &[(0, "unsigned")])];
 const CLUSTER_INDEXES: Indexes = &[("primary", true, &[(0, "unsigned")]), ("uuid", true, &[(1, "string")])];
 
 /// (id, name, engine, format, indexes) of every system space, as Tarantool 2.6 has them.
@@ -149,6 +170,98 @@ const SYSTEM_SPACES: &[(u32, &str, &str, Fields, Indexes)] = &[
     (PRIV_ID, "_priv", "memtx", PRIV_FIELDS, PRIV_INDEXES),
     (VPRIV_ID, "_vpriv", "sysview", PRIV_FIELDS, PRIV_INDEXES),
     (CLUSTER_ID, "_cluster", "memtx", CLUSTER_FIELDS, CLUSTER_INDEXES),
+    // The spaces below are unused by node itself, but a Tarantool replica joining this
+    // instance needs them: its bootstrap grants refer to them, and its code expects them.
+    (SEQUENCE_ID, "_sequence", "memtx", SEQUENCE_FIELDS, SPACE_INDEXES),
+    (
+        SEQUENCE_DATA_ID,
+        "_sequence_data",
+        "memtx",
+        &[("id", "unsigned"), ("value", "integer")],
+        PRIMARY_UNSIGNED,
+    ),
+    (VSEQUENCE_ID, "_vsequence", "sysview", SEQUENCE_FIELDS, SPACE_INDEXES),
+    (
+        TRIGGER_ID,
+        "_trigger",
+        "memtx",
+        &[("name", "string"), ("space_id", "unsigned"), ("opts", "map")],
+        &[
+            ("primary", true, &[(0, "string")]),
+            ("space_id", false, &[(1, "unsigned")]),
+        ],
+    ),
+    (
+        TRUNCATE_ID,
+        "_truncate",
+        "memtx",
+        &[("id", "unsigned"), ("count", "unsigned")],
+        PRIMARY_UNSIGNED,
+    ),
+    (
+        SPACE_SEQUENCE_ID,
+        "_space_sequence",
+        "memtx",
+        &[
+            ("id", "unsigned"),
+            ("sequence_id", "unsigned"),
+            ("is_generated", "boolean"),
+            ("field", "unsigned"),
+            ("path", "string"),
+        ],
+        &[
+            ("primary", true, &[(0, "unsigned")]),
+            ("sequence", false, &[(1, "unsigned")]),
+        ],
+    ),
+    (
+        FK_CONSTRAINT_ID,
+        "_fk_constraint",
+        "memtx",
+        &[
+            ("name", "string"),
+            ("child_id", "unsigned"),
+            ("parent_id", "unsigned"),
+            ("is_deferred", "boolean"),
+            ("match", "string"),
+            ("on_delete", "string"),
+            ("on_update", "string"),
+            ("child_cols", "array"),
+            ("parent_cols", "array"),
+        ],
+        &[
+            ("primary", true, &[(0, "string"), (1, "unsigned")]),
+            ("child_id", false, &[(1, "unsigned")]),
+        ],
+    ),
+    (
+        CK_CONSTRAINT_ID,
+        "_ck_constraint",
+        "memtx",
+        &[
+            ("space_id", "unsigned"),
+            ("name", "string"),
+            ("is_deferred", "boolean"),
+            ("language", "string"),
+            ("code", "string"),
+            ("is_enabled", "boolean"),
+        ],
+        &[("primary", true, &[(0, "unsigned"), (1, "string")])],
+    ),
+    (
+        FUNC_INDEX_ID,
+        "_func_index",
+        "memtx",
+        &[
+            ("space_id", "unsigned"),
+            ("index_id", "unsigned"),
+            ("func_id", "unsigned"),
+        ],
+        &[
+            ("primary", true, &[(0, "unsigned"), (1, "unsigned")]),
+            ("fid", false, &[(2, "unsigned")]),
+        ],
+    ),
 ];
 
 /// A registered function (`_func`).
@@ -205,7 +318,12 @@ fn index_defs_from_static(space_id: u32, indexes: Indexes) -> Vec<IndexDef> {
             space_id,
             id: iid,
             name: name.to_string(),
-            index_type: IndexType::Tree,
+            // As in Tarantool: the sequences' values are looked up by id only.
+            index_type: if space_id == SEQUENCE_DATA_ID {
+                IndexType::Hash
+            } else {
+                IndexType::Tree
+            },
             unique: *unique,
             parts: parts
                 .iter()

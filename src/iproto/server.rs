@@ -11,6 +11,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::rc::{Rc, Weak};
 use std::task::Poll;
@@ -29,6 +30,7 @@ use crate::box_::session::{self, Session, SessionKind};
 use crate::box_::tuple::Tuple;
 use crate::client_error;
 use crate::modules::log::{self, Level};
+use crate::replication::{join, relay};
 use crate::runtime::errors::{BoxError, ErrorObject};
 use crate::runtime::fiber;
 
@@ -330,12 +332,17 @@ async fn accept_loop(
             None => break,
             Some(Ok(Accepted::Tcp(stream, peer))) => {
                 let _ = stream.set_nodelay(true);
+                let socket_name = match stream.local_addr() {
+                    Ok(local) => format!("fd {}, aka {local}, peer of {peer}", stream.as_raw_fd()),
+                    Err(_) => format!("fd {}", stream.as_raw_fd()),
+                };
                 let (rd, wr) = stream.into_split();
-                start_connection(&lua, rd, wr, peer);
+                start_connection(&lua, rd, wr, peer, socket_name);
             }
             Some(Ok(Accepted::Unix(stream))) => {
+                let socket_name = format!("fd {}", stream.as_raw_fd());
                 let (rd, wr) = stream.into_split();
-                start_connection(&lua, rd, wr, "unix/:".into());
+                start_connection(&lua, rd, wr, "unix/:".into(), socket_name);
             }
             Some(Err(e)) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -369,6 +376,27 @@ struct Conn {
     accepted: Cell<Option<bool>>,
     /// The greeting, held back while on_connect triggers run.
     greeting: RefCell<Option<[u8; codec::GREETING_SIZE]>>,
+    /// `fd N, aka LOCAL, peer of PEER`, as Tarantool names a socket in its log.
+    socket_name: String,
+}
+
+/// A relay writes to the connection it took over through its output buffer.
+impl relay::Downlink for Conn {
+    fn send(&self, bytes: &[u8]) {
+        Conn::send(self, bytes)
+    }
+
+    fn unsent(&self) -> usize {
+        self.out.borrow().len()
+    }
+
+    fn progress(&self) -> &Notify {
+        &self.progress
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
 }
 
 impl Conn {
@@ -409,7 +437,7 @@ fn instance_uuid() -> uuid::Uuid {
         .unwrap_or_default()
 }
 
-fn start_connection<R, W>(lua: &mlua::WeakLua, rd: R, wr: W, peer: String)
+fn start_connection<R, W>(lua: &mlua::WeakLua, rd: R, wr: W, peer: String, socket_name: String)
 where
     R: AsyncRead + Unpin + 'static,
     W: AsyncWrite + Unpin + 'static,
@@ -435,6 +463,7 @@ where
             malformed: Cell::new(0),
             accepted: Cell::new(Some(true)),
             greeting: RefCell::new(None),
+            socket_name,
         }
     });
     count(|s| {
@@ -507,7 +536,8 @@ async fn room_for_requests(conn: &Conn) -> bool {
     !conn.closed.get()
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(lua: mlua::WeakLua, conn: Rc<Conn>, mut rd: R) {
+async fn read_loop<R: AsyncRead + Unpin>(weak_lua: mlua::WeakLua, conn: Rc<Conn>, mut rd: R) {
+    let lua = &weak_lua;
     while conn.accepted.get().is_none() {
         conn.progress.notified().await;
     }
@@ -528,7 +558,7 @@ async fn read_loop<R: AsyncRead + Unpin>(lua: mlua::WeakLua, conn: Rc<Conn>, mut
             Ok(n) => n,
         };
         count(|s| s.received += n as u64);
-        let Some(lua) = lua.try_upgrade() else { break };
+        let Some(mut lua) = weak_lua.try_upgrade() else { break };
         let mut pos = 0;
         let mut served = 0u32;
         loop {
@@ -542,9 +572,24 @@ async fn read_loop<R: AsyncRead + Unpin>(lua: mlua::WeakLua, conn: Rc<Conn>, mut
                         }
                     }
                     let packet = &buf[pos + frame.packet.start..pos + frame.packet.end];
-                    serve(&lua, &conn, packet);
+                    let takeover = serve(&lua, &conn, packet);
                     pos += frame.consumed;
                     served += 1;
+                    if let Some(request) = takeover {
+                        // JOIN or SUBSCRIBE: the relay reads and writes the socket now.
+                        buf.drain(..pos);
+                        pos = 0;
+                        box_lua::flush_wal();
+                        drop(lua);
+                        if !replicate(&weak_lua, &conn, request, &mut rd, &mut buf).await {
+                            break 'read;
+                        }
+                        match weak_lua.try_upgrade() {
+                            Some(l) => lua = l,
+                            None => break 'read,
+                        }
+                        continue;
+                    }
                     if served.is_multiple_of(REPLY_CHUNK) && pos < buf.len() {
                         // Let the writer send what is ready while the rest is served: the
                         // client starts on those replies meanwhile (2 cores work at once).
@@ -617,22 +662,29 @@ fn note_malformed(lua: &Lua, conn: &Conn, what: &str) {
     }
 }
 
-/// Serves one packet.
-fn serve(lua: &Lua, conn: &Rc<Conn>, packet: &[u8]) {
+/// A request after which the connection belongs to a relay (JOIN, SUBSCRIBE).
+struct Takeover {
+    kind: RequestType,
+    sync: u64,
+    body: Option<Vec<u8>>,
+}
+
+/// Serves one packet; a JOIN or SUBSCRIBE is handed back for the relay.
+fn serve(lua: &Lua, conn: &Rc<Conn>, packet: &[u8]) -> Option<Takeover> {
     count(|s| s.requests += 1);
     let req = match codec::decode_request(packet) {
         Ok(r) => r,
         Err(e) => {
             note_malformed(lua, conn, &e.to_string());
             conn.send(&e.encode(schema_version()));
-            return;
+            return None;
         }
     };
     let sync = req.sync;
     let version = schema_version();
     if let Err(e) = req.check_schema_version(version) {
         conn.send(&codec::encode_error(sync, version, &e));
-        return;
+        return None;
     }
     let result = match (req.kind, req.body) {
         (RequestType::Ping, _) => Ok(Some(codec::encode_ok(sync, version, None))),
@@ -650,6 +702,19 @@ fn serve(lua: &Lua, conn: &Rc<Conn>, packet: &[u8]) {
             call(lua, conn, req.kind, sync, function_name, args).map(|()| None)
         }
         (RequestType::Eval, Body::Eval { expr, args }) => eval(lua, conn, sync, expr, args).map(|()| None),
+        (RequestType::Vote, _) => Ok(Some(relay::current_ballot().encode_reply(sync, version))),
+        (RequestType::VoteDeprecated, _) => {
+            let mut body = vec![0x81, codec::keys::VCLOCK];
+            crate::replication::proto::put_vclock(&mut body, &relay::current_vclock());
+            Ok(Some(codec::encode_ok(sync, version, Some(&body))))
+        }
+        (kind @ (RequestType::Join | RequestType::Subscribe), Body::Raw(body)) => {
+            return Some(Takeover {
+                kind,
+                sync,
+                body: body.map(<[u8]>::to_vec),
+            })
+        }
         (kind, _) => Err(client_error!(ER_UNKNOWN_REQUEST_TYPE, kind.code() as u32)),
     };
     match result {
@@ -657,6 +722,39 @@ fn serve(lua: &Lua, conn: &Rc<Conn>, packet: &[u8]) {
         Ok(None) => {}
         Err(e) => conn.send(&encode_client_error(sync, &e)),
     }
+    None
+}
+
+/// Runs a JOIN or SUBSCRIBE on the connection; false when the connection must close
+/// (a subscription always ends so, as 2.6's relay does).
+async fn replicate<R: AsyncRead + Unpin>(
+    lua: &mlua::WeakLua,
+    conn: &Rc<Conn>,
+    request: Takeover,
+    rd: &mut R,
+    buf: &mut Vec<u8>,
+) -> bool {
+    let peer = relay::Peer {
+        uid: conn.session.uid.get(),
+        socket_name: conn.socket_name.clone(),
+    };
+    let body = request.body.as_deref();
+    conn.start_one();
+    let keep_open = if request.kind == RequestType::Join {
+        match join::join(lua, conn.as_ref(), &peer, request.sync, body).await {
+            Ok(()) => true,
+            Err(e) => {
+                conn.send(&e.encode(request.sync, schema_version()));
+                true
+            }
+        }
+    } else {
+        let e = relay::subscribe(lua, conn.as_ref(), &peer, request.sync, body, rd, buf).await;
+        conn.send(&e.encode(request.sync, schema_version()));
+        false
+    };
+    conn.finish_one();
+    keep_open
 }
 
 fn encode_client_error(sync: u64, e: &ClientError) -> Vec<u8> {

@@ -55,6 +55,15 @@ impl WalStream {
         }
     }
 
+    /// Starts over from `have` (a JOIN takes the feed's reader first and learns where its
+    /// read view stands afterwards).
+    pub fn start_from(&mut self, have: Vclock) {
+        self.have = have;
+        self.source = Source::Undecided;
+        self.from_files.clear();
+        self.from_tail.clear();
+    }
+
     /// What the reader has: its vclock at the start and every row handed over since.
     pub fn have(&self) -> &Vclock {
         &self.have
