@@ -526,12 +526,11 @@ impl Follower<'_> {
     }
 
     fn on_ack(&mut self, vclock: Vclock) {
-        // 2.6 passes an ack on only when it moved.
-        if vclock.signature() == self.acked.signature() {
-            return;
+        if vclock.signature() != self.acked.signature() {
+            self.acked = vclock;
+            downstream::update(self.uuid, |d| d.vclock = vclock);
         }
-        self.acked = vclock;
-        downstream::update(self.uuid, |d| d.vclock = vclock);
+        // Every ack, moved or not: it is also the replica's sign of life for the election.
         if self.replica_id != 0 {
             hub::on_replica_ack(self.replica_id, &vclock);
         }
