@@ -610,3 +610,38 @@ fn bad_replication_requests_get_tarantools_answers() {
         "{node_answers:#?}"
     );
 }
+
+#[test]
+fn a_replica_far_behind_catches_up_while_the_master_keeps_writing() {
+    let mut pair = Pair::start("behind");
+    let m = pair.master_port;
+    pair.replica = None;
+    // 60,000 rows while it is away (zstd-compressed blocks, several xlogs)...
+    eval(
+        m,
+        "for i = 1, 60 do box.begin() for j = 1, 1000 do \
+         box.space.test:replace{10000 + i * 1000 + j, string.rep('p', 60), i} end box.commit() \
+         if i % 20 == 0 then box.snapshot() end end",
+    );
+    // ...and more from a fiber while it catches up: the relay moves from the files to the
+    // rows being written without losing or repeating one.
+    let bulk = eval(m, "return box.info.lsn").as_u64().expect("lsn");
+    eval(
+        m,
+        "_G.stop = false require('fiber').create(function() local i = 0 \
+         while not _G.stop do i = i + 1 box.space.test:replace{i % 500, 'moving', i} \
+         if i % 50 == 0 then require('fiber').sleep(0.001) end end \
+         box.space.test:insert{999999, 'last'} end)",
+    );
+    pair.restart_replica();
+    wait_for("the replica past the backlog", || {
+        let lsn = try_eval(pair.replica_port, "return box.info.replication[1].lsn")?.as_u64()?;
+        (lsn > bulk + 100).then_some(())
+    });
+    eval(m, "_G.stop = true");
+    wait_for("the writer to finish", || {
+        (eval(m, "return box.space.test:get{999999} ~= nil").as_bool() == Some(true)).then_some(())
+    });
+    pair.assert_same_data();
+    assert!(log_of(&pair.master_dir).contains("recover from `"));
+}

@@ -212,7 +212,9 @@ pub async fn join(
         if out.len() >= SEND_CHUNK {
             link.send(&out);
             out.clear();
-            // The rest waits for the socket; meanwhile the Lua thread serves others.
+            // Others run between chunks; past the high water mark the rest waits for
+            // the socket.
+            tokio::task::yield_now().await;
             room(link).await?;
         }
     }
@@ -245,6 +247,7 @@ pub async fn join(
         });
         link.send(&out);
         out.clear();
+        tokio::task::yield_now().await;
     }
     log(lua, Level::Info, "final data sent.");
     proto::put_vclock_ok(&mut out, sync, &joining.feed.written());

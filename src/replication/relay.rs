@@ -450,6 +450,9 @@ impl Follower<'_> {
                     for path in stream.take_opened() {
                         log(self.lua, Level::Info, &format!("recover from `{}'", path.display()));
                     }
+                    // A replica far behind must not hold the Lua thread: others run
+                    // between batches.
+                    tokio::task::yield_now().await;
                 }
                 n = rd.read_buf(buf) => match n {
                     Ok(0) => return RelayError::eof(&self.peer.socket_name),

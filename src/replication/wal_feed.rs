@@ -197,15 +197,23 @@ impl FeedReader {
         }
     }
 
-    /// The groups from `seq` on (none yet: empty), or Lagged when `seq` was dropped.
-    pub fn groups_from(&self, seq: u64, out: &mut Vec<Arc<WrittenGroup>>) -> Result<(), Lagged> {
+    /// The groups from `seq` on, about `budget` bytes of rows of them (at least one
+    /// group if there is any), or Lagged when `seq` was dropped.
+    pub fn groups_from(&self, seq: u64, budget: usize, out: &mut Vec<Arc<WrittenGroup>>) -> Result<(), Lagged> {
         let t = self.feed.lock();
         match t.groups.front() {
             Some(g) if g.seq > seq => Err(Lagged),
             None if seq < t.next_seq => Err(Lagged),
             Some(g) => {
                 let skip = (seq - g.seq) as usize;
-                out.extend(t.groups.iter().skip(skip).cloned());
+                let mut taken = 0;
+                for g in t.groups.iter().skip(skip) {
+                    if taken >= budget {
+                        break;
+                    }
+                    taken += g.rows.iter().map(|r| r.body.len() + ROW_OVERHEAD).sum::<usize>();
+                    out.push(g.clone());
+                }
                 Ok(())
             }
             None => Ok(()),
@@ -275,7 +283,7 @@ mod tests {
 
     fn lsns(reader: &FeedReader, seq: u64) -> Result<Vec<i64>, Lagged> {
         let mut groups = Vec::new();
-        reader.groups_from(seq, &mut groups)?;
+        reader.groups_from(seq, usize::MAX, &mut groups)?;
         Ok(groups.iter().flat_map(|g| g.rows.iter().map(|r| r.lsn)).collect())
     }
 
@@ -375,7 +383,7 @@ mod tests {
             let mut next = seq;
             while got.len() < 100 {
                 let mut groups = Vec::new();
-                reader.groups_from(next, &mut groups).unwrap();
+                reader.groups_from(next, 1000, &mut groups).unwrap();
                 if groups.is_empty() {
                     reader.changed().await;
                     continue;

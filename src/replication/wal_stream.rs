@@ -21,6 +21,9 @@ use super::wal_reader::{start_pass, FilePass, PassError, Piece};
 use crate::box_::wal::row::Row;
 use crate::box_::wal::vclock::Vclock;
 
+/// Bytes of rows taken from the tail at once: what a relay encodes between two yields.
+const TAKE_BUDGET: usize = 256 * 1024;
+
 enum Source {
     /// Not decided: the tail if it covers `have`, else the files.
     Undecided,
@@ -103,7 +106,7 @@ impl WalStream {
                 }
                 Source::Tail(next) => {
                     let wanted = *next;
-                    if self.feed.groups_from(wanted, &mut self.from_tail).is_err() {
+                    if self.feed.groups_from(wanted, TAKE_BUDGET, &mut self.from_tail).is_err() {
                         // Dropped from the tail before we read it: back to the files.
                         self.source = Source::Undecided;
                         continue;
