@@ -507,6 +507,9 @@ fn replication_answers(port: u16) -> Vec<String> {
     let bad_version = map(&[(0x24, stranger.as_str().into()), (0x06, "2.6".into())]);
     case("subscribe bad version", repl().request(66, 14, Some(&bad_version)));
 
+    // An anonymous replica needs no registration.
+    let anon = map(&[(0x24, uuid_str().into()), (0x26, empty()), (0x50, true.into())]);
+    case("subscribe anonymous", repl().request(66, 19, Some(&anon)));
     // A registered replica (joined just now) with a replica set uuid that is not the
     // master's: 2.6.0's master leaves that check to the replica and answers.
     let mut joined = repl();
@@ -644,4 +647,38 @@ fn a_replica_far_behind_catches_up_while_the_master_keeps_writing() {
     });
     pair.assert_same_data();
     assert!(log_of(&pair.master_dir).contains("recover from `"));
+}
+
+#[test]
+fn a_subscriber_hears_the_election_state_first() {
+    let dir = temp_dir("relay-raft");
+    let port = free_port();
+    let script_path = dir.join("raft.lua");
+    std::fs::write(
+        &script_path,
+        "box.cfg{listen = '127.0.0.1:' .. arg[1], replication_timeout = 0.1, election_mode = 'candidate'}\n\
+         box.ctl.wait_rw()\n\
+         box.schema.user.grant('guest', 'replication')\n",
+    )
+    .expect("script");
+    let _master = spawn(NODE, &dir, &script_path, &[port], port);
+    let stranger = uuid_str();
+    let mut c = wait_for("the leader to take grants", || {
+        let mut c = Client::connect(port)?;
+        c.send(65, 1, Some(&map(&[(0x24, stranger.as_str().into())])));
+        read_join(&mut c).then_some(c)
+    });
+    let sub = map(&[(0x24, stranger.as_str().into()), (0x26, Value::Map(vec![]))]);
+    let (ok, _) = c.request(66, 2, Some(&sub)).expect("subscribed");
+    assert_eq!(get(&ok, 0).and_then(|k| k.as_u64()), Some(0));
+    // `{0: 30, 1: sync, 7: 1}{0: term, 1: vote, 2: state, ...}`, before any row.
+    let (header, body) = c.read().expect("the RAFT row");
+    assert_eq!(get(&header, 0).and_then(|k| k.as_u64()), Some(30), "{header}");
+    assert_eq!(get(&header, 7).and_then(|k| k.as_u64()), Some(1), "{header}");
+    assert_eq!(get(&header, 1).and_then(|k| k.as_u64()), Some(2), "{header}");
+    let body = body.expect("body");
+    assert!(get(&body, 0).and_then(|t| t.as_u64()).is_some_and(|term| term >= 2), "{body}");
+    // A leader (state 3) that voted for itself (id 1).
+    assert_eq!(get(&body, 2).and_then(|s| s.as_u64()), Some(3), "{body}");
+    assert_eq!(get(&body, 1).and_then(|s| s.as_u64()), Some(1), "{body}");
 }
