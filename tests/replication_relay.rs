@@ -193,6 +193,8 @@ fn downstream(master: u16) -> Value {
 }
 
 struct Pair {
+    /// The replica's binary: tarantool, or node.
+    replica_program: &'static str,
     master: Option<KillOnDrop>,
     master_port: u16,
     master_dir: PathBuf,
@@ -202,20 +204,21 @@ struct Pair {
 }
 
 impl Pair {
-    fn start(name: &str) -> Pair {
+    fn start(name: &str, replica_program: &'static str) -> Pair {
         let master_dir = temp_dir(&format!("relay-{name}-master"));
         let replica_dir = temp_dir(&format!("relay-{name}-replica"));
         let master_port = free_port();
         let replica_port = free_port();
         let master = spawn(NODE, &master_dir, &script("master.lua"), &[master_port], master_port);
         let replica = spawn(
-            "tarantool",
+            replica_program,
             &replica_dir,
             &script("replica.lua"),
             &[replica_port, master_port],
             replica_port,
         );
         let pair = Pair {
+            replica_program,
             master: Some(master),
             master_port,
             master_dir,
@@ -232,7 +235,7 @@ impl Pair {
 
     fn restart_replica(&mut self) {
         self.replica = Some(spawn(
-            "tarantool",
+            self.replica_program,
             &self.replica_dir,
             &script("replica.lua"),
             &[self.replica_port, self.master_port],
@@ -260,7 +263,21 @@ impl Pair {
 
 #[test]
 fn a_tarantool_replica_joins_follows_catches_up_and_reconnects() {
-    let mut pair = Pair::start("follow");
+    joins_follows_catches_up_and_reconnects("tarantool");
+}
+
+#[test]
+fn a_node_replica_does_the_same_through_the_relay() {
+    joins_follows_catches_up_and_reconnects(NODE);
+}
+
+fn joins_follows_catches_up_and_reconnects(replica_program: &'static str) {
+    let name = if replica_program == NODE {
+        "follow-node"
+    } else {
+        "follow"
+    };
+    let mut pair = Pair::start(name, replica_program);
     let (m, r) = (pair.master_port, pair.replica_port);
     // Joined: its id from the master's _cluster, every replicated row, none of the
     // local or temporary ones.
@@ -616,7 +633,7 @@ fn bad_replication_requests_get_tarantools_answers() {
 
 #[test]
 fn a_replica_far_behind_catches_up_while_the_master_keeps_writing() {
-    let mut pair = Pair::start("behind");
+    let mut pair = Pair::start("behind", "tarantool");
     let m = pair.master_port;
     pair.replica = None;
     // 60,000 rows while it is away (zstd-compressed blocks, several xlogs)...
@@ -677,7 +694,10 @@ fn a_subscriber_hears_the_election_state_first() {
     assert_eq!(get(&header, 7).and_then(|k| k.as_u64()), Some(1), "{header}");
     assert_eq!(get(&header, 1).and_then(|k| k.as_u64()), Some(2), "{header}");
     let body = body.expect("body");
-    assert!(get(&body, 0).and_then(|t| t.as_u64()).is_some_and(|term| term >= 2), "{body}");
+    assert!(
+        get(&body, 0).and_then(|t| t.as_u64()).is_some_and(|term| term >= 2),
+        "{body}"
+    );
     // A leader (state 3) that voted for itself (id 1).
     assert_eq!(get(&body, 2).and_then(|s| s.as_u64()), Some(3), "{body}");
     assert_eq!(get(&body, 1).and_then(|s| s.as_u64()), Some(1), "{body}");

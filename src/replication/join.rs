@@ -34,7 +34,7 @@ use crate::box_::lua as box_lua;
 use crate::box_::mp;
 use crate::box_::schema::{self, Schema};
 use crate::box_::tuple::Tuple;
-use crate::box_::wal::row::{put_replace_body, RowRef, IPROTO_INSERT};
+use crate::box_::wal::row::{put_replace_body, RowRef, GROUP_LOCAL, IPROTO_INSERT};
 use crate::box_::wal::vclock::{Vclock, VCLOCK_MAX};
 use crate::client_error;
 use crate::modules::log::Level;
@@ -49,7 +49,7 @@ pub fn read_view(schema: &Schema) -> Vec<(u32, Tuple)> {
     let mut out = Vec::new();
     for space in schema.spaces.values() {
         let def = &space.def;
-        if def.temporary || def.group_id == proto::GROUP_LOCAL || def.engine != "memtx" {
+        if def.temporary || def.group_id == GROUP_LOCAL || def.engine != "memtx" {
             continue;
         }
         if let Some(pk) = space.primary() {

@@ -31,18 +31,12 @@ use uuid::Uuid;
 use crate::box_::errcode::ER_INVALID_MSGPACK;
 use crate::box_::error::ClientError;
 use crate::box_::mp::{self, Mp};
-use crate::box_::wal::row::RowRef;
+use crate::box_::wal::row::{RowRef, GROUP_LOCAL, IPROTO_RAFT};
 use crate::box_::wal::vclock::{Vclock, VCLOCK_MAX};
 use crate::client_error;
 use crate::iproto::codec::keys;
 
-pub const IPROTO_OK: u32 = 0;
-/// Election state (2.6.1+): `{0: term, 1: vote, 2: state, 3: vclock}`, local group.
-pub const IPROTO_RAFT: u32 = 30;
-pub const KEY_REPLICA_ANON: u8 = 0x50;
-pub const KEY_ID_FILTER: u8 = 0x51;
-/// The group of rows that never leave the instance (local spaces, RAFT).
-pub const GROUP_LOCAL: u32 = 1;
+use super::replica_proto::{IPROTO_OK, KEY_ID_FILTER, KEY_REPLICA_ANON};
 
 /// Writes `ce <len>` before a packet built from `start` on.
 fn frame(out: &mut [u8], start: usize) {
@@ -131,11 +125,6 @@ pub fn put_raft(out: &mut Vec<u8>, sync: u64, body: &[u8]) {
     mp::write_uint(out, GROUP_LOCAL as u64);
     out.extend_from_slice(body);
     frame(out, start);
-}
-
-/// `OK {VCLOCK: vclock}` as a replica acknowledges what it applied (no sync).
-pub fn put_ack(out: &mut Vec<u8>, vclock: &Vclock) {
-    put_vclock_ok(out, 0, vclock);
 }
 
 /// What a SUBSCRIBE (or JOIN, or an ACK: the same decoder in 2.6) carries.

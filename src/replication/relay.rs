@@ -31,7 +31,7 @@ use uuid::Uuid;
 use super::ballot::Ballot;
 use super::downstream::{self, RelayState};
 use super::hub;
-use super::proto::{self, Wanted, GROUP_LOCAL};
+use super::proto::{self, Wanted};
 use super::wal_reader::{oldest_vclock, PassError};
 use super::wal_stream::WalStream;
 use crate::box_::access::PRIV_READ;
@@ -41,7 +41,7 @@ use crate::box_::lua as box_lua;
 use crate::box_::lua::BoxRuntime;
 use crate::box_::mp::{self, Mp};
 use crate::box_::schema;
-use crate::box_::wal::row::{Row, RowRef, IPROTO_NOP};
+use crate::box_::wal::row::{Row, RowRef, GROUP_LOCAL, IPROTO_NOP};
 use crate::box_::wal::vclock::Vclock;
 use crate::client_error;
 use crate::iproto::codec;
@@ -598,7 +598,7 @@ mod tests {
     #[test]
     fn acks_are_vclocks_in_any_packet() {
         let mut packet = Vec::new();
-        proto::put_ack(&mut packet, &vclock(&[(1, 7), (2, 3)]));
+        super::super::replica_proto::encode_ack(&mut packet, &vclock(&[(1, 7), (2, 3)]));
         // Without the length prefix, as the framer hands it over.
         assert_eq!(ack_vclock(&packet[5..]), Ok(vclock(&[(1, 7), (2, 3)])));
         assert_eq!(
