@@ -403,3 +403,75 @@ fn a_master_sending_garbage_is_counted_and_retried_while_node_serves() {
         r#""running""#
     );
 }
+
+/// A master that answers VOTE and SUBSCRIBE, then says nothing. Records, per connection,
+/// how long node kept it open and how many bytes (ACKs) node sent meanwhile.
+fn silent_master(listener: std::net::TcpListener, seen: std::sync::Arc<std::sync::Mutex<Vec<(Duration, usize)>>>) {
+    use std::io::{Read, Write};
+    for stream in listener.incoming() {
+        let Ok(mut s) = stream else { continue };
+        let mut greeting = b"Tarantool 2.6.0 (Binary) 0d21e70b-8c1d-4b28-b6e3-62b22be0bc0a".to_vec();
+        greeting.resize(63, b' ');
+        greeting.push(b'\n');
+        let mut salt = b"aGVsbG8gd29ybGQgaGVsbG8gd29ybGQgaGVsbG8gd28=".to_vec();
+        salt.resize(63, b' ');
+        salt.push(b'\n');
+        greeting.extend(salt);
+        let _ = s.write_all(&greeting);
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf); // VOTE
+        let _ = s.write_all(&[0xce, 0, 0, 0, 6, 0x81, 0x00, 0x00, 0x81, 0x29, 0x80]);
+        let _ = s.read(&mut buf); // SUBSCRIBE
+        let _ = s.write_all(&[0xce, 0, 0, 0, 8, 0x82, 0x00, 0x00, 0x02, 0x01, 0x81, 0x26, 0x80]);
+        let opened = Instant::now();
+        let mut acks = 0;
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            acks += n;
+        }
+        seen.lock().expect("lock").push((opened.elapsed(), acks));
+    }
+}
+
+#[test]
+fn a_silent_master_is_dropped_after_four_timeouts_and_acked_meanwhile() {
+    let dir = temp_dir("repl-silent");
+    let rport = free_port();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("fake master binds");
+    let fake_port = listener.local_addr().expect("address").port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || silent_master(listener, record));
+
+    let _node = spawn(NODE, &dir.join("node"), "standalone.lua", &[&rport.to_string(), "data"]);
+    wait_listening(&format!("127.0.0.1:{rport}"), "node");
+    wait_for(rport, "return box.info.status", r#""running""#);
+    // replication_timeout is 0.1 s (standalone.lua): silence ends a connection in 0.4 s.
+    eval(
+        rport,
+        &format!(
+            "box.cfg{{replication = '127.0.0.1:{fake_port}', replication_connect_timeout = 0.5, \
+             replication_connect_quorum = 0}} return true"
+        ),
+    );
+    let started = Instant::now();
+    while seen.lock().expect("lock").len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "node drops the silent master"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for &(open, acked) in seen.lock().expect("lock").iter() {
+        assert!(
+            open >= Duration::from_millis(350) && open < Duration::from_millis(1500),
+            "dropped after {open:?}"
+        );
+        // An ACK is 13 bytes here ({0: 0}{0x26: {1: lsn}}); one at least every 0.1 s.
+        assert!(acked >= 3 * 10, "{acked} bytes of ACKs in {open:?}");
+    }
+    let log = log_of(&dir.join("node"));
+    assert!(log.contains("timed out reading from 127.0.0.1"), "{log}");
+}

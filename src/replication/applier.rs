@@ -807,6 +807,8 @@ struct Conn {
     rd: BoxedRead,
     wr: BoxedWrite,
     buf: Vec<u8>,
+    /// When the peer last sent something (or the connection opened).
+    last_input: Instant,
     /// `host:port` (or the socket path), for logs.
     address: String,
     peer: String,
@@ -828,6 +830,7 @@ impl Conn {
             rd,
             wr,
             buf: Vec::with_capacity(READ_CHUNK),
+            last_input: Instant::now(),
             address,
             peer: peer.to_string(),
         })
@@ -844,14 +847,15 @@ impl Conn {
         Ok(greeting)
     }
 
-    /// Reads more input (at least one byte), failing after `timeout` of silence.
+    /// Reads more input (at least one byte), failing once the peer has been silent for
+    /// `timeout` (counted from its last input, whatever else the caller waited for).
     async fn fill(&mut self, timeout: Option<Duration>) -> Result<(), Failure> {
         if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
             self.buf.reserve(READ_CHUNK);
         }
         let read = self.rd.read_buf(&mut self.buf);
         let n = match timeout {
-            Some(t) => tokio::time::timeout(t, read)
+            Some(t) => tokio::time::timeout_at(tokio::time::Instant::from_std(self.last_input) + t, read)
                 .await
                 .map_err(|_| Failure::Socket(format!("timed out reading from {}", self.address)))?,
             None => read.await,
@@ -861,7 +865,10 @@ impl Conn {
                 "unexpected EOF when reading from socket, peer of {}",
                 self.address
             ))),
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.last_input = Instant::now();
+                Ok(())
+            }
             Err(e) => Err(Failure::Socket(format!("{}, peer of {}", e, self.address))),
         }
     }
