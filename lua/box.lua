@@ -31,6 +31,11 @@ end
 -- return the tuple to write instead: `old` skips the change, nil deletes `old`. `plan`
 -- says what the request would do (old, new) without doing it; `fn(...)` does it.
 -- on_replace triggers see the change that was made.
+-- Whether a call returned anything, and its first value.
+local function returned_first(...)
+    return select('#', ...) > 0, (...)
+end
+
 local function write_with_triggers(trig, space, request, plan, fn, ...)
     local own = not box.is_in_txn()
     if own then box.begin() end
@@ -42,7 +47,9 @@ local function write_with_triggers(trig, space, request, plan, fn, ...)
             if old == nil and new == nil then return end
             local original = new
             for _, f in ipairs(trig.before_replace) do
-                new = f(old, new, space.name, request)
+                -- Returning nothing keeps the tuple; an explicit nil deletes (as 2.6).
+                local returned, result = returned_first(f(old, new, space.name, request))
+                if returned then new = result end
             end
             if new == original then
                 fn(unpack(args, 1, args.n))
@@ -1382,6 +1389,58 @@ local function configure(opts)
 end
 
 box.cfg = configure
+
+-- {{{ replicated transactions on spaces with triggers
+
+-- The applier hands over a transaction that reaches a space with triggers (src/box/apply.rs):
+-- its rows run through the spaces' methods, so before_replace and on_replace triggers see
+-- them as in Tarantool. Nothing here yields (the transaction stays open until the commit,
+-- which only queues the write). Returns the WAL ticket, or the failing row, code, message.
+local function rebase_ops(ops, index_base)
+    -- Rows number fields from index_base (0 unless the request said otherwise).
+    if type(ops) ~= 'table' or index_base == 1 then return ops end
+    for _, op in ipairs(ops) do
+        if type(op) == 'table' and type(op[2]) == 'number' and op[2] >= 0 then
+            op[2] = op[2] + 1 - index_base
+        end
+    end
+    return ops
+end
+
+local function apply_replicated_row(i)
+    local kind, space_id, index_id, key, tuple, ops, index_base = internal.replicated_row(i)
+    if kind == 'NOP' then return end
+    local space = box.space[space_id]
+    if space == nil then box.error(box.error.NO_SUCH_SPACE, tostring(space_id)) end
+    if kind == 'INSERT' then return space:insert(tuple) end
+    if kind == 'REPLACE' then return space:replace(tuple) end
+    if kind == 'UPSERT' then return space:upsert(tuple, rebase_ops(ops, index_base)) end
+    local index = space.index[index_id]
+    if index == nil then box.error(box.error.NO_SUCH_INDEX_ID, index_id, space.name) end
+    if kind == 'UPDATE' then return index:update(key, rebase_ops(tuple, index_base)) end
+    return index:delete(key)
+end
+
+internal.set_replicated_applier(function(n, skip_conflict)
+    internal.replicated_begin()
+    for i = 1, n do
+        local sp = box.savepoint()
+        local ok, e = pcall(apply_replicated_row, i)
+        if not ok then
+            local code = type(e) ~= 'string' and e.code or box.error.PROC_LUA
+            if skip_conflict and code == box.error.TUPLE_FOUND then
+                -- replication_skip_conflict: the row is logged as a NOP.
+                box.rollback_to_savepoint(sp)
+            else
+                internal.replicated_abort()
+                return nil, i, code, tostring(e)
+            end
+        end
+    end
+    return internal.replicated_commit()
+end)
+
+-- }}}
 
 -- Before box.cfg{} the database is not there: Tarantool's message for anything that needs it.
 for _, name in ipairs({'begin', 'commit', 'rollback', 'snapshot', 'once', 'savepoint', 'atomic'}) do

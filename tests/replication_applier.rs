@@ -475,3 +475,72 @@ fn a_silent_master_is_dropped_after_four_timeouts_and_acked_meanwhile() {
     let log = log_of(&dir.join("node"));
     assert!(log.contains("timed out reading from 127.0.0.1"), "{log}");
 }
+
+#[test]
+fn space_triggers_see_replicated_rows() {
+    let dir = temp_dir("repl-triggers");
+    let (mport, rport) = (free_port(), free_port());
+    let _master = start_master(&dir.join("master"), mport);
+    let upstream = format!("127.0.0.1:{mport}");
+    let replica = start_replica(&dir.join("replica"), rport, &upstream);
+    wait_listening(&format!("127.0.0.1:{rport}"), "node replica");
+    wait_for(rport, SUMMARY, r#"[100,"row 1",2,"running"]"#);
+
+    // A before_replace that rewrites some rows and drops others, an on_replace that
+    // records what it sees.
+    let triggers = "_G.seen = {} \
+        box.space.test:before_replace(function(old, new) \
+            if new ~= nil and new[1] >= 2000 then return old end \
+            if new ~= nil and new[1] >= 1000 then return box.tuple.new{new[1], 'rewritten'} end \
+        end) \
+        box.space.test:on_replace(function(old, new, space, request) \
+            table.insert(seen, {request, new and new[1] or -old[1], box.session.type()}) \
+        end) return true";
+    assert_eq!(eval(rport, triggers), "true");
+    eval(
+        mport,
+        "box.space.test:insert{1000, 'a'} box.space.test:delete{1} box.space.test:insert{2000, 'dropped'} \
+         box.begin() box.space.test:insert{1001, 'b'} box.space.test:update(2, {{'=', 2, 'two'}}) box.commit() \
+         return true",
+    );
+    let lsn = eval(mport, "return box.info.vclock[1]");
+    wait_for(rport, "return box.info.vclock[1]", &lsn);
+    assert_eq!(
+        eval(
+            rport,
+            "local t = box.space.test return {t:get{1000}[2], t:get{1} == nil, t:get{2000} == nil, \
+             t:get{1001}[2], t:get{2}[2]}"
+        ),
+        r#"["rewritten",true,true,"rewritten","two"]"#
+    );
+    assert_eq!(
+        eval(rport, "return seen"),
+        r#"[["INSERT",1000,"applier"],["DELETE",-1,"applier"],["INSERT",1001,"applier"],["UPDATE",2,"applier"]]"#
+    );
+    assert_eq!(
+        eval(rport, "return box.info.replication[1].upstream.status"),
+        r#""follow""#
+    );
+
+    // What the triggers made of the rows is what node logged: it survives a restart
+    // (without the triggers) and the vclock is the master's.
+    drop(replica);
+    let _replica = start_replica(&dir.join("replica"), rport, &upstream);
+    wait_listening(&format!("127.0.0.1:{rport}"), "node replica again");
+    wait_for(
+        rport,
+        "local t = box.space.test return {t:get{1000}[2], t:get{2000} == nil, box.info.vclock[1]}",
+        &format!(r#"["rewritten",true,{lsn}]"#),
+    );
+
+    // A trigger that fails stops the upstream with its error.
+    eval(
+        rport,
+        "box.space.test:before_replace(function() error('no, thanks') end) return true",
+    );
+    eval(mport, "box.space.test:insert{3000, 'refused'} return true");
+    wait_for(rport, "return box.info.replication[1].upstream.status", r#""stopped""#);
+    let message = eval(rport, "return box.info.replication[1].upstream.message");
+    assert!(message.contains("no, thanks"), "{message}");
+    assert_eq!(eval(rport, "return box.space.test:get{3000} == nil"), "true");
+}

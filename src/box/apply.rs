@@ -31,6 +31,9 @@ pub enum Applied {
     Already,
     /// Applied and handed to the WAL; the ticket resolves once written (None: no WAL).
     Logged(Option<u64>),
+    /// Nothing done yet: a row goes to a space with Lua triggers, so the transaction is
+    /// staged for the Lua path ([`install`]'s functions, run by the applier's fiber).
+    NeedsTriggers,
 }
 
 /// A row that could not be applied: the error, and the row as Tarantool's
@@ -66,6 +69,22 @@ pub fn apply_transaction(rt: &mut BoxRuntime, mut rows: Vec<Row>, skip_conflict:
     }
     let skip = rows.iter().take_while(|r| applied(r)).count();
     rows.drain(..skip);
+    let has_triggers = |r: &Row| {
+        is_dml(r.kind)
+            && super::db::parse_body(&r.body)
+                .ok()
+                .and_then(|f| f.space_id)
+                .is_some_and(|id| rt.spaces_with_triggers.contains(&id))
+    };
+    if rows.iter().any(has_triggers) {
+        STAGED.with(|s| {
+            *s.borrow_mut() = Some(Staged {
+                rows,
+                marks: Vec::new(),
+            })
+        });
+        return Ok(Applied::NeedsTriggers);
+    }
     let mut stmts = Vec::new();
     for row in rows.iter_mut() {
         if !is_dml(row.kind) {
@@ -99,6 +118,222 @@ pub fn apply_transaction(rt: &mut BoxRuntime, mut rows: Vec<Row>, skip_conflict:
     let ticket = rt.persist.as_mut().and_then(|p| p.commit_replicated(stmts, rows));
     Ok(Applied::Logged(ticket))
 }
+
+// {{{ the Lua path: transactions that reach spaces with triggers
+//
+// Tarantool runs a space's before_replace and on_replace triggers for replicated rows too
+// (conflict resolution is often written so). Those triggers live in lua/box.lua, around the
+// spaces' methods; such a transaction is staged here, and the applier's fiber runs the
+// function lua/box.lua registers: it begins a transaction, takes each row
+// (`replicated_row`), runs it through the space's method (triggers and all, without the
+// read-only and access checks) and commits with `replicated_commit`, which logs what the
+// rows became with their origin ids: the changed tuple of a before_replace as a REPLACE, a
+// row a trigger skipped as a NOP. A trigger's own write to another space would make the
+// transaction half local: refused as in 2.6 (`Replication does not support distributed
+// transactions`), unless the space is local.
+
+/// The transaction the Lua path works on, and where each of its rows' statements start.
+struct Staged {
+    rows: Vec<Row>,
+    marks: Vec<usize>,
+}
+
+thread_local! {
+    static STAGED: std::cell::RefCell<Option<Staged>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The registry key of lua/box.lua's function for staged transactions.
+pub const REPLICATED_APPLIER: &str = "node.box.replicated_applier";
+
+/// Runs the staged transaction through lua/box.lua's function (from the applier's fiber):
+/// the WAL ticket, or the row that failed (1-based) and its error.
+pub fn apply_staged(lua: &mlua::Lua, skip_conflict: bool) -> Result<Option<u64>, ApplyError> {
+    let n = STAGED.with(|s| s.borrow().as_ref().map_or(0, |s| s.rows.len()));
+    let call = lua
+        .named_registry_value::<mlua::Function>(REPLICATED_APPLIER)
+        .and_then(|f| f.call::<(Option<u64>, Option<usize>, Option<u32>, Option<String>)>((n, skip_conflict)));
+    let described = |i: Option<usize>| {
+        STAGED.with(|s| {
+            s.borrow()
+                .as_ref()
+                .and_then(|s| s.rows.get(i.unwrap_or(1).saturating_sub(1)).map(describe_row))
+                .unwrap_or_default()
+        })
+    };
+    let outcome = match call {
+        Ok((ticket, None, _, _)) => Ok(ticket),
+        Ok((_, row, code, message)) => Err(ApplyError {
+            error: ClientError {
+                code: code.unwrap_or(ER_PROC_LUA),
+                message: message.unwrap_or_default(),
+            },
+            row: described(row),
+        }),
+        Err(e) => Err(ApplyError {
+            error: ClientError {
+                code: ER_PROC_LUA,
+                message: crate::runtime::errors::message(&e),
+            },
+            row: described(None),
+        }),
+    };
+    STAGED.with(|s| s.borrow_mut().take());
+    outcome
+}
+
+/// The Lua path's functions in `box.internal`.
+pub fn install(lua: &mlua::Lua, m: &mlua::Table) -> mlua::Result<()> {
+    use super::lua::with_box;
+    use crate::runtime::fiber;
+    m.set(
+        "set_replicated_applier",
+        lua.create_function(|lua, f: mlua::Function| lua.set_named_registry_value(REPLICATED_APPLIER, f))?,
+    )?;
+    // Begins the staged transaction in the calling fiber.
+    m.set(
+        "replicated_begin",
+        lua.create_function(|_, ()| {
+            let fid = fiber::current_id();
+            with_box(|rt| {
+                rt.db.begin(fid)?;
+                rt.db.replicating = Some(fid);
+                Ok(())
+            })
+        })?,
+    )?;
+    // Row `i` (1-based): kind, space id, index id, key, tuple (an UPDATE's operations),
+    // operations (an UPSERT's), index base. Its statements start here.
+    m.set(
+        "replicated_row",
+        lua.create_function(|lua, i: usize| {
+            let fid = fiber::current_id();
+            let mark = with_box(|rt| Ok(rt.db.txns.get(&fid).map_or(0, |t| t.stmts.len())))?;
+            let row = STAGED.with(|s| {
+                let mut s = s.borrow_mut();
+                let s = s.as_mut()?;
+                s.marks.truncate(i.saturating_sub(1));
+                s.marks.push(mark);
+                s.rows.get(i.wrapping_sub(1)).cloned()
+            });
+            let row = row.ok_or_else(|| mlua::Error::runtime("no such replicated row"))?;
+            let f = super::db::parse_body(&row.body).unwrap_or_default();
+            let value = |raw: Option<&[u8]>| match raw {
+                Some(r) => super::lua_tuple::decode_to_lua(lua, r),
+                None => Ok(mlua::Value::Nil),
+            };
+            let kind = if is_dml(row.kind) {
+                type_name(row.kind)
+            } else {
+                "NOP".into()
+            };
+            Ok((
+                kind,
+                f.space_id.unwrap_or(0),
+                f.index_id,
+                value(f.key)?,
+                value(f.tuple)?,
+                value(f.ops)?,
+                f.index_base,
+            ))
+        })?,
+    )?;
+    m.set(
+        "replicated_abort",
+        lua.create_function(|_, ()| {
+            let fid = fiber::current_id();
+            super::lua::with_runtime(|rt| {
+                rt.db.rollback(fid);
+                rt.db.replicating = None;
+            });
+            Ok(())
+        })?,
+    )?;
+    // Commits the staged transaction as what its rows became: the ticket to wait on.
+    m.set(
+        "replicated_commit",
+        lua.create_function(|_, ()| {
+            let fid = fiber::current_id();
+            let staged = STAGED.with(|s| s.borrow_mut().take());
+            let outcome = with_box(|rt| {
+                rt.db.replicating = None;
+                let stmts = rt.db.commit(fid)?;
+                let Some(staged) = staged else {
+                    rt.db.undo(stmts);
+                    return Err(client_error!(ER_PROTOCOL, "no replicated transaction is staged"));
+                };
+                let rows = match logged_rows(rt, &staged, &stmts) {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        rt.db.undo(stmts);
+                        return Err(e);
+                    }
+                };
+                Ok(rt.persist.as_mut().and_then(|p| p.commit_replicated(stmts, rows)))
+            });
+            outcome
+        })?,
+    )?;
+    Ok(())
+}
+
+/// The rows a staged transaction logs, from the statements its rows became.
+fn logged_rows(rt: &BoxRuntime, staged: &Staged, stmts: &[super::db::Stmt]) -> Result<Vec<Row>, ClientError> {
+    let mut out = Vec::new();
+    let mut local_lsn = rt.persist.as_ref().map_or(0, |p| p.vclock.get(0));
+    for (i, row) in staged.rows.iter().enumerate() {
+        if !is_dml(row.kind) {
+            out.push(row.clone());
+            continue;
+        }
+        let from = staged.marks.get(i).copied().unwrap_or(stmts.len()).min(stmts.len());
+        let to = staged
+            .marks
+            .get(i + 1)
+            .copied()
+            .unwrap_or(stmts.len())
+            .clamp(from, stmts.len());
+        let mut own = stmts[from..to].iter().filter_map(|s| s.row.as_ref());
+        let mut logged = row.clone();
+        match own.next() {
+            // What the row became (a trigger may have changed its tuple).
+            Some((kind, body, _)) => {
+                logged.kind = *kind;
+                logged.body = body.clone();
+            }
+            // Skipped by a before_replace trigger: it still moves the vclock.
+            None => {
+                logged.kind = IPROTO_NOP;
+                logged.body.clear();
+            }
+        }
+        out.push(logged);
+        // Rows the triggers wrote: only to local spaces, counted in vclock component 0.
+        for (kind, body, group_id) in own {
+            if *group_id != super::wal::row::GROUP_LOCAL {
+                return Err(client_error!(ER_UNSUPPORTED, "Replication", "distributed transactions"));
+            }
+            local_lsn += 1;
+            out.push(Row {
+                kind: *kind,
+                replica_id: 0,
+                lsn: local_lsn,
+                timestamp: row.timestamp,
+                group_id: *group_id,
+                tsn: row.tsn,
+                is_commit: false,
+                body: body.clone(),
+            });
+        }
+    }
+    // The commit flag moves to the last row logged.
+    let last = out.len().saturating_sub(1);
+    for (i, r) in out.iter_mut().enumerate() {
+        r.is_commit = i == last;
+    }
+    Ok(out)
+}
+
+// }}}
 
 /// The rows of a write that failed are not applied after all: the vclock components of
 /// other instances go back to what the WAL holds, so the rows are fetched again.

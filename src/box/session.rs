@@ -11,6 +11,8 @@ use std::rc::Rc;
 pub enum SessionKind {
     Binary,
     Console,
+    /// A replication upstream's fiber (space triggers see replicated rows in it).
+    Applier,
 }
 
 impl SessionKind {
@@ -18,6 +20,7 @@ impl SessionKind {
         match self {
             SessionKind::Binary => "binary",
             SessionKind::Console => "console",
+            SessionKind::Applier => "applier",
         }
     }
 }

@@ -38,6 +38,8 @@ use crate::box_::apply::{self, Applied};
 use crate::box_::errcode::*;
 use crate::box_::error::ClientError;
 use crate::box_::lua as box_lua;
+use crate::box_::schema::ADMIN;
+use crate::box_::session::{self, Session, SessionKind};
 use crate::box_::status;
 use crate::box_::wal::row::{Row, RowRef};
 use crate::box_::wal::vclock::{Vclock, VCLOCK_MAX};
@@ -346,7 +348,12 @@ impl Applier {
         let body = lua.create_async_function(move |lua, ()| {
             let me = me.clone();
             async move {
+                // The applier's session, as 2.6 gives it: admin, type 'applier'.
+                let fid = fiber::current_id();
+                let session = Session::new(SessionKind::Applier, ADMIN, String::new(), None);
+                session::bind(fid, session, 0);
                 me.run(&lua).await;
+                session::unbind(fid);
                 me.finished.set(true);
                 replicaset::on_state_change(me.state.get());
                 Ok(())
@@ -658,8 +665,13 @@ impl Applier {
                     return Err(client_error!(ER_LOADING).into());
                 };
                 schema_changed |= changed;
+                // Spaces with triggers: the rows go through their Lua methods.
+                let result = match result {
+                    Ok(Applied::NeedsTriggers) => apply::apply_staged(lua, skip_conflict).map(Applied::Logged),
+                    other => other,
+                };
                 match result {
-                    Ok(Applied::Already) => {}
+                    Ok(Applied::Already | Applied::NeedsTriggers) => {}
                     Ok(Applied::Logged(Some(ticket))) => writing.push_back(ticket),
                     Ok(Applied::Logged(None)) => ack_due = true,
                     Err(e) => {

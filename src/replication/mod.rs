@@ -38,6 +38,7 @@ use crate::box_::status;
 
 /// The replication functions of `box.internal` (lua/box.lua's reconfigure calls them).
 pub fn install(lua: &Lua, m: &LuaTable) -> LuaResult<()> {
+    crate::box_::apply::install(lua, m)?;
     // box.cfg{replication = ...} once box runs: reconnect, then wait for the sync.
     m.set(
         "replication_set",

@@ -8,7 +8,7 @@ local s = box.schema.space.create('t')
 s:create_index('pk')
 
 local test = tap.test('box_triggers')
-test:plan(5)
+test:plan(6)
 
 test:test('on_replace sees old and new', function(t)
     t:plan(6)
@@ -96,6 +96,19 @@ test:test('before_replace decides what is written', function(t)
     b:before_replace(nil, trig)
     t:is(#b:before_replace(), 0, 'trigger removed')
     b:drop()
+end)
+
+test:test('a before_replace that returns nothing keeps the tuple', function(t)
+    t:plan(3)
+    local k = box.schema.space.create('k')
+    k:create_index('pk')
+    k:insert{1, 'a'}
+    local calls = 0
+    k:before_replace(function() calls = calls + 1 end)
+    t:is(k:update(1, {{'=', 2, 'b'}})[2], 'b', 'the update is written')
+    t:is(k:insert{2}[1], 2, 'the insert is written')
+    t:is(calls, 2, 'the trigger ran')
+    k:drop()
 end)
 
 os.exit(test:check() and 0 or 1)
