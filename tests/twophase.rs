@@ -642,10 +642,11 @@ fn a_dead_coordinators_lock_expires() {
     let (r1, r2) = (free_port(), free_port());
     assert!(http(p4, "POST", "/config", &format!(r#"{{"1": {r1}, "2": {r2}}}"#)).is_none());
     let _ = c.insts[3].child.take().map(|mut ch| ch.wait());
+    // The failure line follows the abort's WAL write: wait for both, not just the first.
     wait_until("instance 1 learns the abort", Duration::from_secs(8), || {
-        c.log(1).contains("learned aborted from instance 2")
+        let log = c.log(1);
+        log.contains("learned aborted from instance 2") && log.contains(&failure_line(p1, r1))
     });
-    assert!(c.log(1).contains(&failure_line(p1, r1)), "{}", c.log(1));
     let (status, out) = c.apply(p3, &format!(r#"{{"1": {r1}, "2": {r2}}}"#));
     assert_eq!((status, out["status"].as_str()), (200, Some("committed")), "{out}");
     c.assert_serving(&[
