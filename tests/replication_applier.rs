@@ -544,3 +544,47 @@ fn space_triggers_see_replicated_rows() {
     assert!(message.contains("no, thanks"), "{message}");
     assert_eq!(eval(rport, "return box.space.test:get{3000} == nil"), "true");
 }
+
+#[test]
+fn tarantool_and_node_replicate_both_ways() {
+    let dir = temp_dir("repl-two-way");
+    let (mport, rport) = (free_port(), free_port());
+    let _master = start_master(&dir.join("master"), mport);
+    let members = format!("127.0.0.1:{mport},127.0.0.1:{rport}");
+    // node lists both members (itself too), as a full mesh does.
+    let _node = spawn(
+        NODE,
+        &dir.join("replica"),
+        "replica.lua",
+        &[&rport.to_string(), "data", &members],
+    );
+    wait_listening(&format!("127.0.0.1:{rport}"), "node");
+    wait_for(rport, SUMMARY, r#"[100,"row 1",2,"running"]"#);
+    // Tarantool now follows node too.
+    assert_eq!(
+        eval(
+            mport,
+            &format!(
+                "box.cfg{{replication = {{'127.0.0.1:{mport}', '127.0.0.1:{rport}'}}}} \
+                 return box.info.replication[2].upstream.status"
+            )
+        ),
+        r#""follow""#
+    );
+    eval(mport, "box.space.test:insert{1000, 'from tarantool'} return true");
+    eval(rport, "box.space.test:insert{2000, 'from node'} return true");
+    let check = "local t = box.space.test return {t:count(), t:get{1000}[2], t:get{2000}[2], \
+                 box.info.vclock[1], box.info.vclock[2]}";
+    let want = r#"[102,"from tarantool","from node",117,1]"#;
+    wait_for(mport, check, want);
+    wait_for(rport, check, want);
+    // Each sees the other follow it, and its own rows did not come back twice.
+    assert_eq!(
+        eval(rport, "return box.info.replication[1].downstream.status"),
+        r#""follow""#
+    );
+    assert_eq!(
+        eval(mport, "return box.info.replication[2].downstream.status"),
+        r#""follow""#
+    );
+}

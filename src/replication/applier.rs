@@ -195,6 +195,8 @@ pub struct Applier {
     uuid: Cell<Option<Uuid>>,
     ballot: Cell<Option<Ballot>>,
     version_id: Cell<u32>,
+    /// Where the peer was reached (`host:port`, a socket path), for logs.
+    address: RefCell<String>,
     /// The peer's instance id, from the SUBSCRIBE answer (0 before).
     remote_id: Cell<u32>,
     last_row_time: Cell<Instant>,
@@ -247,6 +249,7 @@ impl Applier {
             uuid: Cell::new(None),
             ballot: Cell::new(None),
             version_id: Cell::new(0),
+            address: RefCell::new(String::new()),
             remote_id: Cell::new(0),
             last_row_time: Cell::new(Instant::now()),
             lag: Cell::new(0.0),
@@ -286,6 +289,11 @@ impl Applier {
     /// The fiber ended for good (stopped, cancelled, or found to be this instance).
     pub fn is_finished(&self) -> bool {
         self.finished.get()
+    }
+
+    /// Where the peer was last reached.
+    pub fn address(&self) -> String {
+        self.address.borrow().clone()
     }
 
     pub fn message(&self) -> Option<String> {
@@ -460,7 +468,8 @@ impl Applier {
     async fn session(self: &Rc<Self>, lua: &Lua) -> Result<std::convert::Infallible, Failure> {
         self.set_state(State::Connect);
         let timeout = cfg::get().disconnect_timeout();
-        let mut conn = Conn::open(&self.uri, &self.peer).await?;
+        let mut conn = Conn::open(&self.uri).await?;
+        *self.address.borrow_mut() = conn.address.clone();
         let greeting = conn.greeting(timeout).await?;
         if greeting.protocol != "Binary" {
             return Err(Failure::Garbage("Unsupported protocol for replication".into()));
@@ -823,11 +832,10 @@ struct Conn {
     last_input: Instant,
     /// `host:port` (or the socket path), for logs.
     address: String,
-    peer: String,
 }
 
 impl Conn {
-    async fn open(u: &Uri, peer: &str) -> Result<Conn, Failure> {
+    async fn open(u: &Uri) -> Result<Conn, Failure> {
         let service = u.service.clone().unwrap_or_default();
         let host = u.host.as_deref();
         let address = match host {
@@ -844,7 +852,6 @@ impl Conn {
             buf: Vec::with_capacity(READ_CHUNK),
             last_input: Instant::now(),
             address,
-            peer: peer.to_string(),
         })
     }
 
@@ -895,7 +902,6 @@ impl Conn {
     }
 
     fn garbage(&self, what: &str) -> Failure {
-        let _ = &self.peer;
         Failure::Garbage(format!("malformed packet from {}: {what}", self.address))
     }
 

@@ -138,7 +138,7 @@ impl Peers {
             &format!(
                 "bootstrapping replica from {} at {}",
                 master.uuid().unwrap_or_default(),
-                master.source
+                master.address()
             ),
         );
         let target = Rc::new(Joining::default());
