@@ -828,6 +828,9 @@ struct Conn {
     rd: BoxedRead,
     wr: BoxedWrite,
     buf: Vec<u8>,
+    /// Where the unread input starts in `buf` (rows are taken from the front without
+    /// moving the rest; the buffer is compacted before reads).
+    pos: usize,
     /// When the peer last sent something (or the connection opened).
     last_input: Instant,
     /// `host:port` (or the socket path), for logs.
@@ -850,18 +853,19 @@ impl Conn {
             rd,
             wr,
             buf: Vec::with_capacity(READ_CHUNK),
+            pos: 0,
             last_input: Instant::now(),
             address,
         })
     }
 
     async fn greeting(&mut self, timeout: Duration) -> Result<codec::Greeting, Failure> {
-        while self.buf.len() < GREETING_SIZE {
+        while self.buf.len() - self.pos < GREETING_SIZE {
             self.fill(Some(timeout)).await?;
         }
         let mut g = [0u8; GREETING_SIZE];
-        g.copy_from_slice(&self.buf[..GREETING_SIZE]);
-        self.buf.drain(..GREETING_SIZE);
+        g.copy_from_slice(&self.buf[self.pos..self.pos + GREETING_SIZE]);
+        self.pos += GREETING_SIZE;
         let greeting = codec::parse_greeting(&g).map_err(|e| Failure::Garbage(e.to_string()))?;
         Ok(greeting)
     }
@@ -869,6 +873,10 @@ impl Conn {
     /// Reads more input (at least one byte), failing once the peer has been silent for
     /// `timeout` (counted from its last input, whatever else the caller waited for).
     async fn fill(&mut self, timeout: Option<Duration>) -> Result<(), Failure> {
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
         if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
             self.buf.reserve(READ_CHUNK);
         }
@@ -894,10 +902,11 @@ impl Conn {
 
     /// The next complete row in the buffer, if there is one.
     fn next_row(&mut self) -> Result<Option<Row>, Failure> {
-        let frame = codec::next_packet(&self.buf, PACKET_SIZE_MAX).map_err(|e| self.garbage(&e.to_string()))?;
+        let input = &self.buf[self.pos..];
+        let frame = codec::next_packet(input, PACKET_SIZE_MAX).map_err(|e| self.garbage(&e.to_string()))?;
         let Some(frame) = frame else { return Ok(None) };
-        let decoded = RowRef::decode(&self.buf[frame.packet.clone()]).map(|(r, _)| r.to_row());
-        self.buf.drain(..frame.consumed);
+        let decoded = RowRef::decode(&input[frame.packet.clone()]).map(|(r, _)| r.to_row());
+        self.pos += frame.consumed;
         decoded.map(Some).map_err(|e| self.garbage(&e.to_string()))
     }
 
