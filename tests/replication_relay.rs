@@ -613,6 +613,11 @@ fn bad_replication_requests_get_tarantools_answers() {
         port_tarantool,
     );
     let node_answers = replication_answers(port_node);
+    // Each undecodable request or ack is counted as a malformed packet and logged.
+    let malformed = eval(port_node, "return box.stat.net().MALFORMED.total").as_u64();
+    let expected = node_answers.iter().filter(|a| a.contains("error 20 ")).count() as u64;
+    assert_eq!(malformed, Some(expected), "{node_answers:#?}");
+    assert!(log_of(&dir_node).contains("binary: malformed packet from "));
     let tarantool_answers = replication_answers(port_tarantool);
     for (n, t) in node_answers.iter().zip(&tarantool_answers) {
         assert_eq!(n, t, "node and tarantool answer differently");
@@ -701,4 +706,44 @@ fn a_subscriber_hears_the_election_state_first() {
     // A leader (state 3) that voted for itself (id 1).
     assert_eq!(get(&body, 2).and_then(|s| s.as_u64()), Some(3), "{body}");
     assert_eq!(get(&body, 1).and_then(|s| s.as_u64()), Some(1), "{body}");
+}
+
+/// What a JOIN gets while a synchronous transaction waits for its quorum in vain.
+fn join_during_a_doomed_sync_write(program: &str, name: &str) -> String {
+    let dir = temp_dir(name);
+    let port = free_port();
+    let _server = spawn(program, &dir, &script("sync_master.lua"), &[port], port);
+    // The script has run once admin can log in and the space is there.
+    wait_for("the script", || {
+        try_eval(port, "return box.space.sync ~= nil")?.as_bool()?.then_some(())
+    });
+    let writer = std::thread::spawn(move || {
+        let mut c = Client::login(port, "admin", "admin").expect("login");
+        c.eval("box.space.sync:insert{1}")
+    });
+    // The write is in the queue by now.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut c = Client::connect(port).expect("connect");
+    c.send(65, 3, Some(&map(&[(0x24, uuid_str().into())])));
+    let answer = loop {
+        match c.read() {
+            // The read view must not go before the queue is decided.
+            Some((h, _)) if get(&h, 0).and_then(|k| k.as_u64()) == Some(2) => panic!("{program} sent data"),
+            Some((h, _)) if get(&h, 0).and_then(|k| k.as_u64()) == Some(0) => {}
+            other => break describe(other, &[]),
+        }
+    };
+    let written = writer.join().expect("writer");
+    format!("{answer}; the write: {written:?}")
+}
+
+#[test]
+fn a_join_waits_for_the_synchronous_queue() {
+    let node = join_during_a_doomed_sync_write(NODE, "relay-sync-node");
+    let tarantool = join_during_a_doomed_sync_write("tarantool", "relay-sync-tarantool");
+    assert_eq!(node, tarantool);
+    assert!(
+        node.starts_with("error 217 A rollback for a synchronous transaction is received"),
+        "{node}"
+    );
 }

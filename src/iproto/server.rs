@@ -740,19 +740,25 @@ async fn replicate<R: AsyncRead + Unpin>(
     };
     let body = request.body.as_deref();
     conn.start_one();
-    let keep_open = if request.kind == RequestType::Join {
-        match join::join(lua, conn.as_ref(), &peer, request.sync, body).await {
-            Ok(()) => true,
-            Err(e) => {
-                conn.send(&e.encode(request.sync, schema_version()));
-                true
-            }
-        }
+    let (error, keep_open) = if request.kind == RequestType::Join {
+        // After a JOIN the replica goes on with SUBSCRIBE on the same connection.
+        (
+            join::join(lua, conn.as_ref(), &peer, request.sync, body).await.err(),
+            true,
+        )
     } else {
         let e = relay::subscribe(lua, conn.as_ref(), &peer, request.sync, body, rd, buf).await;
-        conn.send(&e.encode(request.sync, schema_version()));
-        false
+        (Some(e), false)
     };
+    if let Some(e) = error {
+        // A request or ack that could not be decoded counts as a malformed packet.
+        if e.code == ER_INVALID_MSGPACK {
+            if let Some(lua) = lua.try_upgrade() {
+                note_malformed(&lua, conn, &e.message);
+            }
+        }
+        conn.send(&e.encode(request.sync, schema_version()));
+    }
     conn.finish_one();
     keep_open
 }

@@ -74,13 +74,59 @@ pub fn next_replica_id(schema: &Schema) -> Result<u32, ClientError> {
     Ok(id)
 }
 
+/// The synchronous queue's rollbacks so far: a JOIN fails if one happens while it runs.
+fn limbo_rollbacks() -> u64 {
+    box_lua::with_runtime(|rt| rt.persist.as_ref().map(|p| p.limbo.rollback_count()))
+        .flatten()
+        .unwrap_or(0)
+}
+
+/// Waits until the synchronous transactions queued now are decided (2.6.0's
+/// `txn_limbo_wait_confirm`: a replica must not get data its master may still roll back):
+/// `A rollback for a synchronous transaction is received` if one is rolled back,
+/// `Quorum collection for a synchronous transaction is timed out` after
+/// `replication_synchro_timeout`.
+async fn wait_confirm() -> Result<(), ClientError> {
+    let state = || {
+        box_lua::with_runtime(|rt| {
+            rt.persist.as_ref().map(|p| {
+                let l = &p.limbo;
+                (
+                    l.last_sync_lsn(),
+                    l.confirmed_lsn(),
+                    l.rollback_count(),
+                    l.synchro_timeout(),
+                )
+            })
+        })
+        .flatten()
+    };
+    let Some((Some(last), _, rollbacks, timeout_us)) = state() else {
+        return Ok(());
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_micros(timeout_us);
+    loop {
+        match state() {
+            Some((_, _, r, _)) if r != rollbacks => return Err(client_error!(ER_SYNC_ROLLBACK)),
+            Some((_, confirmed, _, _)) if confirmed >= last => return Ok(()),
+            None => return Ok(()),
+            _ => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(client_error!(ER_SYNC_QUORUM_TIMEOUT));
+        }
+        // The queue has no waiters' list for us: a JOIN is rare, a poll is enough.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 /// Waits until the connection has room for more.
-pub(super) async fn room(link: &dyn Downlink) -> Result<(), RelayError> {
+async fn room(link: &dyn Downlink, peer: &Peer) -> Result<(), RelayError> {
     while link.unsent() >= HIGH_WATER && !link.is_closed() {
         link.progress().notified().await;
     }
     if link.is_closed() {
-        return Err(RelayError::eof("the connection"));
+        return Err(RelayError::eof(&peer.socket_name));
     }
     Ok(())
 }
@@ -178,6 +224,7 @@ pub async fn join(
         Level::Info,
         &format!("joining replica {uuid} at {}", peer.socket_name),
     );
+    let rollbacks = limbo_rollbacks();
     // The feed keeps every row written from now on: the final stage needs them.
     let mut stream = WalStream::new(&joining.feed, joining.wal_dir.clone(), Vclock::new());
     let (tuples, synced) = box_lua::with_runtime(|rt| {
@@ -197,6 +244,8 @@ pub async fn join(
         },
         None => return Err(client_error!(ER_UNSUPPORTED, "Replication", "wal_mode = 'none'").into()),
     };
+    // What the view shows must be decided before it goes.
+    wait_confirm().await?;
     let mut out = Vec::with_capacity(SEND_CHUNK + 1024);
     proto::put_vclock_ok(&mut out, sync, &start);
     let mut body = Vec::new();
@@ -215,7 +264,7 @@ pub async fn join(
             // Others run between chunks; past the high water mark the rest waits for
             // the socket.
             tokio::task::yield_now().await;
-            room(link).await?;
+            room(link, peer).await?;
         }
     }
     drop(tuples);
@@ -227,12 +276,16 @@ pub async fn join(
         log(lua, Level::Info, &format!("assigned id {id} to replica {uuid}"));
     }
     let stop = joining.feed.written();
+    if limbo_rollbacks() != rollbacks {
+        return Err(client_error!(ER_SYNC_ROLLBACK).into());
+    }
+    wait_confirm().await?;
     proto::put_vclock_ok(&mut out, sync, &stop);
     link.send(&out);
     out.clear();
     stream.start_from(start);
     while !covers(stream.have(), &stop) {
-        room(link).await?;
+        room(link, peer).await?;
         stream.ready().await?;
         for path in stream.take_opened() {
             log(lua, Level::Info, &format!("recover from `{}'", path.display()));

@@ -261,6 +261,11 @@ impl Limbo {
         self.rollback_count
     }
 
+    /// `replication_synchro_timeout` in µs.
+    pub fn synchro_timeout(&self) -> u64 {
+        self.synchro_timeout
+    }
+
     pub fn quorum(&self) -> usize {
         self.quorum
     }
