@@ -747,3 +747,36 @@ fn a_join_waits_for_the_synchronous_queue() {
         "{node}"
     );
 }
+
+#[test]
+fn a_tarantool_replicas_acks_commit_synchronous_transactions() {
+    let master_dir = temp_dir("relay-acks-master");
+    let replica_dir = temp_dir("relay-acks-replica");
+    let (m, r) = (free_port(), free_port());
+    let _master = spawn(NODE, &master_dir, &script("sync_replicated.lua"), &[m], m);
+    let replica = spawn("tarantool", &replica_dir, &script("replica.lua"), &[r, m], r);
+    wait_for("the replica to follow", || {
+        let status = try_eval(r, "return box.info.replication[1].upstream.status")?;
+        (status.as_str() == Some("follow")).then_some(())
+    });
+    // Committed by the replica's ack (the CONFIRM follows it there), long before the
+    // synchro timeout.
+    let took = eval(
+        m,
+        "local t = require('clock').monotonic() box.space.sync:insert{1, 'acked'} \
+         return require('clock').monotonic() - t",
+    );
+    assert!(took.as_f64().is_some_and(|t| t < 0.5), "{took}");
+    wait_synced(m, r);
+    assert_eq!(eval(r, "return box.space.sync:get{1}")[1].as_str(), Some("acked"));
+    // Without the replica nothing gathers the quorum.
+    drop(replica);
+    let outcome = eval(
+        m,
+        "local ok, e = pcall(box.space.sync.insert, box.space.sync, {2}) return tostring(e)",
+    );
+    assert_eq!(
+        outcome.as_str(),
+        Some("Quorum collection for a synchronous transaction is timed out")
+    );
+}
