@@ -183,7 +183,10 @@ fn dump(port: u16) -> Value {
 fn wait_synced(master: u16, replica: u16) {
     let lsn = eval(master, "return box.info.lsn");
     wait_for("the replica to catch up", || {
-        let got = try_eval(replica, "return box.info.replication[1].lsn")?;
+        // A replica that restarts answers while box.cfg still loads: wait for it to run.
+        let expr = "return box.info.status == 'running' and box.space._space ~= nil \
+                    and box.info.replication[1].lsn";
+        let got = try_eval(replica, expr)?;
         (got == lsn).then_some(())
     });
 }
