@@ -783,3 +783,32 @@ fn a_tarantool_replicas_acks_commit_synchronous_transactions() {
         Some("Quorum collection for a synchronous transaction is timed out")
     );
 }
+
+#[test]
+fn a_relay_does_not_buffer_a_huge_ack() {
+    let dir = temp_dir("relay-huge-ack");
+    let port = free_port();
+    let _master = spawn(NODE, &dir, &script("master.lua"), &[port], port);
+    wait_for("the script", || {
+        try_eval(port, "return box.space.test ~= nil")?.as_bool()?.then_some(())
+    });
+    let mut c = Client::login(port, "repl", "pass").expect("login");
+    let stranger = uuid_str();
+    c.send(65, 1, Some(&map(&[(0x24, stranger.as_str().into())])));
+    assert!(read_join(&mut c));
+    let sub = map(&[(0x24, stranger.as_str().into()), (0x26, Value::Map(vec![]))]);
+    c.send(66, 2, Some(&sub));
+    // A length prefix of 100 MB, then a trickle: the relay refuses it at once.
+    c.s.write_all(&[0xce, 0x05, 0xf5, 0xe1, 0x00, 0x81]).expect("send");
+    let end = loop {
+        match c.read() {
+            Some((h, _)) if get(&h, 0).and_then(|k| k.as_u64()).is_some_and(|k| k < 0x8000) => {}
+            other => break describe(other, &[]),
+        }
+    };
+    assert_eq!(
+        end,
+        "error 20 Invalid MsgPack - too big packet size in the header: 100000000"
+    );
+    assert_eq!(c.read(), None, "closed");
+}

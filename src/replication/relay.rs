@@ -52,6 +52,10 @@ use crate::modules::log::{self, Level};
 pub const HIGH_WATER: usize = 4 * 1024 * 1024;
 /// Bytes of encoded rows sent to the connection at once.
 pub const SEND_CHUNK: usize = 256 * 1024;
+/// The biggest packet a replica may send a relay. An ack is a vclock (under 300 bytes);
+/// nothing special in the value beyond "far more than that", so a peer cannot make the
+/// relay buffer without bound.
+const ACK_PACKET_MAX: u64 = 64 * 1024;
 
 /// The connection a relay writes to: the IPROTO connection it took over.
 pub trait Downlink {
@@ -510,7 +514,7 @@ impl Follower<'_> {
         let mut pos = 0;
         let mut heard = false;
         let result = loop {
-            let frame = match codec::next_packet(&buf[pos..], codec::PACKET_SIZE_MAX) {
+            let frame = match codec::next_packet(&buf[pos..], ACK_PACKET_MAX) {
                 Ok(Some(f)) => f,
                 Ok(None) => break Ok(heard),
                 Err(e) => break Err(e.to_client_error().into()),
