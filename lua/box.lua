@@ -1353,39 +1353,53 @@ local function start_checkpoint_daemon()
     end)
 end
 
+-- The first box.cfg yields (recovery, bootstrap, joining peers): a box.cfg called meanwhile
+-- (say over IPROTO, once the instance answers) waits for it and then reconfigures, as
+-- Tarantool's locked box.cfg does. Otherwise the first call would undo the second's changes.
+local configuring = false
+
 local function configure(opts)
     if opts == nil then opts = {} end
     if type(opts) ~= 'table' then error("Usage: box.cfg{key = value, ...}", 2) end
-    local effective = checked(opts, nil)
-    if effective.work_dir ~= nil then
-        -- Relative paths (log, pid_file, dirs) are inside work_dir: change to it first.
-        internal.chdir(effective.work_dir)
+    if configuring then
+        while type(box.cfg) == 'function' and configuring do fiber.sleep(0.01) end
+        return box.cfg(opts)
     end
-    apply_log(effective)
-    -- Listening comes first, as in Tarantool: peers read this instance's ballot while it
-    -- bootstraps (every other request is answered "loading" until box runs).
-    internal.iproto_cfg(effective.net_msg_max, effective.readahead)
-    if effective.listen ~= nil then
-        local ok, e = pcall(internal.listen, effective.listen)
-        if not ok then
-            log.error("can't initialize storage: %s", tostring(e))
-            os.exit(1)
+    configuring = true
+    local ok, err = pcall(function()
+        local effective = checked(opts, nil)
+        if effective.work_dir ~= nil then
+            -- Relative paths (log, pid_file, dirs) are inside work_dir: change to it first.
+            internal.chdir(effective.work_dir)
         end
-    end
-    internal.start(effective)
-    started = true
-    refresh_schema()
-    apply_election(effective)
-    local cfg_table = {}
-    for k, v in pairs(effective) do cfg_table[k] = v end
-    box.cfg = setmetatable(cfg_table, {
-        __call = function(self, o)
-            if o == nil then return end
-            if type(o) ~= 'table' then error("Usage: box.cfg{key = value, ...}", 2) end
-            reconfigure(self, o)
-        end,
-    })
-    start_checkpoint_daemon()
+        apply_log(effective)
+        -- Listening comes first, as in Tarantool: peers read this instance's ballot while it
+        -- bootstraps (every other request is answered "loading" until box runs).
+        internal.iproto_cfg(effective.net_msg_max, effective.readahead)
+        if effective.listen ~= nil then
+            local ok, e = pcall(internal.listen, effective.listen)
+            if not ok then
+                log.error("can't initialize storage: %s", tostring(e))
+                os.exit(1)
+            end
+        end
+        internal.start(effective)
+        started = true
+        refresh_schema()
+        apply_election(effective)
+        local cfg_table = {}
+        for k, v in pairs(effective) do cfg_table[k] = v end
+        box.cfg = setmetatable(cfg_table, {
+            __call = function(self, o)
+                if o == nil then return end
+                if type(o) ~= 'table' then error("Usage: box.cfg{key = value, ...}", 2) end
+                reconfigure(self, o)
+            end,
+        })
+        start_checkpoint_daemon()
+    end)
+    configuring = false
+    if not ok then error(err, 0) end
 end
 
 box.cfg = configure

@@ -115,7 +115,10 @@ pub fn apply_transaction(rt: &mut BoxRuntime, mut rows: Vec<Row>, skip_conflict:
             }
         }
     }
-    let ticket = rt.persist.as_mut().and_then(|p| p.commit_replicated(stmts, rows));
+    let ticket = match rt.persist.as_mut() {
+        Some(p) => p.commit_replicated(&mut rt.db, stmts, rows),
+        None => None,
+    };
     Ok(Applied::Logged(ticket))
 }
 
@@ -268,7 +271,10 @@ pub fn install(lua: &mlua::Lua, m: &mlua::Table) -> mlua::Result<()> {
                         return Err(e);
                     }
                 };
-                Ok(rt.persist.as_mut().and_then(|p| p.commit_replicated(stmts, rows)))
+                Ok(match rt.persist.as_mut() {
+                    Some(p) => p.commit_replicated(&mut rt.db, stmts, rows),
+                    None => None,
+                })
             });
             outcome
         })?,

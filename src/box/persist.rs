@@ -48,7 +48,9 @@ pub struct Persistence {
     /// Replicated transactions with business in the limbo, by ticket: queued there (kept
     /// until the owner's decision with their statements, to undo a ROLLBACK), or carrying
     /// a decision to apply once written.
-    replicated: hashbrown::HashMap<u64, (bool, Option<SynchroRequest>)>,
+    replicated: hashbrown::HashMap<u64, bool>,
+    /// Waiters woken by a replicated decision, for the next collect to wake.
+    woken_by_replication: Vec<Waiter>,
     /// Statements of replicated transactions waiting in the limbo, for a ROLLBACK.
     replicated_undo: hashbrown::HashMap<u64, Vec<Stmt>>,
 }
@@ -89,6 +91,7 @@ impl Persistence {
             synchro_writes: Vec::new(),
             synchro_wakeup: std::rc::Rc::new(tokio::sync::Notify::new()),
             replicated: hashbrown::HashMap::new(),
+            woken_by_replication: Vec::new(),
             replicated_undo: hashbrown::HashMap::new(),
         }
     }
@@ -279,14 +282,16 @@ impl Persistence {
     /// replica id, LSN, tsn, timestamp), the vclock following each, so a row arriving
     /// again (a full mesh) is known as applied before it is written. `stmts` are its
     /// changes, undone if the write fails. Returns the ticket to wait on (None without a WAL).
-    pub fn commit_replicated(&mut self, stmts: Vec<Stmt>, rows: Vec<Row>) -> Option<u64> {
+    pub fn commit_replicated(&mut self, db: &mut Db, stmts: Vec<Stmt>, rows: Vec<Row>) -> Option<u64> {
         for r in &rows {
             self.vclock.follow(r.replica_id, r.lsn);
         }
         self.wal.as_ref()?;
         let ticket = self.next_ticket;
-        // A CONFIRM, ROLLBACK or PROMOTE of the queue's owner: the limbo applies it once it
-        // is written here (txn_limbo_process after the applier's write).
+        // A CONFIRM, ROLLBACK or PROMOTE of the queue's owner: the limbo applies it at once,
+        // in stream order (2.6.3's applier writes it and processes it before it reads the next
+        // row; here later rows may be applied while it is being written, so it must be
+        // processed first). Its WAL write follows the rows before it, as on the owner.
         let synchro = rows.iter().find_map(|r| match r.kind {
             IPROTO_RAFT_PROMOTE | IPROTO_RAFT_CONFIRM | IPROTO_RAFT_ROLLBACK => {
                 SynchroRequest::decode(r.kind, r.replica_id, &r.body).ok()
@@ -306,6 +311,8 @@ impl Persistence {
         let mut in_limbo = false;
         if !stmts.is_empty() && origin != 0 && self.limbo.must_wait(is_sync) {
             in_limbo = self.limbo.append(ticket, origin, is_sync).is_ok();
+            // The LSN is known from the row: a CONFIRM that follows can decide at once.
+            self.limbo.assign_lsn(ticket, last_lsn);
         }
         let count = rows.len() as u32;
         self.outbox_rows.extend(rows);
@@ -323,8 +330,15 @@ impl Persistence {
                 written: false,
             },
         );
-        if in_limbo || synchro.is_some() {
-            self.replicated.insert(ticket, (in_limbo, synchro));
+        if in_limbo {
+            self.replicated.insert(ticket, true);
+        }
+        if let Some(req) = synchro {
+            self.limbo.apply(&req);
+            let mut wake = Vec::new();
+            self.run_limbo(db, &mut wake);
+            // Replicated decisions wake nobody local but the transactions they decide.
+            self.woken_by_replication.extend(wake);
         }
         Some(ticket)
     }
@@ -349,6 +363,15 @@ impl Persistence {
                 LimboOutput::Rollback { txn, error } => {
                     if let Some(stmts) = self.replicated_undo.remove(&txn) {
                         db.undo(stmts);
+                        continue;
+                    }
+                    if self.replicated.contains_key(&txn) {
+                        // Rolled back before its write finished: undone now; the applier
+                        // still waits for the write itself.
+                        if let Some(p) = self.pending.get_mut(&txn) {
+                            db.undo(std::mem::replace(&mut p.stmts, Stmts::Many(Vec::new())).into_vec());
+                        }
+                        continue;
                     }
                     if let Some(p) = self.pending.get_mut(&txn) {
                         if p.result.is_none() {
@@ -405,21 +428,17 @@ impl Persistence {
                 _ if ticket > done => Err(Failure::Wal(WalError::Closed)),
                 _ => Ok(()),
             };
-            if let Some((queued, synchro)) = self.replicated.remove(&ticket) {
-                let lsn = self.pending.get(&ticket).map_or(0, |p| p.lsn);
-                match (&result, queued) {
-                    (Ok(()), true) => {
-                        self.limbo.assign_lsn(ticket, lsn);
+            if self.replicated.remove(&ticket).is_some() {
+                match &result {
+                    // Still undecided: its statements stay for the owner's ROLLBACK.
+                    Ok(()) if self.limbo.holds(ticket) => {
                         if let Some(p) = self.pending.get_mut(&ticket) {
                             let stmts = std::mem::replace(&mut p.stmts, Stmts::Many(Vec::new()));
                             self.replicated_undo.insert(ticket, stmts.into_vec());
                         }
                     }
-                    (Err(_), true) => self.limbo.abort(ticket),
-                    _ => {}
-                }
-                if let (Ok(()), Some(req)) = (&result, synchro) {
-                    self.limbo.apply(&req);
+                    Ok(()) => {}
+                    Err(_) => self.limbo.abort(ticket),
                 }
             }
             let Some(p) = self.pending.get_mut(&ticket) else {
@@ -460,6 +479,7 @@ impl Persistence {
             }
         }
         self.run_limbo(db, wake);
+        wake.append(&mut self.woken_by_replication);
     }
 
     /// Makes `waiter` the one to wake when `ticket`'s outcome arrives; false (nothing

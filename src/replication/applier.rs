@@ -813,7 +813,9 @@ fn subscribe_request(rt: &mut box_lua::BoxRuntime) -> Option<Subscribe> {
         replicaset_uuid: replicaset::replicaset_uuid(&rt.db).unwrap_or_default(),
         instance_uuid: p.instance_uuid,
         vclock,
-        version_id: codec::version_id(2, 6, 0),
+        // The replication features of 2.6.3 (RAFT rows): a master sends them only to
+        // replicas of 2.6.1 and later.
+        version_id: codec::version_id(2, 6, 3),
         anon: false,
         id_filter: if orphan || p.instance_id as usize >= VCLOCK_MAX {
             0

@@ -27,6 +27,8 @@ struct Election {
     /// The leader's take-over of the synchronous queue, while it waits for the quorum.
     promotion: Option<Promotion>,
     log: Vec<String>,
+    /// What the last status line said (role, term, leader, enabled).
+    last_logged: Option<(Role, u64, InstanceId, bool)>,
 }
 
 thread_local! {
@@ -75,6 +77,7 @@ pub fn start(lua: mlua::WeakLua, id: InstanceId, term: u64, vote: InstanceId, op
             acked: [None; VCLOCK_MAX],
             promotion: None,
             log: Vec::new(),
+            last_logged: None,
         })
     });
     hub::set_driver(Rc::new(HubDriver));
@@ -141,12 +144,14 @@ pub async fn promote() -> Result<(), ClientError> {
         // No elections: promote takes the queue over in the current term.
         let term = with_election(|e| e.raft.volatile_term()).unwrap_or(1);
         start_promotion(term);
+        wait_promoted().await;
         return Ok(());
     }
     loop {
         let (leader, role) = with_election(|e| (e.raft.leader(), e.raft.role())).unwrap_or((0, Role::Follower));
         let me = with_election(|e| e.raft.id()).unwrap_or(0);
         if role == Role::Leader {
+            wait_promoted().await;
             return Ok(());
         }
         if leader != 0 && leader != me {
@@ -156,6 +161,19 @@ pub async fn promote() -> Result<(), ClientError> {
             ));
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// Until the take-over of the synchronous queue has ended (its PROMOTE is written and
+/// applied, or it gave up): box.ctl.promote() returns only then, as in Tarantool.
+async fn wait_promoted() {
+    loop {
+        let promoting = with_election(|e| e.promotion.is_some()).unwrap_or(false);
+        let writing = with_runtime(|rt| rt.persist.as_ref().is_some_and(|p| p.limbo.is_in_rollback())).unwrap_or(false);
+        if !promoting && !writing {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
 }
 
@@ -243,6 +261,24 @@ pub fn decode_message(body: &[u8]) -> Result<RaftMessage, String> {
     Ok(msg)
 }
 
+/// A message as Tarantool's log shows it: `{term: 3, vote: 4, state: candidate, vclock: {1: 13}}`.
+fn describe(msg: &RaftMessage) -> String {
+    let mut s = format!("{{term: {}", msg.term);
+    if msg.vote != 0 {
+        s += &format!(", vote: {}", msg.vote);
+    }
+    if let Some(state) = msg.state {
+        s += &format!(", state: {}", state.name());
+    }
+    if let Some(v) = &msg.vclock {
+        s += &format!(", vclock: {v:?}");
+    }
+    if msg.leader_id != 0 {
+        s += &format!(", leader: {}", msg.leader_id);
+    }
+    s + "}"
+}
+
 fn id_of(v: u64) -> Result<InstanceId, String> {
     u32::try_from(v)
         .ok()
@@ -316,13 +352,18 @@ async fn persist(term: u64, vote: InstanceId) {
 fn on_status(status: Status) {
     let leader_now = status.role == Role::Leader;
     with_election(|e| {
-        e.log.push(format!(
-            "RAFT: state {}, term {}, vote {}, leader {}",
-            status.role.name(),
-            status.term,
-            status.vote,
-            status.leader
-        ))
+        // With elections off only a new term is news.
+        let shown = (status.role, status.term, status.leader, status.is_enabled);
+        let last = e.last_logged.replace(shown);
+        if last != Some(shown) && (status.is_enabled || last.is_none_or(|l| l.1 != status.term)) {
+            e.log.push(format!(
+                "RAFT: state {}, term {}, vote {}, leader {}",
+                status.role.name(),
+                status.term,
+                status.vote,
+                status.leader
+            ));
+        }
     });
     with_runtime(|rt| rt.db.set_ro(|r| r.election = status.is_ro));
     if leader_now {
@@ -383,7 +424,7 @@ impl hub::Driver for HubDriver {
         let msg = decode_message(body)?;
         let now = now_us();
         with_election(|e| {
-            e.log.push(format!("RAFT: message {msg:?} from {source}"));
+            e.log.push(format!("RAFT: message {} from {source}", describe(&msg)));
             let r = e.raft.handle_message(source, &msg, now).map_err(|err| err.to_string());
             e.wakeup.notify_one();
             r

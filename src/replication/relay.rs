@@ -367,6 +367,8 @@ pub async fn subscribe<R: AsyncRead + Unpin>(
         replica_id: sub.replica_id,
         master_id: sub.master_id,
         id_filter: req.id_filter,
+        // 2.6.0 has no elections and stops on a RAFT row; 2.6.1 brought them.
+        sends_raft: req.version_id == 0 || req.version_id >= 0x20601,
         local_at_subscribe: local,
         acked: req.vclock,
         out,
@@ -396,6 +398,8 @@ struct Follower<'a> {
     replica_id: u32,
     master_id: u32,
     id_filter: u32,
+    /// The replica understands RAFT rows.
+    sends_raft: bool,
     local_at_subscribe: Vclock,
     /// What the replica acknowledged last.
     acked: Vclock,
@@ -408,7 +412,7 @@ impl Follower<'_> {
         // Tarantool sends a heartbeat at once, so the replica learns its lag early.
         let mut last_sent = None::<Instant>;
         let mut last_heard = Instant::now();
-        if let Some(state) = raft.borrow_and_update().clone() {
+        if let Some(state) = raft.borrow_and_update().clone().filter(|_| self.sends_raft) {
             self.out.clear();
             proto::put_raft(&mut self.out, self.sync, &state);
             last_sent = Some(self.flush());
@@ -465,7 +469,7 @@ impl Follower<'_> {
                 },
                 changed = raft.changed() => {
                     let state = raft.borrow_and_update().clone();
-                    if let (Ok(()), Some(state)) = (changed, state) {
+                    if let (Ok(()), Some(state), true) = (changed, state, self.sends_raft) {
                         self.out.clear();
                         proto::put_raft(&mut self.out, self.sync, &state);
                         last_sent = Some(self.flush());

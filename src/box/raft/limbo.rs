@@ -333,6 +333,11 @@ impl Limbo {
         Ok(())
     }
 
+    /// The queue holds `txn`.
+    pub fn holds(&self, txn: TxnId) -> bool {
+        self.queue.iter().any(|e| e.txn == txn)
+    }
+
     /// The WAL write of local transaction `txn` failed: it leaves the queue (its client gets
     /// the WAL error; every later write fails too until the WAL resumes).
     pub fn abort(&mut self, txn: TxnId) {
