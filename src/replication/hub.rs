@@ -29,12 +29,20 @@ pub trait Driver {
 
 struct Hub {
     driver: Option<Rc<dyn Driver>>,
+    /// The newest RAFT row from each source heard before the driver started (appliers
+    /// subscribe while box.cfg still runs): handed to it when it registers, or a restarted
+    /// follower would not learn the leader until the leader's state changes.
+    early_raft: Vec<(u32, Vec<u8>)>,
     /// The body of the RAFT row every relay sends on subscribe and whenever it changes.
     raft_state: watch::Sender<Option<Rc<Vec<u8>>>>,
 }
 
 thread_local! {
-    static HUB: RefCell<Hub> = RefCell::new(Hub { driver: None, raft_state: watch::channel(None).0 });
+    static HUB: RefCell<Hub> = RefCell::new(Hub {
+        driver: None,
+        early_raft: Vec::new(),
+        raft_state: watch::channel(None).0,
+    });
 }
 
 fn driver() -> Option<Rc<dyn Driver>> {
@@ -42,7 +50,14 @@ fn driver() -> Option<Rc<dyn Driver>> {
 }
 
 pub fn set_driver(driver: Rc<dyn Driver>) {
-    HUB.with(|h| h.borrow_mut().driver = Some(driver));
+    let early = HUB.with(|h| {
+        let mut h = h.borrow_mut();
+        h.driver = Some(driver.clone());
+        std::mem::take(&mut h.early_raft)
+    });
+    for (source, body) in early {
+        let _ = driver.on_raft_row(source, &body);
+    }
 }
 
 /// Relay: the current RAFT state body (None while Raft has never spoken) and its changes.
@@ -59,7 +74,14 @@ pub fn publish_raft_state(body: Vec<u8>) {
 pub fn on_raft_row(source: u32, body: &[u8]) -> Result<(), String> {
     match driver() {
         Some(d) => d.on_raft_row(source, body),
-        None => Ok(()),
+        None => {
+            HUB.with(|h| {
+                let mut h = h.borrow_mut();
+                h.early_raft.retain(|(s, _)| *s != source);
+                h.early_raft.push((source, body.to_vec()));
+            });
+            Ok(())
+        }
     }
 }
 
@@ -86,5 +108,39 @@ pub fn accepts_rows_from(source: u32) -> bool {
 pub fn on_replica_ack(replica_id: u32, vclock: &Vclock) {
     if let Some(d) = driver() {
         d.on_replica_ack(replica_id, vclock);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    #[derive(Default)]
+    struct Recorder(RefCell<Vec<(u32, Vec<u8>)>>);
+
+    impl Driver for Recorder {
+        fn on_raft_row(&self, source: u32, body: &[u8]) -> Result<(), String> {
+            self.0.borrow_mut().push((source, body.to_vec()));
+            Ok(())
+        }
+        fn on_upstream_traffic(&self, _: u32) {}
+        fn on_upstream_lost(&self, _: u32) {}
+        fn accepts_rows_from(&self, _: u32) -> bool {
+            true
+        }
+        fn on_replica_ack(&self, _: u32, _: &Vclock) {}
+    }
+
+    #[test]
+    fn raft_rows_heard_before_the_driver_reach_it_newest_per_source() {
+        on_raft_row(2, b"old").unwrap();
+        on_raft_row(3, b"three").unwrap();
+        on_raft_row(2, b"new").unwrap();
+        let recorder = Rc::new(Recorder::default());
+        set_driver(recorder.clone());
+        assert_eq!(*recorder.0.borrow(), [(3, b"three".to_vec()), (2, b"new".to_vec())]);
+        on_raft_row(4, b"live").unwrap();
+        assert_eq!(recorder.0.borrow().last(), Some(&(4, b"live".to_vec())));
     }
 }
