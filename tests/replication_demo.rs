@@ -74,3 +74,32 @@ fn raft_demo_runs_unchanged_on_four_nodes() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn killing_the_leader_under_synchronous_load_loses_no_acknowledged_write() {
+    let dir = temp_dir("failover-load");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Three consecutive ports the kernel gave out free a moment ago.
+    let base = common::free_port().saturating_sub(1);
+    let out = Command::new(NODE)
+        .arg(manifest.join("tests/replication/failover_load_driver.lua"))
+        .arg(NODE)
+        .arg(manifest.join("tests/replication/instance.lua"))
+        .arg(base.to_string())
+        .current_dir(&dir)
+        .output()
+        .expect("driver runs");
+    let mut logs = String::new();
+    for i in 1..=3 {
+        let log = std::fs::read_to_string(dir.join(format!("n{i}/instance.log"))).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(12).collect();
+        logs += &format!("--- n{i}\n{}\n", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+    }
+    assert!(
+        out.status.success(),
+        "{}\n{}\n{logs}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -423,7 +423,13 @@ impl hub::Driver for HubDriver {
     fn on_raft_row(&self, source: u32, body: &[u8]) -> Result<(), String> {
         let msg = decode_message(body)?;
         let now = now_us();
+        // A vote is granted by comparing vclocks: ours must be current, not as of the
+        // driver's last wakeup (rows applied since would be missing from it).
+        let vclock = with_runtime(|rt| rt.persist.as_ref().map(|p| p.vclock)).flatten();
         with_election(|e| {
+            if let Some(v) = &vclock {
+                e.raft.set_vclock(v);
+            }
             e.log.push(format!("RAFT: message {} from {source}", describe(&msg)));
             let r = e.raft.handle_message(source, &msg, now).map_err(|err| err.to_string());
             e.wakeup.notify_one();
