@@ -63,7 +63,8 @@ local leader = 1
 local times = {}
 for round = 1, rounds do
     local next = leader % 4 + 1
-    eval(next, "box.cfg{election_mode = 'candidate', read_only = false}")
+    -- A restarted node comes back with the default fast failover: set it every round.
+    eval(next, "box.cfg{election_mode = 'candidate', read_only = false, election_fast_failover = ...}", fast)
     -- A random phase against the heartbeats, as a real crash has.
     fiber.sleep(rt + math.random() * rt)
     local t0 = clock.monotonic()
