@@ -22,6 +22,7 @@ box.cfg({
 box.once('test', function()
     box.schema.user.grant('guest', 'super')
     box.schema.space.create('sync', {is_sync = true}):create_index('pk')
+    box.schema.space.create('async'):create_index('pk')
 end)
 -- Elections start once the set exists; every member may then lead and write.
 if mode ~= nil and mode ~= '' then box.cfg({election_mode = mode, read_only = false}) end
