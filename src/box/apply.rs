@@ -534,6 +534,39 @@ mod tests {
     }
 
     #[test]
+    fn recovered_undecided_transactions_follow_the_owners_decision() {
+        use crate::box_::raft::limbo::{SynchroKind, SynchroRequest};
+        let mut rt = runtime();
+        // Two synchronous transactions of instance 1 the log had no decision for.
+        let mut undecided = Vec::new();
+        for (lsn, tuple) in [(5, "[5]"), (6, "[6]")] {
+            let row = insert(1, lsn, lsn, true, tuple);
+            let stmt = rt.db.execute_row(row.kind, &row.body).unwrap();
+            undecided.push((1, lsn, true, stmt.into_iter().collect()));
+        }
+        let p = rt.persist.as_mut().unwrap();
+        p.queue_recovered(undecided);
+        assert_eq!((p.limbo.owner(), p.limbo.len()), (1, 2));
+        assert_eq!(count(&rt), 2);
+        // The owner confirms the first and rolls back the second.
+        let mut wake = Vec::new();
+        for (kind, lsn) in [(SynchroKind::Confirm, 5), (SynchroKind::Rollback, 6)] {
+            let p = rt.persist.as_mut().unwrap();
+            p.limbo.apply(&SynchroRequest {
+                kind,
+                replica_id: 1,
+                origin_id: 1,
+                lsn,
+                term: 0,
+            });
+            p.run_limbo(&mut rt.db, &mut wake);
+        }
+        assert!(rt.persist.as_ref().unwrap().limbo.is_empty());
+        assert_eq!(count(&rt), 1, "the rolled-back one is undone, the confirmed one stays");
+        assert!(rt.db.space(512).unwrap().primary().unwrap().tuples().next().is_some());
+    }
+
+    #[test]
     fn a_transaction_applies_once_and_moves_the_vclock() {
         let mut rt = runtime();
         let txn = vec![insert(1, 5, 5, false, "[1]"), insert(1, 6, 5, true, "[2]")];

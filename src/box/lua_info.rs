@@ -168,11 +168,13 @@ async fn start(lua: Lua, cfg: LuaTable) -> LuaResult<()> {
     .map_err(|e| LuaError::runtime(e.to_string()))?;
     // Transactions the log has no decision for: applied, and queued in the limbo below until
     // their owner's CONFIRM or ROLLBACK arrives.
-    let undecided = held.into_rest();
-    for txn in &undecided {
+    let mut undecided = Vec::new();
+    for txn in held.into_rest() {
+        let mut stmts = Vec::new();
         for (kind, body) in &txn.rows {
-            db.apply_row(*kind, body).map_err(ClientError::into_lua_err)?;
+            stmts.extend(db.execute_row(*kind, body).map_err(ClientError::into_lua_err)?);
         }
+        undecided.push((txn.origin, txn.lsn, txn.is_sync, stmts));
     }
     for w in &recovered.warnings {
         crate::modules::log::write(lua, crate::modules::log::Level::Warn, w);
@@ -293,7 +295,7 @@ async fn start(lua: Lua, cfg: LuaTable) -> LuaResult<()> {
     for req in &synchro_rows {
         persist.limbo.apply(req);
     }
-    persist.queue_recovered(undecided.iter().map(|t| (t.origin, t.lsn, t.is_sync)));
+    persist.queue_recovered(undecided);
     let _ = persist.limbo.take_outputs();
     let mut rt = BoxRuntime::new(db, Some(persist));
     rt.memtx_memory = cfg.get::<Option<f64>>("memtx_memory")?.unwrap_or(268435456.0);

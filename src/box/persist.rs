@@ -188,29 +188,18 @@ impl Persistence {
         Ok(Some(ticket))
     }
 
-    /// Recovery found transactions (origin, last LSN, synchronous?) with no decision in the
-    /// log: they wait in the limbo for their owner's. (Their changes cannot be undone: a
-    /// later ROLLBACK of them leaves them in place and is logged.)
-    pub fn queue_recovered(&mut self, txns: impl Iterator<Item = (u32, i64, bool)>) {
-        for (origin, lsn, is_sync) in txns {
+    /// Recovery found transactions (origin, last LSN, synchronous?, their statements) with
+    /// no decision in the log: they wait in the limbo for their owner's, which keeps them
+    /// or undoes them. Their tickets never reach the WAL (`collect` passes over them).
+    pub fn queue_recovered(&mut self, txns: Vec<(u32, i64, bool, Vec<Stmt>)>) {
+        for (origin, lsn, is_sync, stmts) in txns {
             let ticket = self.next_ticket;
             self.next_ticket += 1;
             if self.limbo.append(ticket, origin, is_sync).is_err() {
                 continue;
             }
             self.limbo.assign_lsn(ticket, lsn);
-            self.pending.insert(
-                ticket,
-                Pending {
-                    stmts: Stmts::Many(Vec::new()),
-                    result: None,
-                    waiter: None,
-                    lsn,
-                    in_limbo: true,
-                    limbo_committed: false,
-                    written: true,
-                },
-            );
+            self.replicated_undo.insert(ticket, stmts);
         }
     }
 
