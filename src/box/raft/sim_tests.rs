@@ -89,13 +89,19 @@ fn schedules_pre_vote_and_fencing() {
 #[ignore = "soak: SIM_SCHEDULES=<n> cargo test --release --lib box_::raft::sim::tests::soak -- --ignored --nocapture"]
 fn soak() {
     let count = env_u64("SIM_SCHEDULES").unwrap_or(20_000);
-    for (i, (pre_vote, fencing)) in [(false, false), (true, false), (false, true), (true, true)]
-        .into_iter()
-        .enumerate()
-    {
+    let configs = [
+        (false, false, false),
+        (true, false, false),
+        (false, true, false),
+        (true, true, false),
+        (true, true, true),
+        (false, false, true),
+    ];
+    for (i, (pre_vote, fencing, fast_failover)) in configs.into_iter().enumerate() {
         let opts = Options {
             pre_vote,
             fencing,
+            fast_failover,
             ..Options::default()
         };
         sweep("soak", 10_000_000 * (i as u64 + 1), count, opts);
