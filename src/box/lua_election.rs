@@ -27,12 +27,7 @@ pub fn snapshot_trailer() -> Vec<crate::box_::wal::snapshot::TrailerRow> {
         // Nothing to keep; and Tarantool 2.6.0, which has no RAFT rows, can still read the file.
         return Vec::new();
     }
-    let mut body = Vec::with_capacity(12);
-    super::mp::write_map_header(&mut body, 2);
-    body.push(0x00);
-    super::mp::write_uint(&mut body, term);
-    body.push(0x01);
-    super::mp::write_uint(&mut body, vote as u64);
+    let body = super::persist::raft_state_body(term, vote);
     vec![(super::wal::row::IPROTO_RAFT, super::wal::row::GROUP_LOCAL, body)]
 }
 

@@ -55,6 +55,17 @@ pub struct Persistence {
     replicated_undo: hashbrown::HashMap<u64, Vec<Stmt>>,
 }
 
+/// The body of a RAFT row that persists `{0: term, 1: vote}` (the WAL's and a checkpoint's).
+pub fn raft_state_body(term: u64, vote: u32) -> Vec<u8> {
+    let mut body = Vec::with_capacity(12);
+    super::mp::write_map_header(&mut body, 2);
+    body.push(0x00);
+    super::mp::write_uint(&mut body, term);
+    body.push(0x01);
+    super::mp::write_uint(&mut body, vote as u64);
+    body
+}
+
 /// Microseconds since the process started: the limbo's and Raft's clock.
 pub fn now_us() -> u64 {
     static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
@@ -223,13 +234,7 @@ impl Persistence {
     /// Logs a RAFT row `{0: term, 1: vote}` (local: never replicated, counted in vclock
     /// component 0, as Tarantool 2.6.3 persists its election state).
     pub fn write_raft(&mut self, term: u64, vote: u32) -> Option<u64> {
-        let mut body = Vec::with_capacity(12);
-        super::mp::write_map_header(&mut body, 2);
-        body.push(0x00);
-        super::mp::write_uint(&mut body, term);
-        body.push(0x01);
-        super::mp::write_uint(&mut body, vote as u64);
-        self.write_system_row(super::wal::row::IPROTO_RAFT, body, true)
+        self.write_system_row(super::wal::row::IPROTO_RAFT, raft_state_body(term, vote), true)
     }
 
     fn write_system_row(&mut self, kind: u32, body: Vec<u8>, local: bool) -> Option<u64> {

@@ -55,22 +55,12 @@ impl SnapshotWriter {
 
     /// Appends one tuple (a MessagePack array) of space `space_id`.
     pub fn write_tuple(&mut self, space_id: u32, group_id: u32, tuple: &[u8]) -> Result<(), XlogError> {
-        self.scratch.clear();
-        put_replace_body(&mut self.scratch, space_id, tuple);
-        let row = RowRef {
-            kind: IPROTO_INSERT,
-            lsn: self.next_lsn,
-            timestamp: self.timestamp,
-            group_id,
-            body: &self.scratch,
-            ..RowRef::default()
-        };
-        self.x.add_row(&row);
-        self.next_lsn += 1;
-        if self.x.pending_bytes() >= BLOCK_THRESHOLD {
-            self.x.flush()?;
-        }
-        Ok(())
+        let mut body = std::mem::take(&mut self.scratch);
+        body.clear();
+        put_replace_body(&mut body, space_id, tuple);
+        let written = self.write_row(IPROTO_INSERT, group_id, &body);
+        self.scratch = body;
+        written
     }
 
     /// Appends a row that is not a tuple (the Raft state, the synchronous queue's owner).
