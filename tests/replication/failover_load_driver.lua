@@ -5,7 +5,8 @@ local tap = require('tap')
 local fiber = require('fiber')
 local clock = require('clock')
 local fio = require('fio')
-local net = require('net.box')
+package.path = fio.dirname(arg[0]) .. '/?.lua;' .. package.path
+local procs = require('procs')
 
 local binary, instance, base = arg[1], arg[2], tonumber(arg[3])
 local uris = {}
@@ -13,41 +14,12 @@ for i = 1, 3 do uris[i] = '127.0.0.1:' .. (base + i) end
 local peers = table.concat(uris, ',')
 
 local function start(i)
-    os.execute(string.format('%s %s n%d %s %s 0.25 candidate >n%d.out 2>&1 &', binary, instance, i, uris[i], peers, i))
+    procs.spawn(string.format('%s %s n%d %s %s 0.25 candidate >n%d.out 2>&1', binary, instance, i, uris[i], peers, i),
+        'n' .. i .. '.pid')
 end
-local function pid(i)
-    local f = fio.open(fio.pathjoin('n' .. i, 'pid'))
-    if f == nil then return nil end
-    local p = tonumber(f:read())
-    f:close()
-    return p
-end
-local function kill(i)
-    local p = pid(i)
-    if p then os.execute('kill -9 ' .. p .. ' 2>/dev/null') end
-end
-
-local conns = {}
-local function conn(i)
-    if conns[i] == nil or not conns[i]:is_connected() then
-        conns[i] = net.connect(uris[i], {wait_connected = 0.5, reconnect_after = nil})
-    end
-    return conns[i]
-end
-local function eval(i, expr, ...)
-    local args = {...}
-    local ok, a, b = pcall(function() return conn(i):eval(expr, args, {timeout = 15}) end)
-    if ok then return a, b end
-    return nil, a
-end
-local function wait(cond, timeout)
-    local deadline = clock.monotonic() + timeout
-    while clock.monotonic() < deadline do
-        if cond() then return true end
-        fiber.sleep(0.01)
-    end
-    return false
-end
+local function kill(i) procs.kill('n' .. i .. '.pid') end
+local eval = procs.evaluator(function(i) return uris[i] end, 15)
+local wait = procs.wait
 local function writable(alive)
     local w = {}
     for _, i in ipairs(alive) do

@@ -7,49 +7,18 @@ local tap = require('tap')
 local fiber = require('fiber')
 local clock = require('clock')
 local fio = require('fio')
-local net = require('net.box')
+package.path = fio.dirname(arg[0]) .. '/?.lua;' .. package.path
+local procs = require('procs')
 
 local binary, demo = arg[1], arg[2]
 local ports = {3301, 3302, 3303, 3304}
 
 local function start(port)
-    os.execute(string.format('%s %s %d </dev/null >%d.out 2>&1 & echo $! >%d.pid', binary, demo, port, port, port))
+    procs.spawn(string.format('%s %s %d </dev/null >%d.out 2>&1', binary, demo, port, port), port .. '.pid')
 end
-
-local function pid(port)
-    local f = fio.open(port .. '.pid')
-    if f == nil then return nil end
-    local p = tonumber(f:read())
-    f:close()
-    return p
-end
-
-local function kill(port)
-    local p = pid(port)
-    if p then os.execute('kill -9 ' .. p .. ' 2>/dev/null') end
-end
-
-local conns = {}
-local function eval(port, expr, ...)
-    local c = conns[port]
-    if c == nil or not c:is_connected() then
-        c = net.connect('admin:test@127.0.0.1:' .. port, {wait_connected = 0.5})
-        conns[port] = c
-    end
-    local args = {...}
-    local ok, a, b = pcall(function() return c:eval(expr, args, {timeout = 5}) end)
-    if ok then return a, b end
-    return nil, a
-end
-
-local function wait(cond, timeout)
-    local deadline = clock.monotonic() + timeout
-    while clock.monotonic() < deadline do
-        if cond() then return true end
-        fiber.sleep(0.01)
-    end
-    return false
-end
+local function kill(port) procs.kill(port .. '.pid') end
+local eval = procs.evaluator(function(port) return 'admin:test@127.0.0.1:' .. port end, 5)
+local wait = procs.wait
 
 local test = tap.test('raft_demo')
 test:plan(9)
