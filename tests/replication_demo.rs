@@ -79,8 +79,8 @@ fn raft_demo_runs_unchanged_on_four_nodes() {
 fn killing_the_leader_under_synchronous_load_loses_no_acknowledged_write() {
     let dir = temp_dir("failover-load");
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    // Three consecutive ports the kernel gave out free a moment ago.
-    let base = common::free_port().saturating_sub(1);
+    // The driver's instances listen on base + 1 ..= base + 3.
+    let base = common::free_port_block(4);
     let out = Command::new(NODE)
         .arg(manifest.join("tests/replication/failover_load_driver.lua"))
         .arg(NODE)

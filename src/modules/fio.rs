@@ -861,7 +861,9 @@ fio.mktree = function(path, mode)
         local st = fio.stat(current)
         if st == nil then
             local ok, err = fio.mkdir(current, mode)
-            if not ok then
+            -- Another process may create it between the stat and the mkdir (several
+            -- instances started together making their work dirs under one parent).
+            if not ok and not fio.path.is_dir(current) then
                 return false, format('Error creating directory %s: %s', current, tostring(err))
             end
         elseif not st:is_dir() then

@@ -25,6 +25,24 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `n` consecutive ports, all free now, below the kernel's ephemeral range (32768 and up
+/// here), so that no outgoing connection of another process takes one of them before the
+/// server that is meant to bind it starts. Returns the first.
+pub fn free_port_block(n: u16) -> u16 {
+    let seed = std::process::id() as u64
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+    for attempt in 0..1000u64 {
+        let base = 20_000 + ((seed.wrapping_mul(6364136223846793005).wrapping_add(attempt * 7919)) % 12_000) as u16;
+        let free = (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        if free {
+            return base;
+        }
+    }
+    panic!("no block of {n} free ports");
+}
+
 /// Waits (10 s at most) until something accepts connections on `addr`.
 pub fn wait_listening(addr: &str, what: &str) {
     let started = Instant::now();

@@ -2,7 +2,7 @@ local tap = require('tap')
 local fio = require('fio')
 local errno = require('errno')
 local test = tap.test('fio')
-test:plan(47)
+test:plan(48)
 
 -- Failures give nil/false and a SystemError whose text is 'fio: <strerror>'.
 local function res(a, b)
@@ -25,6 +25,21 @@ test:ok(fio.mkdir(tmp .. '/d'), 'mkdir')
 local ok, err = fio.mkdir(tmp .. '/d')
 test:is_deeply({ ok, tostring(err), errno() }, { false, 'fio: File exists', errno.EEXIST }, 'mkdir of an existing dir')
 test:ok(fio.mktree(tmp .. '/t/u/v') and fio.path.is_dir(tmp .. '/t/u/v'), 'mktree')
+-- A directory another process creates between mktree's stat and its mkdir is no error.
+do
+    local real_stat = fio.stat
+    fio.mkdir(tmp .. '/mktree_race')
+    -- mktree's own stat sees nothing; the directory is there by its mkdir.
+    local fooled = false
+    fio.stat = function(p)
+        if p == tmp .. '/mktree_race' and not fooled then fooled = true return nil end
+        return real_stat(p)
+    end
+    local ok = fio.mktree(tmp .. '/mktree_race/x')
+    fio.stat = real_stat
+    test:ok(ok and fooled and fio.path.is_dir(tmp .. '/mktree_race/x'), 'mktree: a parent made meanwhile')
+    fio.rmtree(tmp .. '/mktree_race')
+end
 test:is(tostring(select(2, fio.rmdir(tmp .. '/t'))), 'fio: Directory not empty', 'rmdir of a non-empty dir')
 
 local f = fio.open(tmp .. '/f.txt', { 'O_RDWR', 'O_CREAT' }, tonumber('644', 8))
