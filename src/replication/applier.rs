@@ -150,6 +150,12 @@ impl Failure {
                 // Synchronous transactions rolled back under a joining replica (2.6's codes).
                 ER_SYNC_QUORUM_TIMEOUT | ER_SYNC_ROLLBACK => State::Loading,
                 ER_SYSTEM => State::Disconnected,
+                // The peer lacks xlogs we need (it joined after them). 2.6.0 stops here,
+                // leaving a full mesh with one link dead for good: the rows come from
+                // another peer meanwhile, so node retries, as later Tarantool versions do.
+                // 2.6.0 sends the gap as a Lua error; newer ones as ER_XLOG_GAP.
+                ER_XLOG_GAP => State::Loading,
+                ER_PROC_LUA if e.message.starts_with("Missing .xlog file") => State::Loading,
                 _ => State::Stopped,
             },
         }
@@ -979,6 +985,13 @@ mod tests {
         assert_eq!(client(ER_ACCESS_DENIED).next_state(), State::Loading);
         assert_eq!(client(ER_SYSTEM).next_state(), State::Disconnected);
         assert_eq!(client(ER_TUPLE_FOUND).next_state(), State::Stopped);
+        let gap = Failure::Client(ClientError {
+            code: ER_PROC_LUA,
+            message: "Missing .xlog file between LSN 4 {0: 0, 1: 4} and 5 {1: 5}".into(),
+        });
+        assert_eq!(gap.next_state(), State::Loading, "a peer without our rows: retry");
+        assert_eq!(client(ER_XLOG_GAP).next_state(), State::Loading);
+        assert_eq!(client(ER_PROC_LUA).next_state(), State::Stopped);
         assert_eq!(Failure::ToSelf.next_state(), State::Off);
     }
 
