@@ -1,7 +1,7 @@
 //! Simulator benchmark: how many protocol rounds SWIM needs, and how fast the simulator is.
 //!
 //!     bash scripts/bench/swim-sim.sh [--events N,N,..] [--join N,N,..] [--large N] [--large-rounds R]
-//!     (defaults: --events 125,250,500,1000,2000,4000 --join 250,500,1000 --large 10000
+//!     (defaults: --events 125,250,500,1000,2000,4000,10000 --join 250,500,1000 --large 10000
 //!      --large-rounds 10)
 //!
 //! All counts are in rounds (heartbeat periods) with the demo's settings: 1 s heartbeat,
@@ -12,13 +12,15 @@
 //!   with its real incarnation ([`Cluster::join_full_converged`]); once the queues are empty,
 //!   one node at a time changes its payload (a new incarnation) and the simulator runs until
 //!   every node holds it. Ten events per N, each from a random node. Speed is simulated
-//!   member-rounds per wall-clock second in this steady cluster, and packets per second.
-//! * **Join, first rounds**: a full mesh holds N² member entries (about 180 bytes each with
-//!   the index and the round queue): 2.9 GB at N = 4,000 but 18 GB at N = 10,000, more
-//!   than this machine can lend a benchmark, and joining needs about N² packets (every pair
-//!   meets directly, spec §2.5), most of them in one round: 61 million packets, 12 GB and 6
-//!   minutes at round 11 for N = 10,000. So N = 10,000 runs the first rounds only, before
-//!   that storm: how far knowledge gets and how fast the simulator steps.
+//!   member-rounds per wall-clock second in this steady cluster (over at least 10 rounds
+//!   and 500,000 member-rounds), and packets per second. A full mesh holds N² member
+//!   entries, about 72 bytes each with the index and the queues: 7.2 GB of peak RSS at
+//!   N = 10,000, which the last column reports (the process's high-water mark so far, so
+//!   with N ascending it is that N's).
+//! * **Join, first rounds**: joining needs about N² packets (every pair meets directly,
+//!   spec §2.5), most of them in one round: 61 million packets and 6 minutes at round 11
+//!   for N = 10,000. So N = 10,000 runs the first rounds only, before that storm: how far
+//!   knowledge gets and how fast the simulator steps.
 //! * **Join**: N nodes that each know only node 0, until all know all. Not one event but N²
 //!   direct contacts, so it grows faster than log N; the table states c = rounds / log2 N.
 //!
@@ -31,11 +33,15 @@ use node::sim::{node_uuid, seed_from_env, Cluster};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
-/// Bytes per member entry of a full mesh, measured (the entry, its index slots, its place in
-/// the round queue, allocator overhead): 769 MB of RSS for N = 2,000.
-const BYTES_PER_ENTRY: f64 = 184.0;
+/// Bytes per member entry of a full mesh, measured (the 56-byte entry, its index slot, its
+/// places in the round and dissemination queues, allocator overhead): 7.23 GB of peak RSS
+/// for N = 10,000.
+const BYTES_PER_ENTRY: f64 = 72.0;
 /// Events timed per N.
 const EVENTS: usize = 10;
+/// Member-rounds the steady-state speed is measured over (and at least 10 rounds): long
+/// enough at N = 125 that the timer's resolution and one scheduler hiccup do not matter.
+const STEADY_MEMBER_ROUNDS: f64 = 500_000.0;
 
 fn sizes(args: &[String], flag: &str, default: &[usize]) -> Vec<usize> {
     match args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)) {
@@ -54,20 +60,22 @@ fn main() {
     let max_gb: f64 = std::env::var("SWIM_SIM_MAX_GB")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(4.0);
-    let event_sizes = sizes(&args, "--events", &[125, 250, 500, 1000, 2000, 4000]);
+        .unwrap_or(8.0);
+    let event_sizes = sizes(&args, "--events", &[125, 250, 500, 1000, 2000, 4000, 10000]);
     let join_sizes = sizes(&args, "--join", &[250, 500, 1000]);
     let large_sizes = sizes(&args, "--large", &[10000]);
     let large_rounds = sizes(&args, "--large-rounds", &[10])[0];
 
     println!("One event in a fully joined cluster (seed {seed}; {EVENTS} events per N):");
     println!();
-    println!("| N | log2 N | TTD | rounds to reach all: mean | max | mean / log2 N | member-rounds/s | packets/s |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "| N | log2 N | TTD | rounds to reach all: mean | max | mean / log2 N | member-rounds/s | packets/s | peak RSS |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
     for &n in &event_sizes {
         if mesh_gb(n) > max_gb {
             println!(
-                "| {n} | {:.1} | | skipped: a full mesh needs about {:.0} GB (SWIM_SIM_MAX_GB = {max_gb}) | | | | |",
+                "| {n} | {:.1} | | skipped: a full mesh needs about {:.0} GB (SWIM_SIM_MAX_GB = {max_gb}) | | | | | |",
                 (n as f64).log2(),
                 mesh_gb(n)
             );
@@ -76,7 +84,9 @@ fn main() {
         one_event_row(n, seed);
     }
     println!();
-    println!("Join through one seed, first rounds only (seed {seed}; a full mesh does not fit):");
+    println!(
+        "Join through one seed, first rounds only (seed {seed}; the probe storms of the later rounds take hours):"
+    );
     println!();
     println!("| N | round | members known: min | mean | packets this round | wall this round | member-rounds/s |");
     println!("|---|---|---|---|---|---|---|");
@@ -103,7 +113,7 @@ fn one_event_row(n: usize, seed: u64) {
     let quiet = |c: &Cluster| (0..c.len()).all(|i| c.swim(i).queued_events() == 0);
     if c.run_until(quiet, 4 * ttd * hb).is_none() {
         println!(
-            "| {n} | {log2n:.1} | {ttd} | not quiet after {} rounds | | | | |",
+            "| {n} | {log2n:.1} | {ttd} | not quiet after {} rounds | | | | | |",
             4 * ttd
         );
         return;
@@ -123,7 +133,7 @@ fn one_event_row(n: usize, seed: u64) {
             Some(t) => took.push(t as f64 / hb as f64),
             None => {
                 println!(
-                    "| {n} | {log2n:.1} | {ttd} | event {e} did not reach everyone in {} rounds | | | | |",
+                    "| {n} | {log2n:.1} | {ttd} | event {e} did not reach everyone in {} rounds | | | | | |",
                     40 * ttd
                 );
                 return;
@@ -132,18 +142,34 @@ fn one_event_row(n: usize, seed: u64) {
         // The next event starts once this one has left every queue.
         c.run_rounds(ttd as f64);
     }
-    let steady_rounds = 10.0;
+    let steady_rounds = (STEADY_MEMBER_ROUNDS / n as f64).max(10.0).round();
     let (sent0, wall) = (c.net.sent, Instant::now());
     c.run_rounds(steady_rounds);
     let w = wall.elapsed().as_secs_f64();
     let mean = took.iter().sum::<f64>() / took.len() as f64;
     let max = took.iter().cloned().fold(0.0, f64::max);
     println!(
-        "| {n} | {log2n:.1} | {ttd} | {mean:.1} | {max:.1} | {:.2} | {:.0} | {:.0} |",
+        "| {n} | {log2n:.1} | {ttd} | {mean:.1} | {max:.1} | {:.2} | {:.0} | {:.0} | {} |",
         mean / log2n,
         n as f64 * steady_rounds / w,
-        (c.net.sent - sent0) as f64 / w
+        (c.net.sent - sent0) as f64 / w,
+        peak_rss()
     );
+}
+
+/// The process's peak resident set so far (`VmHWM`), as "7.23 GB"; "?" where /proc has
+/// no such line.
+fn peak_rss() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
+    match kb {
+        Some(kb) if kb >= 1e6 => format!("{:.2} GB", kb / 1e6),
+        Some(kb) => format!("{:.0} MB", kb / 1e3),
+        None => "?".to_string(),
+    }
 }
 
 fn join_row(n: usize, seed: u64) {

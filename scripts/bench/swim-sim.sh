@@ -3,7 +3,8 @@
 # joined cluster against log2 N (the SWIM paper's O(log N)), the first rounds of a
 # 10,000-member join, rounds for N members to join through one seed, and the simulator's speed
 # in member-rounds per second. Deterministic in rounds for a given SIM_SEED (default 1);
-# the speed columns depend on the machine. Peak memory about 3 GB (the 4,000-member mesh).
+# the speed columns depend on the machine. Peak memory about 7.3 GB (the 10,000-member mesh;
+# SWIM_SIM_MAX_GB=4 skips it).
 #   bash scripts/bench/swim-sim.sh [--events N,N,..] [--join N,N,..] [--large N] [--large-rounds R]
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -299,14 +299,24 @@ impl Cluster {
         }
     }
 
-    /// Every node learns every other node (a fully configured cluster).
+    /// Every node learns every other node (a fully configured cluster): `add_member` of
+    /// each in turn, with the table reserved first (a full mesh of 10,000 grown by doubling
+    /// would hold up to 60 % more than it needs).
     pub fn join_full(&mut self) {
-        for i in 0..self.len() {
-            for j in 0..self.len() {
-                if i != j {
-                    self.join(i, j);
-                }
+        let n = self.len();
+        let peers: Vec<(Uuid, SocketAddrV4)> = self.nodes.iter().map(|node| (node.uuid, node.addr)).collect();
+        for i in 0..n {
+            if !self.is_running(i) {
+                continue;
             }
+            self.with(i, |s, now| {
+                s.reserve(n.saturating_sub(s.size()));
+                for (j, &(uuid, addr)) in peers.iter().enumerate() {
+                    if j != i {
+                        let _ = s.add_member(uuid, addr, now);
+                    }
+                }
+            });
         }
     }
 

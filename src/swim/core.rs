@@ -71,7 +71,9 @@ use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use uuid::Uuid;
 
-use super::member::{ceil_log2, event, incarnation_bits, prefetch, GcMode, Member, MemberEvent, MemberId, MemberIndex};
+use super::member::{ceil_log2, event, incarnation_bits, prefetch, GcMode, Member, MemberEvent, MemberId, MemberView};
+use super::member_index::MemberIndex;
+use super::payloads::Payloads;
 use super::proto::{
     self, Body, FailureDetection, FailureDetectionKind, Incarnation, MemberRecord, Meta, Packet, Route, Status,
     MAX_PACKET_SIZE, MAX_PAYLOAD_SIZE,
@@ -114,6 +116,13 @@ pub const LIFEGUARD_CONFIRMATIONS: usize = 3;
 /// simulated join, answers lost to full receive buffers left hundreds of one-sided pairs (B
 /// knows A, A never heard B's ack) that took 200 more rounds to find each other.
 pub const PROBE_ATTEMPTS: u32 = 3;
+
+/// Records of a received packet that are prefetched and hashed before any is applied: all
+/// of a packet from Tarantool's encoder (1440 bytes, at least 52 per record) and then some.
+const PREFETCHED_RECORDS: usize = 32;
+
+/// Batched events whose index is kept allocated between drains; a bigger one is freed.
+const EVENT_INDEX_KEPT: usize = 64;
 
 /// A probe for an unknown member waiting for its answer.
 #[derive(Debug, Clone, Copy)]
@@ -281,20 +290,31 @@ pub struct Swim {
     /// Tarantool's hash-table order for "start at a random slot" walks.
     members: Vec<Member>,
     index: MemberIndex,
+    /// Payload bytes and payload TTDs, for the members that have either.
+    payloads: Payloads,
     /// Self's position in `members` (every packet built reads self's incarnation).
     self_pos: usize,
     next_id: u64,
 
-    /// Members still to ping in this round, head first. Removed members are skipped lazily.
-    round_queue: VecDeque<MemberRef>,
+    /// Positions of the members still to ping in this round, head first. A deleted member
+    /// leaves it and the one moved into its place is repointed ([`Swim::delete`]): 4 bytes
+    /// an entry instead of a 24-byte reference, as the queue holds the whole table.
+    round_queue: VecDeque<u32>,
     /// Next round step, when the table has someone besides self.
     round_at: Option<u64>,
     /// Members waiting for an ack, earliest deadline on top; `(deadline, seq, member)`.
-    /// An entry whose deadline differs from the member's `ack_deadline` is stale.
+    /// An entry whose deadline differs from the member's one in `ack_waits` is stale.
     ack_heap: BinaryHeap<Reverse<(u64, u64, MemberRef)>>,
     ack_seq: u64,
-    /// Members with something to disseminate, oldest change first.
-    dissemination: Vec<MemberRef>,
+    /// The ack deadline of every member waiting for one (a few at any time, so beside the
+    /// table rather than 16 bytes in every entry).
+    ack_waits: hashbrown::HashMap<MemberId, u64>,
+    /// Lifeguard: distinct gossip senders that confirmed the current suspicion, per
+    /// suspected member.
+    confirmations: HashMap<MemberId, Vec<Uuid>>,
+    /// Positions of the members with something to disseminate, oldest change first; kept
+    /// like the round queue.
+    dissemination: Vec<u32>,
     /// Addresses probed because gossip named an unknown member, with the time the probe's
     /// answer is due. Until then more gossip about the same address sends no second probe:
     /// during a join every received packet names dozens of unknown members, and re-probing
@@ -337,12 +357,15 @@ impl Swim {
             rng,
             members: Vec::new(),
             index: MemberIndex::new(hash_key),
+            payloads: Payloads::default(),
             self_pos: 0,
             next_id: 0,
             round_queue: VecDeque::new(),
             round_at: None,
             ack_heap: BinaryHeap::new(),
             ack_seq: 0,
+            ack_waits: hashbrown::HashMap::new(),
+            confirmations: HashMap::new(),
             dissemination: Vec::new(),
             probing: HashMap::new(),
             outbox: Vec::new(),
@@ -446,7 +469,8 @@ impl Swim {
             return Err(SwimError::UuidExists);
         }
         let old = self.self_index();
-        let (inc, payload) = (self.members[old].incarnation, self.members[old].payload.clone());
+        let inc = self.members[old].incarnation;
+        let payload = self.payloads.bytes(self.members[old].payload).to_vec();
         self.members[old].status = Status::Left;
         self.on_update(old, event::NEW_STATUS);
         self.self_uuid = uuid;
@@ -454,8 +478,8 @@ impl Swim {
         self.self_pos = i;
         let m = &mut self.members[i];
         m.incarnation = inc;
-        m.payload = payload;
         m.payload_up_to_date = true;
+        self.payloads.set_bytes(&mut m.payload, payload);
         self.on_update(i, event::NEW);
         Ok(())
     }
@@ -517,12 +541,12 @@ impl Swim {
         let n = self.members.len();
         let m = &mut self.members[i];
         let mut bits = event::NEW_VERSION;
-        if m.payload != payload {
-            m.payload = payload.to_vec();
+        if self.payloads.bytes(m.payload) != payload {
+            self.payloads.set_bytes(&mut m.payload, payload.to_vec());
             bits |= event::NEW_PAYLOAD;
         }
         m.incarnation.version = m.incarnation.version.saturating_add(1);
-        m.payload_ttd = n as u32;
+        self.payloads.set_ttd(&mut m.payload, n as u32);
         self.on_update(i, bits);
         Ok(())
     }
@@ -578,17 +602,25 @@ impl Swim {
         self.members.len()
     }
 
-    pub fn member(&self, uuid: &Uuid) -> Option<&Member> {
-        self.find(uuid).map(|i| &self.members[i])
+    pub fn member(&self, uuid: &Uuid) -> Option<MemberView<'_>> {
+        self.find(uuid).map(|i| self.members[i].view(&self.payloads))
     }
 
-    pub fn self_member(&self) -> &Member {
-        &self.members[self.self_index()]
+    pub fn self_member(&self) -> MemberView<'_> {
+        self.members[self.self_index()].view(&self.payloads)
     }
 
     /// All members in table order (unsorted, changes as the table changes).
-    pub fn members(&self) -> impl Iterator<Item = &Member> {
-        self.members.iter()
+    pub fn members(&self) -> impl Iterator<Item = MemberView<'_>> {
+        self.members.iter().map(|m| m.view(&self.payloads))
+    }
+
+    /// Makes room for `additional` more members, so that adding them allocates nothing.
+    /// Only a hint, as `Vec::reserve_exact`: a simulated full mesh of 10,000 would
+    /// otherwise hold tables grown by doubling, up to 60 % bigger than needed.
+    pub fn reserve(&mut self, additional: usize) {
+        self.members.reserve_exact(additional);
+        self.index.reserve(self.members.len() + additional, &self.members);
     }
 
     /// Members queued for dissemination (0 in a quiet cluster).
@@ -622,8 +654,15 @@ impl Swim {
 
     /// Member events since the last call, one per member object; a member both added and
     /// dropped in between is not reported (spec §1.6).
+    #[inline]
     pub fn take_events(&mut self) -> Vec<MemberEvent> {
-        self.event_index.clear();
+        // A join or a mass change can batch an event per member; the map is not kept at that
+        // size afterwards (a simulated mesh of 10,000 kept 3 GB of empty maps).
+        if self.event_index.capacity() > EVENT_INDEX_KEPT {
+            self.event_index = HashMap::new();
+        } else {
+            self.event_index.clear();
+        }
         let mut events = std::mem::take(&mut self.events);
         events.retain(|e| e.mask & (event::NEW | event::DROP) != event::NEW | event::DROP);
         events
@@ -668,12 +707,10 @@ impl Swim {
     /// wake the driver for a ping that was acked long ago.
     fn prune_ack_heap(&mut self) {
         while let Some(&Reverse((deadline, _, r))) = self.ack_heap.peek() {
-            match self.resolve(r) {
-                Some(i) if self.members[i].ack_deadline == Some(deadline) => break,
-                _ => {
-                    self.ack_heap.pop();
-                }
+            if self.ack_waits.get(&r.id) == Some(&deadline) && self.resolve(r).is_some() {
+                break;
             }
+            self.ack_heap.pop();
         }
     }
 
@@ -721,10 +758,17 @@ impl Swim {
                 return;
             }
         }
-        self.prefetch_members([&body.dissemination, &body.anti_entropy]);
+        let mut hashes = [0u32; PREFETCHED_RECORDS];
+        self.prefetch_members([&body.dissemination, &body.anti_entropy], &mut hashes);
+        let mut k = 0;
         for records in [body.dissemination, body.anti_entropy].into_iter().flatten() {
             for record in records {
-                self.upsert_record(record, body.src_uuid, now);
+                let h = match hashes.get(k) {
+                    Some(&h) => h,
+                    None => self.index.hash(&record.uuid),
+                };
+                k += 1;
+                self.upsert_record(record, h, body.src_uuid, now);
             }
         }
         if let Some(inc) = body.quit {
@@ -732,16 +776,20 @@ impl Swim {
         }
     }
 
-    /// Starts loading the index slots, then the member entries, of all records before
-    /// they are applied one by one. Each lookup is a cache miss or two on a big table; done
-    /// in order, every one waits for the last, while started together they overlap.
-    fn prefetch_members(&self, lists: [&Option<Vec<MemberRecord>>; 2]) {
-        let records = || lists.into_iter().flatten().flatten();
-        for rec in records() {
-            self.index.prefetch(&rec.uuid);
+    /// Starts loading the index slots, then the member entries, of the first records
+    /// before they are applied one by one, and leaves their hashes in `hashes` for the
+    /// lookups. Each lookup is a cache miss or two on a big table; done in order, every one
+    /// waits for the last, while started together they overlap.
+    fn prefetch_members(&self, lists: [&Option<Vec<MemberRecord>>; 2], hashes: &mut [u32; PREFETCHED_RECORDS]) {
+        let records = lists.into_iter().flatten().flatten();
+        let mut count = 0;
+        for (h, rec) in hashes.iter_mut().zip(records) {
+            *h = self.index.hash(&rec.uuid);
+            self.index.prefetch(*h);
+            count += 1;
         }
-        for rec in records() {
-            if let Some(m) = self.index.likely_pos(&rec.uuid).and_then(|i| self.members.get(i)) {
+        for &h in &hashes[..count] {
+            if let Some(m) = self.index.likely_pos(h).and_then(|i| self.members.get(i)) {
                 prefetch(m);
             }
         }
@@ -792,7 +840,7 @@ impl Swim {
             FailureDetectionKind::Ack => {
                 let m = &mut self.members[i];
                 m.unacked = 0;
-                m.ack_deadline = None;
+                self.ack_waits.remove(&m.id);
                 if self.lifeguard.local_health {
                     self.health = self.health.saturating_sub(1);
                 }
@@ -809,16 +857,16 @@ impl Swim {
                 break;
             }
             self.ack_heap.pop();
-            let Some(i) = self.resolve(r) else { continue };
-            if self.members[i].ack_deadline != Some(deadline) {
+            if self.ack_waits.get(&r.id) != Some(&deadline) {
                 continue;
             }
-            self.members[i].ack_deadline = None;
-            self.members[i].unacked += 1;
+            let Some(i) = self.resolve(r) else { continue };
+            self.ack_waits.remove(&r.id);
+            self.members[i].unacked = self.members[i].unacked.saturating_add(1);
             if self.lifeguard.local_health {
                 self.health = (self.health + 1).min(LIFEGUARD_MAX_HEALTH);
             }
-            let unacked = self.members[i].unacked;
+            let unacked = u32::from(self.members[i].unacked);
             match self.members[i].status {
                 Status::Alive => {
                     if unacked >= NO_ACKS_TO_SUSPECT {
@@ -859,7 +907,7 @@ impl Swim {
         }
         let min = NO_ACKS_TO_DEAD as f64;
         let max = (NO_ACKS_TO_DEAD * LIFEGUARD_SUSPICION_MULT) as f64;
-        let c = self.members[i].confirmations.len() as f64;
+        let c = self.confirmations.get(&self.members[i].id).map_or(0, Vec::len) as f64;
         let k = LIFEGUARD_CONFIRMATIONS as f64;
         let t = max - (max - min) * (c + 1.0).ln() / (k + 1.0).ln();
         t.max(min).ceil() as u32
@@ -901,8 +949,8 @@ impl Swim {
     /// first deadline).
     fn wait_ack(&mut self, i: usize, hops: u64) {
         let now = self.now;
-        let m = &mut self.members[i];
-        if m.ack_deadline.is_some() {
+        let m = &self.members[i];
+        if self.ack_waits.contains_key(&m.id) {
             return;
         }
         let mut timeout = self.ack_timeout.saturating_mul(hops);
@@ -910,7 +958,7 @@ impl Swim {
             timeout = timeout.saturating_mul(1 + self.health as u64);
         }
         let deadline = now.saturating_add(timeout);
-        m.ack_deadline = Some(deadline);
+        self.ack_waits.insert(m.id, deadline);
         let r = MemberRef { id: m.id, uuid: m.uuid };
         self.ack_seq += 1;
         self.ack_heap.push(Reverse((deadline, self.ack_seq, r)));
@@ -923,21 +971,10 @@ impl Swim {
     /// One round step (spec §2.2): ping the head of the round queue, then move it to the
     /// ack-wait heap and age every queued event.
     fn round_step(&mut self, now: u64) {
-        let target = loop {
-            if self.round_queue.is_empty() {
-                self.new_round();
-                if self.round_queue.is_empty() {
-                    break None;
-                }
-            }
-            let head = self.round_queue[0];
-            match self.resolve(head) {
-                Some(i) => break Some(i),
-                None => {
-                    self.round_queue.pop_front();
-                }
-            }
-        };
+        if self.round_queue.is_empty() {
+            self.new_round();
+        }
+        let target = self.round_queue.front().map(|&p| p as usize);
         if self.members.len() <= 1 {
             self.round_at = None;
             return;
@@ -963,13 +1000,8 @@ impl Swim {
 
     /// A new round: everyone but self, shuffled (Fisher–Yates).
     fn new_round(&mut self) {
-        let me = self.self_uuid;
-        let mut order: Vec<MemberRef> = self
-            .members
-            .iter()
-            .filter(|m| m.uuid != me)
-            .map(|m| MemberRef { id: m.id, uuid: m.uuid })
-            .collect();
+        let me = self.self_pos as u32;
+        let mut order: Vec<u32> = (0..self.members.len() as u32).filter(|&p| p != me).collect();
         self.shuffle(&mut order);
         self.round_queue = order.into();
     }
@@ -985,24 +1017,21 @@ impl Swim {
     /// (spec §2.5). At status TTD 0 it leaves the queue, and a *left* member leaves the
     /// table.
     fn decrease_ttds(&mut self) {
-        let queue = std::mem::take(&mut self.dissemination);
-        let mut kept = Vec::with_capacity(queue.len());
         let mut gone = Vec::new();
-        for r in queue {
-            let Some(i) = self.resolve(r) else { continue };
-            let m = &mut self.members[i];
-            m.payload_ttd = m.payload_ttd.saturating_sub(1);
+        let (members, payloads) = (&mut self.members, &mut self.payloads);
+        self.dissemination.retain(|&p| {
+            let m = &mut members[p as usize];
+            payloads.decrease_ttd(&mut m.payload);
             m.status_ttd = m.status_ttd.saturating_sub(1);
-            if m.status_ttd > 0 {
-                kept.push(r);
-            } else {
-                m.in_dissemination = false;
-                if m.status == Status::Left && m.uuid != self.self_uuid {
-                    gone.push(r);
-                }
+            if m.status_ttd == 0 && m.status == Status::Left && p as usize != self.self_pos {
+                gone.push(MemberRef { id: m.id, uuid: m.uuid });
             }
+            m.status_ttd > 0
+        });
+        // After a join the queue held the whole table; do not keep that much room forever.
+        if self.dissemination.capacity() > 64 && self.dissemination.len() < self.dissemination.capacity() / 4 {
+            self.dissemination.shrink_to(self.dissemination.len() * 2);
         }
-        self.dissemination = kept;
         for r in gone {
             if let Some(i) = self.resolve(r) {
                 self.delete(i);
@@ -1037,37 +1066,37 @@ impl Swim {
             dissemination.push(rec);
         }
         for k in 0..self.dissemination.len() {
-            let Some(i) = self.resolve(self.dissemination[k]) else {
-                continue;
-            };
+            let i = self.dissemination[k] as usize;
             if Some(i) == buddy {
                 continue;
             }
             let m = &self.members[i];
-            let with_payload = m.payload_ttd > 0 && m.payload_up_to_date;
-            let size = proto::record_size(with_payload.then_some(m.payload.len()));
+            let with_payload = m.payload_up_to_date && self.payloads.ttd(m.payload) > 0;
+            let payload = with_payload.then(|| self.payloads.bytes(m.payload));
+            let size = proto::record_size(payload.map(<[u8]>::len));
             if size > room {
                 break;
             }
             room -= size;
-            dissemination.push(self.record(i, with_payload));
+            dissemination.push(Self::record_of(m, payload));
         }
         let n = self.members.len();
         let mut anti_entropy = Vec::with_capacity(n.min(room / proto::RECORD_SIZE));
         let start = self.rng.random_range(0..n);
-        // The slice is cold (another instance ran since): start loading all of it at once.
-        for k in 0..n.min(room / proto::RECORD_SIZE) {
-            prefetch(&self.members[(start + k) % n]);
+        // The slice from `start` on, wrapping around the end of the table.
+        let slice = || self.members[start..].iter().chain(&self.members[..start]);
+        // It is cold (another instance ran since): start loading all of it at once.
+        for m in slice().take(room / proto::RECORD_SIZE) {
+            prefetch(m);
         }
-        for k in 0..n {
-            let i = (start + k) % n;
-            let m = &self.members[i];
-            let size = proto::record_size(m.payload_up_to_date.then_some(m.payload.len()));
+        for m in slice() {
+            let payload = m.payload_up_to_date.then(|| self.payloads.bytes(m.payload));
+            let size = proto::record_size(payload.map(<[u8]>::len));
             if size > room {
                 break;
             }
             room -= size;
-            anti_entropy.push(self.record(i, m.payload_up_to_date));
+            anti_entropy.push(Self::record_of(m, payload));
         }
         let me = &self.members[self.self_index()];
         Packet {
@@ -1087,12 +1116,17 @@ impl Swim {
 
     fn record(&self, i: usize, with_payload: bool) -> MemberRecord {
         let m = &self.members[i];
+        Self::record_of(m, with_payload.then(|| self.payloads.bytes(m.payload)))
+    }
+
+    #[inline]
+    fn record_of(m: &Member, payload: Option<&[u8]>) -> MemberRecord {
         MemberRecord {
             status: m.status,
             addr: m.addr,
             uuid: m.uuid,
             incarnation: m.incarnation,
-            payload: with_payload.then(|| m.payload.clone()),
+            payload: payload.map(<[u8]>::to_vec),
         }
     }
 
@@ -1200,7 +1234,7 @@ impl Swim {
         let m = Member::new(MemberId(self.next_id), uuid, addr, status);
         let i = self.members.len();
         self.members.push(m);
-        self.index.insert(&uuid, i);
+        self.index.insert(&uuid, i, &self.members);
         // The round timer starts with the second member; the first step is a full period
         // away (spec §2.2).
         if self.members.len() > 1 && self.round_at.is_none() && !self.quit {
@@ -1211,23 +1245,42 @@ impl Swim {
 
     fn delete(&mut self, i: usize) {
         let last = self.members.len() - 1;
-        let m = self.members.swap_remove(i);
-        self.index.remove(&m.uuid, i);
+        let info = self.members[i].view(&self.payloads).info();
+        // The index re-hashes the UUIDs its slots point to: it goes first, while every
+        // position is still in the table.
+        self.index.remove(&info.uuid, i, &self.members);
         if i < last {
-            let moved = self.members[i].uuid;
+            let moved = self.members[last].uuid;
             self.index.repoint(&moved, last, i);
             if self.self_pos == last {
                 self.self_pos = i;
             }
         }
-        if m.in_dissemination {
-            self.dissemination.retain(|r| r.id != m.id);
+        let mut m = self.members.swap_remove(i);
+        self.payloads.release(&mut m.payload);
+        self.ack_waits.remove(&m.id);
+        if !self.confirmations.is_empty() {
+            self.confirmations.remove(&m.id);
         }
+        // The queues hold positions: the deleted member leaves them, and the last one,
+        // moved into its place, is repointed. O(queue) per delete, which is rare (GC, left,
+        // remove_member); the queues are walked far more often than a member is deleted.
+        let (gone, moved) = (i as u32, last as u32);
+        let repoint = |p: &mut u32| {
+            if *p == moved {
+                *p = gone;
+            }
+        };
+        if m.status_ttd > 0 || (i < last && self.members[i].status_ttd > 0) {
+            self.dissemination.retain(|&p| p != gone);
+            self.dissemination.iter_mut().for_each(repoint);
+        }
+        self.round_queue.retain(|&p| p != gone);
+        self.round_queue.iter_mut().for_each(repoint);
         if self.members.len() <= 1 {
             self.round_at = None;
             self.round_queue.clear();
         }
-        let info = m.info();
         self.push_event(m.id, m.uuid, event::DROP, Some(info));
     }
 
@@ -1237,17 +1290,16 @@ impl Swim {
         let n = self.members.len();
         let m = &mut self.members[i];
         m.unacked = 0;
-        if bits & (event::NEW_STATUS | event::NEW_INCARNATION) != 0 {
-            m.confirmations.clear();
+        if bits & (event::NEW_STATUS | event::NEW_INCARNATION) != 0 && !self.confirmations.is_empty() {
+            self.confirmations.remove(&m.id);
         }
-        m.status_ttd = ceil_log2(n) + 1;
+        if m.status_ttd == 0 {
+            self.dissemination.push(i as u32);
+        }
+        // At most 65 for a table that fits in memory.
+        m.status_ttd = (ceil_log2(n) + 1) as u8;
         if bits & event::NEW_PAYLOAD != 0 {
-            m.payload_ttd = n as u32;
-        }
-        if !m.in_dissemination {
-            m.in_dissemination = true;
-            let r = MemberRef { id: m.id, uuid: m.uuid };
-            self.dissemination.push(r);
+            self.payloads.set_ttd(&mut m.payload, n as u32);
         }
         let (id, uuid) = (m.id, m.uuid);
         self.push_event(id, uuid, bits, None);
@@ -1303,8 +1355,8 @@ impl Swim {
             }
             match payload {
                 Some(p) => {
-                    if p != m.payload {
-                        m.payload = p;
+                    if p != self.payloads.bytes(m.payload) {
+                        self.payloads.set_bytes(&mut m.payload, p);
                         bits |= event::NEW_PAYLOAD;
                     }
                     m.payload_up_to_date = true;
@@ -1323,8 +1375,8 @@ impl Swim {
             }
             if let Some(p) = payload {
                 if !m.payload_up_to_date {
-                    if p != m.payload {
-                        m.payload = p;
+                    if p != self.payloads.bytes(m.payload) {
+                        self.payloads.set_bytes(&mut m.payload, p);
                         bits |= event::NEW_PAYLOAD;
                     }
                     m.payload_up_to_date = true;
@@ -1337,7 +1389,8 @@ impl Swim {
     }
 
     /// A member record from dissemination or anti-entropy (spec §2.5), told by `teller`.
-    fn upsert_record(&mut self, rec: MemberRecord, teller: Uuid, now: u64) {
+    /// `hash` is the index's hash of `rec.uuid`.
+    fn upsert_record(&mut self, rec: MemberRecord, hash: u32, teller: Uuid, now: u64) {
         if rec.uuid.is_nil()
             || rec.addr.port() == 0
             || rec.addr.ip().is_unspecified()
@@ -1350,7 +1403,7 @@ impl Swim {
             self.learn_about_self(rec.incarnation, rec.status);
             return;
         }
-        let Some(i) = self.find(&rec.uuid) else {
+        let Some(i) = self.index.get_hashed(&rec.uuid, hash, &self.members) else {
             match rec.status {
                 Status::Left => {}
                 Status::Dead if self.gc_mode == GcMode::On => {}
@@ -1359,7 +1412,7 @@ impl Swim {
                     let m = &mut self.members[i];
                     m.incarnation = rec.incarnation;
                     if let Some(p) = rec.payload {
-                        m.payload = p;
+                        self.payloads.set_bytes(&mut m.payload, p);
                         m.payload_up_to_date = true;
                     }
                     self.on_update(i, event::NEW);
@@ -1380,10 +1433,11 @@ impl Swim {
             && rec.incarnation == m.incarnation
             && rec.status >= Status::Suspected
             && teller != self.self_uuid
-            && !m.confirmations.contains(&teller)
-            && m.confirmations.len() < LIFEGUARD_CONFIRMATIONS
         {
-            self.members[i].confirmations.push(teller);
+            let confirmed = self.confirmations.entry(m.id).or_default();
+            if !confirmed.contains(&teller) && confirmed.len() < LIFEGUARD_CONFIRMATIONS {
+                confirmed.push(teller);
+            }
         }
         self.apply_definition(
             i,
@@ -1404,7 +1458,7 @@ impl Swim {
     /// that count while the suspicion is fresh, so every member checks in parallel, and the
     /// ping carries the suspicion to the suspect so that a live one refutes it sooner.
     fn verify_suspicion(&mut self, i: usize) {
-        if self.members[i].ack_deadline.is_some() {
+        if self.ack_waits.contains_key(&self.members[i].id) {
             return;
         }
         let to = self.members[i].addr;

@@ -12,5 +12,7 @@ pub mod core;
 pub mod crypto;
 pub mod lua;
 pub mod member;
+mod member_index;
+mod payloads;
 pub mod proto;
 pub mod udp;
