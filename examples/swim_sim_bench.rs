@@ -1,8 +1,9 @@
 //! Simulator benchmark: how many protocol rounds SWIM needs, and how fast the simulator is.
 //!
 //!     bash scripts/bench/swim-sim.sh [--events N,N,..] [--join N,N,..] [--large N] [--large-rounds R]
+//!                                    [--detect N,N,..]
 //!     (defaults: --events 125,250,500,1000,2000,4000,10000 --join 250,500,1000 --large 10000
-//!      --large-rounds 10)
+//!      --large-rounds 10 --detect 100)
 //!
 //! All counts are in rounds (heartbeat periods) with the demo's settings: 1 s heartbeat,
 //! 0.1 s ack timeout, 0.1–1 ms delays, no loss.
@@ -23,13 +24,18 @@
 //!   knowledge gets and how fast the simulator steps.
 //! * **Join**: N nodes that each know only node 0, until all know all. Not one event but N²
 //!   direct contacts, so it grows faster than log N; the table states c = rounds / log2 N.
+//! * **Detection**: scripts/bench/swim.lua's setting in the simulator (heartbeat and ack
+//!   timeout 0.1 s, a 30–100 µs network, 3 s of steady state), one member killed, seconds
+//!   until every other sees it dead; 20 seeds, with news pushed (the default, `swim::news`)
+//!   and without.
 //!
 //! Sizes whose full mesh is estimated above `SWIM_SIM_MAX_GB` (default 4) are listed as
 //! skipped. `SIM_SEED` picks the seed (default 1): the rounds replay exactly.
 
 use std::time::Instant;
 
-use node::sim::{node_uuid, seed_from_env, Cluster};
+use node::sim::{node_uuid, seed_from_env, Cluster, ClusterConfig};
+use node::swim::proto::Status;
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
@@ -65,6 +71,7 @@ fn main() {
     let join_sizes = sizes(&args, "--join", &[250, 500, 1000]);
     let large_sizes = sizes(&args, "--large", &[10000]);
     let large_rounds = sizes(&args, "--large-rounds", &[10])[0];
+    let detect_sizes = sizes(&args, "--detect", &[100]);
 
     println!("One event in a fully joined cluster (seed {seed}; {EVENTS} events per N):");
     println!();
@@ -92,6 +99,19 @@ fn main() {
     println!("|---|---|---|---|---|---|---|");
     for &n in &large_sizes {
         join_start_rows(n, large_rounds, seed);
+    }
+    println!();
+    println!(
+        "Detection of a killed member, bench timings (seeds {seed}..{}):",
+        seed + DETECT_SEEDS - 1
+    );
+    println!();
+    println!("| N | news | mean | median | max | packets from the kill to the last verdict |");
+    println!("|---|---|---|---|---|---|");
+    for &n in &detect_sizes {
+        for push_news in [true, false] {
+            detect_row(n, seed, push_news);
+        }
     }
     println!();
     println!("Join through one seed (seed {seed}):");
@@ -170,6 +190,48 @@ fn peak_rss() -> String {
         Some(kb) => format!("{:.0} MB", kb / 1e3),
         None => "?".to_string(),
     }
+}
+
+/// Seeds the detection rows average over.
+const DETECT_SEEDS: u64 = 20;
+
+fn detect_row(n: usize, seed: u64, push_news: bool) {
+    let mut took = Vec::new();
+    let mut packets = 0;
+    for s in seed..seed + DETECT_SEEDS {
+        let cfg = ClusterConfig {
+            heartbeat_rate: 100_000,
+            ack_timeout: 100_000,
+            delay: (30, 100),
+            push_news,
+            ..ClusterConfig::default()
+        };
+        let mut c = Cluster::with_config(n, s, cfg);
+        c.join_full_converged();
+        // The kill lands at a different phase of the round steps for each seed.
+        c.run_rounds(30.0 + (s % 7) as f64 * 0.13);
+        let victim = n - 1;
+        c.kill(victim);
+        let sent0 = c.net.sent;
+        let all_dead = |c: &Cluster| (0..victim).all(|i| c.status(i, victim) == Some(Status::Dead));
+        // 1 ms steps: `run_until`'s tenth of a heartbeat would round every time up to 10 ms.
+        let mut t = 0;
+        while !all_dead(&c) && t < 10_000 {
+            c.run_for(1_000);
+            t += 1;
+        }
+        took.push(t as f64 / 1000.0);
+        packets += c.net.sent - sent0;
+    }
+    took.sort_by(f64::total_cmp);
+    let mean = took.iter().sum::<f64>() / took.len() as f64;
+    println!(
+        "| {n} | {} | {mean:.3} s | {:.3} s | {:.3} s | {} |",
+        if push_news { "pushed" } else { "piggybacked" },
+        took[took.len() / 2],
+        took[took.len() - 1],
+        packets / DETECT_SEEDS
+    );
 }
 
 fn join_row(n: usize, seed: u64) {

@@ -207,3 +207,72 @@ fn an_encrypted_cluster_mixes_node_and_tarantool() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// node pushes a suspicion or a death in a packet with only a dissemination section
+/// (`src/swim/news.rs`), a shape Tarantool never sends itself. Tarantool 2.6 must apply it:
+/// here a push names a member it has never heard of as dead, which with `gc_mode = 'off'`
+/// it adds, dead (spec §2.5). A receiver that wanted a failure-detection section first
+/// would drop the packet and never list the member.
+#[test]
+fn tarantool_applies_a_pushed_death() {
+    use node::swim::proto::{self, Body, Incarnation, MemberRecord, Meta, Packet, Status};
+    use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+
+    let dir = state_dir("node-swim-interop-push");
+    let base = 38000 + (std::process::id() % 400) as u16 * 10;
+    let mut member = Member {
+        port: base + 1,
+        tarantool: true,
+        seed: None,
+        child: None,
+        codec: "",
+    };
+    start(&mut member, &dir);
+    wait_for("the tarantool member writes its view", Duration::from_secs(20), || {
+        view(&dir, base + 1).contains_key(&uuid(base + 1))
+    });
+
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("a UDP socket");
+    let src = match sock.local_addr().expect("bound") {
+        std::net::SocketAddr::V4(a) => a,
+        other => panic!("not IPv4: {other}"),
+    };
+    let ghost = base + 7;
+    let push = Packet {
+        meta: Meta {
+            version: proto::TARANTOOL_VERSION,
+            src,
+            route: None,
+        },
+        body: Body {
+            src_uuid: uuid::Uuid::parse_str(&uuid(base + 2)).expect("uuid"),
+            failure_detection: None,
+            dissemination: Some(vec![MemberRecord {
+                status: Status::Dead,
+                addr: SocketAddrV4::new(Ipv4Addr::LOCALHOST, ghost),
+                uuid: uuid::Uuid::parse_str(&uuid(ghost)).expect("uuid"),
+                incarnation: Incarnation::new(5, 1),
+                payload: None,
+            }]),
+            anti_entropy: None,
+            quit: None,
+        },
+    };
+    let mut bytes = Vec::new();
+    proto::encode(&push, &mut bytes);
+    let to = SocketAddrV4::new(Ipv4Addr::LOCALHOST, base + 1);
+    // UDP: send it a few times in case the first is lost.
+    wait_for(
+        "tarantool lists the pushed member as dead",
+        Duration::from_secs(10),
+        || {
+            sock.send_to(&bytes, to).expect("send");
+            view(&dir, base + 1)
+                .get(&uuid(ghost))
+                .is_some_and(|seen| seen.0 == "dead" && seen.1 == 5)
+        },
+    );
+
+    kill(&mut member);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -75,6 +75,8 @@ pub struct ClusterConfig {
     pub ack_timeout: u64,
     pub gc_mode: GcMode,
     pub lifeguard: Lifeguard,
+    /// Push news at once (`swim::news`); on by default, as in a real instance.
+    pub push_news: bool,
     /// Probability that any packet is lost, 0.0..=1.0.
     pub loss: f64,
     /// One-way delay range, µs.
@@ -96,6 +98,7 @@ impl Default for ClusterConfig {
             ack_timeout: 100_000,
             gc_mode: GcMode::Off,
             lifeguard: Lifeguard::default(),
+            push_news: true,
             loss: 0.0,
             delay: (100, 1_000),
             rx_capacity: 256,
@@ -216,6 +219,7 @@ impl Cluster {
         cfg.ack_timeout = self.cfg.ack_timeout;
         cfg.gc_mode = self.cfg.gc_mode;
         cfg.lifeguard = self.cfg.lifeguard;
+        cfg.push_news = self.cfg.push_news;
         let seed = mix(self.seed ^ mix(i as u64) ^ node.life.rotate_left(40));
         node.swim = Some(Swim::new(cfg, seed, self.now).expect("valid node config"));
         node.timer_at = None;

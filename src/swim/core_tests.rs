@@ -912,3 +912,162 @@ fn gossip_probes_coalesced_and_retried() {
     run(&mut s, T0 + 6 * HB);
     assert_eq!(s.stats().probes_retried, u64::from(PROBE_ATTEMPTS - 1));
 }
+
+/// A push (`news.rs`): a packet with no failure detection and one dissemination record.
+fn pushed(o: &Outgoing) -> Option<&MemberRecord> {
+    let b = &o.packet.body;
+    match (&b.failure_detection, &b.dissemination, &b.anti_entropy, &b.quit) {
+        (None, Some(d), None, None) if d.len() == 1 => Some(&d[0]),
+        _ => None,
+    }
+}
+
+/// Members 1..=n known (they pinged us), and a clean record: `news::CLEAN_ACKS` acks just
+/// seen, no miss. Returns the core and the time.
+fn clean_core(n: usize, push_news: bool) -> (Swim, u64) {
+    let mut s = core_with(GcMode::Off);
+    s.set_push_news(push_news);
+    for i in 1..=n {
+        s.handle_packet(ping(i, inc(1, 0)), T0);
+    }
+    for k in 0..crate::swim::news::CLEAN_ACKS {
+        s.handle_packet(ack(2 + k % (n - 1), inc(1, 0)), T0 + 1 + k as u64);
+    }
+    s.take_outgoing();
+    s.take_events();
+    (s, T0 + 100)
+}
+
+/// Runs the timers until `until`, answering every ping except those to member 1, and
+/// returns the pushes sent with their time.
+fn run_silent_1(s: &mut Swim, from: u64, until: u64) -> Vec<(u64, SocketAddrV4, MemberRecord)> {
+    run_silent(s, from, until, &[1])
+}
+
+/// [`run_silent_1`] with the given members silent.
+fn run_silent(s: &mut Swim, from: u64, until: u64, silent: &[usize]) -> Vec<(u64, SocketAddrV4, MemberRecord)> {
+    let mut pushes = Vec::new();
+    let mut t = from;
+    while let Some(next) = s.next_deadline() {
+        if next > until {
+            break;
+        }
+        t = t.max(next);
+        s.handle_timer(t);
+        let mut queue = s.take_outgoing();
+        while let Some(o) = queue.pop() {
+            if let Some(r) = pushed(&o) {
+                pushes.push((t, o.to, r.clone()));
+                continue;
+            }
+            let is_ping = o.packet.body.failure_detection.map(|f| f.kind) == Some(FailureDetectionKind::Ping);
+            if is_ping && o.packet.meta.route.is_none() && !silent.iter().any(|&m| o.to == addr(m)) {
+                let who = (2..20).find(|&i| addr(i) == o.to).expect("a known member");
+                s.handle_packet(ack(who, inc(1, 0)), t + 1);
+                queue.extend(s.take_outgoing());
+            }
+        }
+    }
+    pushes
+}
+
+#[test]
+fn a_clean_member_pushes_its_suspicion_to_a_few_and_its_verdict_to_all() {
+    let (mut s, t) = clean_core(5, true);
+    let pushes = run_silent_1(&mut s, t, t + 20 * HB);
+    assert_eq!(s.member(&uuid(1)).unwrap().status(), Status::Dead);
+    let suspicion: Vec<_> = pushes.iter().filter(|p| p.2.status == Status::Suspected).collect();
+    let verdict: Vec<_> = pushes.iter().filter(|p| p.2.status == Status::Dead).collect();
+    assert_eq!(
+        suspicion.len() + verdict.len(),
+        pushes.len(),
+        "only news about member 1: {pushes:?}"
+    );
+    // The suspicion: PUSH_FANOUT distinct alive members, never the suspect, at once.
+    assert_eq!(suspicion.len(), PUSH_FANOUT);
+    let mut to: Vec<_> = suspicion.iter().map(|p| p.1).collect();
+    to.sort();
+    to.dedup();
+    assert_eq!(to.len(), PUSH_FANOUT);
+    assert!(!to.contains(&addr(1)) && !to.contains(&addr(0)));
+    assert!(suspicion
+        .iter()
+        .all(|p| p.2 == rec(1, Status::Suspected, inc(1, 0), None)));
+    // The verdict: every alive member but the dead one.
+    let mut to: Vec<_> = verdict.iter().map(|p| p.1).collect();
+    to.sort();
+    assert_eq!(to, vec![addr(2), addr(3), addr(4), addr(5)]);
+    assert!(verdict.iter().all(|p| p.2 == rec(1, Status::Dead, inc(1, 0), None)));
+    assert_eq!(s.stats().pushes_sent, (PUSH_FANOUT + 4) as u64);
+    // Each went out when the status changed: the suspicion 2 misses before the verdict's 3.
+    assert!(suspicion.iter().all(|p| p.0 == suspicion[0].0));
+    assert!(verdict.iter().all(|p| p.0 > suspicion[0].0 + 2 * ACK));
+}
+
+#[test]
+fn no_push_without_a_clean_record_or_when_turned_off() {
+    // Turned off: the same run sends no push.
+    let (mut s, t) = clean_core(5, false);
+    assert!(run_silent_1(&mut s, t, t + 20 * HB).is_empty());
+    assert_eq!(s.member(&uuid(1)).unwrap().status(), Status::Dead);
+    // Too few acks seen: a member that just started has no record to speak of.
+    let mut s = core_with(GcMode::Off);
+    for i in 1..=5 {
+        s.handle_packet(ping(i, inc(1, 0)), T0);
+    }
+    s.take_outgoing();
+    assert!(run_silent_1(&mut s, T0, T0 + 20 * HB).is_empty());
+    assert_eq!(s.member(&uuid(1)).unwrap().status(), Status::Dead);
+    // A recent miss about another member: our own link may be the problem.
+    let (mut s, t) = clean_core(5, true);
+    s.handle_packet(gossip(3, vec![rec(2, Status::Suspected, inc(1, 0), None)]), t);
+    assert!(s.take_outgoing().iter().any(|o| o.to == addr(2)), "member 2 is checked");
+    s.handle_timer(t + ACK);
+    s.take_outgoing();
+    s.handle_packet(ack(2, inc(1, 0)), t + ACK + 1);
+    assert_eq!(
+        s.member(&uuid(2)).unwrap().status(),
+        Status::Alive,
+        "member 2 answered late"
+    );
+    assert!(run_silent_1(&mut s, t + ACK + 2, t + 15 * HB).is_empty());
+    assert_eq!(s.member(&uuid(1)).unwrap().status(), Status::Dead);
+}
+
+/// With gc off a dead member is pinged forever and never answers; those misses are no sign
+/// of a bad link, so the next death is pushed too (the benchmark's second victim was not).
+#[test]
+fn pinging_a_dead_member_keeps_the_record_clean() {
+    let (mut s, t) = clean_core(8, true);
+    let first = run_silent_1(&mut s, t, t + 40 * HB);
+    assert_eq!(s.member(&uuid(1)).unwrap().status(), Status::Dead);
+    assert!(first.iter().any(|p| p.2.status == Status::Dead));
+    let t = t + 40 * HB;
+    let second = run_silent(&mut s, t, t + 40 * HB, &[1, 2]);
+    assert_eq!(s.member(&uuid(2)).unwrap().status(), Status::Dead);
+    let verdicts: Vec<_> = second
+        .iter()
+        .filter(|p| p.2.uuid == uuid(2) && p.2.status == Status::Dead)
+        .collect();
+    assert!(!verdicts.is_empty(), "the second death is pushed: {second:?}");
+}
+
+#[test]
+fn news_heard_from_others_is_not_pushed_but_a_refutation_is() {
+    let (mut s, t) = clean_core(5, true);
+    // Death and suspicion told by member 2: adopted, not pushed.
+    s.handle_packet(gossip(2, vec![rec(3, Status::Dead, inc(1, 0), None)]), t);
+    s.handle_packet(gossip(2, vec![rec(4, Status::Suspected, inc(1, 0), None)]), t + 1);
+    assert_eq!(s.member(&uuid(3)).unwrap().status(), Status::Dead);
+    assert!(s.take_outgoing().iter().all(|o| pushed(o).is_none()));
+    // A suspicion of ourselves: refuted, and the refutation pushed to PUSH_FANOUT members.
+    s.handle_packet(gossip(2, vec![rec(0, Status::Suspected, inc(GEN, 0), None)]), t + 2);
+    let out = s.take_outgoing();
+    let refutations: Vec<_> = out.iter().filter_map(|o| pushed(o).map(|r| (o.to, r))).collect();
+    assert_eq!(refutations.len(), PUSH_FANOUT, "{out:?}");
+    assert!(refutations.iter().all(|(to, r)| *to != addr(0)
+        && *to != addr(3)
+        && r.uuid == uuid(0)
+        && r.status == Status::Alive
+        && r.incarnation == inc(GEN, 1)));
+}

@@ -101,7 +101,7 @@ fn push_member(lua: &Lua, c: Rc<MemberCell>) -> LuaResult<LuaMultiValue> {
 }
 
 /// `internal.cfg(ptr, uri, uuid, heartbeat_rate, ack_timeout, gc_mode, local_health,
-/// dynamic_suspicion)`.
+/// dynamic_suspicion, push_news)`.
 type CfgArgs = (
     LuaAnyUserData,
     Option<String>,
@@ -109,6 +109,7 @@ type CfgArgs = (
     Option<f64>,
     Option<f64>,
     Option<String>,
+    Option<bool>,
     Option<bool>,
     Option<bool>,
 );
@@ -126,22 +127,25 @@ fn internal(lua: &Lua) -> LuaResult<LuaTable> {
     )?;
     f(
         "cfg",
-        lua.create_function(|lua, (ud, uri, uuid, hb, ack, gc, health, suspicion): CfgArgs| {
-            let opts = CfgOpts {
-                uri,
-                uuid: uuid_arg(uuid)?,
-                heartbeat_rate: hb,
-                ack_timeout: ack,
-                gc_mode: gc.map(|g| if g == "off" { GcMode::Off } else { GcMode::On }),
-                lifeguard: health
-                    .zip(suspicion)
-                    .map(|(local_health, dynamic_suspicion)| Lifeguard {
-                        local_health,
-                        dynamic_suspicion,
-                    }),
-            };
-            ret(lua, inst(&ud)?.cfg(opts))
-        })?,
+        lua.create_function(
+            |lua, (ud, uri, uuid, hb, ack, gc, health, suspicion, push_news): CfgArgs| {
+                let opts = CfgOpts {
+                    uri,
+                    uuid: uuid_arg(uuid)?,
+                    heartbeat_rate: hb,
+                    ack_timeout: ack,
+                    gc_mode: gc.map(|g| if g == "off" { GcMode::Off } else { GcMode::On }),
+                    lifeguard: health
+                        .zip(suspicion)
+                        .map(|(local_health, dynamic_suspicion)| Lifeguard {
+                            local_health,
+                            dynamic_suspicion,
+                        }),
+                    push_news,
+                };
+                ret(lua, inst(&ud)?.cfg(opts))
+            },
+        )?,
     )?;
     f(
         "is_configured",
@@ -321,6 +325,7 @@ fn internal(lua: &Lua) -> LuaResult<LuaTable> {
                 ("indirect_pings_sent", s.indirect_pings_sent),
                 ("probes_sent", s.probes_sent),
                 ("quits_sent", s.quits_sent),
+                ("pushes_sent", s.pushes_sent),
                 ("forwarded", s.forwarded),
                 ("dropped_decode", s.dropped_decode),
                 ("dropped_crypto", s.dropped_crypto),

@@ -13,6 +13,7 @@ pub mod crypto;
 pub mod lua;
 pub mod member;
 mod member_index;
+pub mod news;
 mod payloads;
 pub mod proto;
 pub mod udp;

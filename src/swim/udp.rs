@@ -265,6 +265,8 @@ pub struct CfgOpts {
     pub gc_mode: Option<GcMode>,
     /// node's opt-in Lifeguard extensions (`cfg{lifeguard = ...}`).
     pub lifeguard: Option<Lifeguard>,
+    /// node's news pushing (`cfg{push_news = false}` turns it off).
+    pub push_news: Option<bool>,
 }
 
 struct Bound {
@@ -653,6 +655,9 @@ impl Instance {
                 if let Some(l) = opts.lifeguard {
                     c.lifeguard = l;
                 }
+                if let Some(p) = opts.push_news {
+                    c.push_news = p;
+                }
                 let mut core = Swim::new(c, rand::random::<u64>(), now).map_err(|_| mandatory())?;
                 if !st.collect {
                     core.set_event_collection(false);
@@ -694,6 +699,9 @@ impl Instance {
                 }
                 if let Some(l) = opts.lifeguard {
                     core.set_lifeguard(l);
+                }
+                if let Some(p) = opts.push_news {
+                    core.set_push_news(p);
                 }
                 if let Some(u) = opts.uuid {
                     core.set_uuid(u, now).map_err(|e| core_error("swim.cfg", e))?;

@@ -4,7 +4,7 @@ local swim = require('swim')
 local fiber = require('fiber')
 local uuid = require('uuid')
 local test = tap.test('swim')
-test:plan(42)
+test:plan(46)
 
 local function U(i) return string.format('00000000-0000-1000-8000-%012d', i) end
 local function wait(cond, timeout)
@@ -145,5 +145,37 @@ test:is(lg:cfg({ lifeguard = { local_health = true, dynamic_suspicion = false } 
 test:like(select(2, pcall(lg.cfg, lg, { lifeguard = 'yes' })), 'swim:cfg: expected boolean or table lifeguard',
     'a bad lifeguard value is rejected')
 lg:delete()
+
+-- node's news pushing: on by default, cfg{push_news = false} turns it off.
+do
+    local p = new(0xf1, {push_news = false})
+    test:is(p.cfg.push_news, false, 'cfg takes push_news = false')
+    test:like(select(2, pcall(p.cfg, p, { push_news = 1 })), 'swim:cfg: expected boolean push_news',
+        'a bad push_news value is rejected')
+    p:delete()
+end
+-- Survivors with a clean record push their verdict on a deleted peer; with pushing off
+-- they send none. A long ack timeout keeps a slow test machine from spoiling the record.
+local function pushes_when_a_peer_dies(push_news)
+    local opts = {heartbeat_rate = 0.05, ack_timeout = 0.5, push_news = push_news}
+    local a, b, c = new(0xf2, opts), new(0xf3, opts), new(0xf4, opts)
+    b:probe_member(a:self():uri())
+    c:probe_member(a:self():uri())
+    wait(function() return a:size() == 3 and b:size() == 3 and c:size() == 3 end)
+    fiber.sleep(1.5)
+    local dead = U(0xf4)
+    c:delete()
+    local seen = wait(function()
+        return a:member_by_uuid(dead):status() == 'dead' and b:member_by_uuid(dead):status() == 'dead'
+    end, 10)
+    local pushes = a:stat().pushes_sent + b:stat().pushes_sent
+    a:delete()
+    b:delete()
+    return seen, pushes
+end
+local seen, pushes = pushes_when_a_peer_dies(true)
+test:ok(seen and pushes > 0, 'a death is pushed: '..tostring(pushes)..' pushes')
+seen, pushes = pushes_when_a_peer_dies(false)
+test:ok(seen and pushes == 0, 'nothing is pushed with push_news = false: '..tostring(pushes))
 
 os.exit(test:check() and 0 or 1)
