@@ -31,8 +31,9 @@
 //! # When not
 //!
 //! A member pushes a suspicion or a death only with a clean record ([`MissLog`]): at least
-//! [`CLEAN_ACKS`] acks, no missed ack about any other member, and no suspicion of itself
-//! refuted, in the last [`CLEAN_WINDOW_HEARTBEATS`] heartbeats. A member on a lossy network (or an overloaded
+//! [`CLEAN_ACKS`] acks, no missed ack about any other member (except members found dead
+//! since: their silence was theirs), and no suspicion of itself refuted, in the last
+//! [`CLEAN_WINDOW_HEARTBEATS`] heartbeats. A member on a lossy network (or an overloaded
 //! one, whose acks come late) then stays with the piggybacked pace, which is the one that
 //! lets a falsely suspected member refute before many have heard: pushing every suspicion
 //! and death at 20 % packet loss made each false death seen by every member (simulated,
