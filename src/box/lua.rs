@@ -128,6 +128,25 @@ pub fn flush_wal() {
     });
 }
 
+/// Rolls back the transaction fiber `fid` left open, if any (a request's fiber is reused
+/// for the next request, which must not find it); true if there was one.
+pub fn rollback_left_open(lua: &Lua, fid: u64) -> bool {
+    let had = with_runtime(|rt| {
+        let open = rt.db.in_txn(fid);
+        if open {
+            rt.db.rollback(fid);
+        }
+        open
+    })
+    .unwrap_or(false);
+    if had {
+        if let Err(e) = after_write(lua) {
+            crate::modules::log::write(lua, crate::modules::log::Level::Error, &format!("rollback: {e}"));
+        }
+    }
+    had
+}
+
 fn on_yield(fid: u64) {
     RUNTIME.with(|r| {
         if let Ok(mut r) = r.try_borrow_mut() {
@@ -1539,6 +1558,7 @@ pub fn install(lua: &Lua) -> LuaResult<()> {
     let internal = internal(lua)?;
     boxt.set("internal", internal.clone())?;
     crate::iproto::server::install(lua, &internal)?;
+    crate::iproto::workers::install(lua, &internal)?;
     lua.load(BOX_LUA)
         .set_name("=box")
         .call::<()>((internal.clone(), cfg_check))?;

@@ -922,6 +922,17 @@ pub fn encode_data(sync: u64, schema_version: u32, count: u32, items: &[u8]) -> 
     r.finish()
 }
 
+/// [`encode_data`] appended to `out` (a connection's output buffer).
+pub fn append_data(out: &mut Vec<u8>, sync: u64, schema_version: u32, count: u32, items: &[u8]) {
+    let start = out.len();
+    write_header(out, IPROTO_OK, sync, schema_version);
+    out.extend_from_slice(&[0x81, keys::DATA, 0xdd]);
+    out.extend_from_slice(&count.to_be_bytes());
+    out.extend_from_slice(items);
+    let len = u32::try_from(out.len() - start - 5).unwrap_or(u32::MAX);
+    out[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
+}
+
 /// A CHUNK message (`box.session.push`): `{0x30: [value]}` with the request's sync, sent
 /// before the final response.
 pub fn encode_push(sync: u64, schema_version: u32, value: &[u8]) -> Vec<u8> {

@@ -16,11 +16,15 @@ use std::path::PathBuf;
 use std::rc::{Rc, Weak};
 use std::task::Poll;
 
+use std::ffi::c_int;
+
+use mlua::ffi;
 use mlua::prelude::*;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
 use super::codec::{self, Body, Dml, ErrorInfo, RequestType};
+use super::workers;
 use crate::box_::db::Request as WriteRequest;
 use crate::box_::errcode::*;
 use crate::box_::error::ClientError;
@@ -179,11 +183,12 @@ fn rate(field: fn(&NetStat) -> u64) -> f64 {
     })
 }
 
+/// Registry references of the handlers, pushed straight onto a worker's stack.
 struct Handlers {
-    call: LuaFunction,
-    eval: LuaFunction,
-    dml: LuaFunction,
-    session: LuaFunction,
+    call: LuaRegistryKey,
+    eval: LuaRegistryKey,
+    dml: LuaRegistryKey,
+    session: LuaRegistryKey,
 }
 
 struct FiberRequest {
@@ -413,6 +418,20 @@ impl Conn {
         }
     }
 
+    /// A data reply of `count` encoded `items`, written straight into the output buffer.
+    fn send_data(&self, sync: u64, count: u32, items: &[u8]) {
+        if self.closed.get() {
+            return;
+        }
+        let mut out = self.out.borrow_mut();
+        let was_empty = out.is_empty();
+        codec::append_data(&mut out, sync, schema_version(), count, items);
+        drop(out);
+        if was_empty {
+            self.writer_wake.notify_one();
+        }
+    }
+
     fn start_one(&self) {
         self.in_flight.set(self.in_flight.get() + 1);
         count(|s| s.requests_in_progress += 1);
@@ -484,7 +503,7 @@ where
                 RequestType::Ping,
                 0,
                 |h| &h.session,
-                args,
+                Args::values(args),
                 Some(SessionEvent::Connect),
             );
             if let Err(e) = started {
@@ -629,7 +648,7 @@ async fn read_loop<R: AsyncRead + Unpin>(weak_lua: mlua::WeakLua, conn: Rc<Conn>
                 RequestType::Ping,
                 0,
                 |h| &h.session,
-                args,
+                Args::values(args),
                 Some(SessionEvent::Disconnect),
             ) {
                 log::write(&lua, Level::Error, &format!("binary: on_disconnect: {e}"));
@@ -829,7 +848,7 @@ fn authenticate(lua: &Lua, conn: &Rc<Conn>, sync: u64, auth: codec::Auth<'_>) ->
         RequestType::Auth,
         sync,
         |h| &h.session,
-        args,
+        Args::values(args),
         Some(SessionEvent::Auth(outcome)),
     )?;
     Ok(None)
@@ -987,26 +1006,24 @@ fn write(
     }
 }
 
-/// Starts the Lua handler `which` in a fiber bound to the connection's session.
+/// Starts the Lua handler `which` in a fiber (a worker) bound to the connection's session,
+/// with `args` after the request's token.
 fn start_fiber(
     lua: &Lua,
     conn: &Rc<Conn>,
     kind: RequestType,
     sync: u64,
-    which: fn(&Handlers) -> &LuaFunction,
-    args: LuaMultiValue,
+    which: fn(&Handlers) -> &LuaRegistryKey,
+    args: Args<'_>,
     event: Option<SessionEvent>,
 ) -> Result<(), ClientError> {
-    let handler = HANDLERS.with(|h| h.borrow().as_ref().map(|h| which(h).clone()));
+    let handler = HANDLERS.with(|h| h.borrow().as_ref().map(|h| which(h).id()));
     let handler = handler.ok_or_else(not_ready)?;
     let token = NEXT_TOKEN.with(|t| {
         let id = t.get();
         t.set(id + 1);
         id
     });
-    let mut full = LuaMultiValue::with_capacity(args.len() + 1);
-    full.push_back(LuaValue::Integer(token));
-    full.extend(args);
     conn.start_one();
     IN_FIBERS.with(|f| {
         f.borrow_mut().insert(
@@ -1020,8 +1037,10 @@ fn start_fiber(
             },
         )
     });
-    // The fiber is bound before it first runs: box.session.* must see the connection.
+    // The fiber is bound before it runs: box.session.* must see the connection.
+    let mut bound = 0;
     let bind = |fid: u64| {
+        bound = fid;
         session::bind(fid, conn.session.clone(), sync);
         IN_FIBERS.with(|f| {
             if let Some(r) = f.borrow_mut().get_mut(&token) {
@@ -1029,19 +1048,63 @@ fn start_fiber(
             }
         });
     };
-    match fiber::spawn_bound(lua, handler, full, bind) {
+    let work = workers::Work {
+        handler,
+        token,
+        leading: args.leading,
+        msgpack_items: args.msgpack_items,
+        values: args.values,
+    };
+    match workers::run(lua, work, bind) {
         Ok(()) => Ok(()),
         Err(e) => {
-            IN_FIBERS.with(|f| f.borrow_mut().remove(&token));
-            conn.finish_one();
+            if IN_FIBERS.with(|f| f.borrow_mut().remove(&token)).is_some() {
+                if bound != 0 {
+                    session::unbind(bound);
+                }
+                conn.finish_one();
+            }
             Err(ClientError::with_message(ER_PROC_LUA, e.to_string()))
         }
     }
 }
 
-fn decode_args(lua: &Lua, args: &[u8], into: &mut LuaMultiValue) -> Result<(), ClientError> {
-    crate::box_::lua_tuple::decode_array_items(lua, args, into)
-        .map_err(|e| ClientError::with_message(ER_INVALID_MSGPACK, e.to_string()))
+/// A handler's arguments after the token: `leading`, then the items of a MessagePack
+/// array, then `values`.
+#[derive(Default)]
+struct Args<'a> {
+    leading: &'a [workers::Leading<'a>],
+    msgpack_items: Option<&'a [u8]>,
+    values: LuaMultiValue,
+}
+
+impl Args<'_> {
+    fn values(values: LuaMultiValue) -> Args<'static> {
+        Args {
+            values,
+            ..Args::default()
+        }
+    }
+}
+
+/// CALL and EVAL arguments: plain scalars go raw onto the worker's stack, anything else
+/// through the full decoder.
+fn lua_args<'a>(lua: &Lua, leading: &'a [workers::Leading<'a>], args: &'a [u8]) -> Result<Args<'a>, ClientError> {
+    if workers::plain_scalars(args) {
+        return Ok(Args {
+            leading,
+            msgpack_items: Some(args),
+            values: LuaMultiValue::new(),
+        });
+    }
+    let mut values = LuaMultiValue::new();
+    crate::box_::lua_tuple::decode_array_items(lua, args, &mut values)
+        .map_err(|e| ClientError::with_message(ER_INVALID_MSGPACK, e.to_string()))?;
+    Ok(Args {
+        leading,
+        msgpack_items: None,
+        values,
+    })
 }
 
 fn lua_str(lua: &Lua, bytes: &[u8]) -> Result<LuaValue, ClientError> {
@@ -1074,11 +1137,11 @@ fn call(lua: &Lua, conn: &Rc<Conn>, kind: RequestType, sync: u64, name: &[u8], a
         }
     })
     .ok_or_else(not_ready)??;
-    let mut values = LuaMultiValue::new();
-    values.push_back(lua_str(lua, name)?);
-    values.push_back(LuaValue::Integer(setuid_owner.map_or(-1, |o| o as i64)));
-    decode_args(lua, args, &mut values)?;
-    start_fiber(lua, conn, kind, sync, |h| &h.call, values, None)
+    let leading = [
+        workers::Leading::Str(name),
+        workers::Leading::Int(setuid_owner.map_or(-1, |o| o as i64)),
+    ];
+    start_fiber(lua, conn, kind, sync, |h| &h.call, lua_args(lua, &leading, args)?, None)
 }
 
 /// EVAL needs execute on universe.
@@ -1091,10 +1154,16 @@ fn eval(lua: &Lua, conn: &Rc<Conn>, sync: u64, expr: &[u8], args: &[u8]) -> Resu
             .check_universe(uid, crate::box_::access::PRIV_EXECUTE)
     })
     .ok_or_else(not_ready)??;
-    let mut values = LuaMultiValue::new();
-    values.push_back(lua_str(lua, expr)?);
-    decode_args(lua, args, &mut values)?;
-    start_fiber(lua, conn, RequestType::Eval, sync, |h| &h.eval, values, None)
+    let leading = [workers::Leading::Str(expr)];
+    start_fiber(
+        lua,
+        conn,
+        RequestType::Eval,
+        sync,
+        |h| &h.eval,
+        lua_args(lua, &leading, args)?,
+        None,
+    )
 }
 
 /// DML on a space with Lua triggers runs through box's Lua API in a fiber.
@@ -1120,7 +1189,7 @@ fn write_through_lua(
     values.push_back(decode(dml.tuple)?);
     values.push_back(decode(dml.ops)?);
     values.push_back(LuaValue::Integer(dml.index_base as i64));
-    start_fiber(lua, conn, kind, sync, |h| &h.dml, values, None)
+    start_fiber(lua, conn, kind, sync, |h| &h.dml, Args::values(values), None)
 }
 
 fn take_request(token: i64) -> Option<FiberRequest> {
@@ -1130,11 +1199,24 @@ fn take_request(token: i64) -> Option<FiberRequest> {
     Some(r)
 }
 
+/// CALL and EVAL must not leave a transaction open (the fiber serves other requests
+/// next): it is rolled back and the request fails, as in Tarantool.
+fn left_a_transaction(lua: &Lua, r: &FiberRequest) -> bool {
+    r.event.is_none()
+        && matches!(r.kind, RequestType::Call | RequestType::Call16 | RequestType::Eval)
+        && box_lua::rollback_left_open(lua, r.fid)
+}
+
 /// `box.internal.iproto_reply(token, ...)`: the handler's results as the reply.
 fn reply(lua: &Lua, (token, values): (i64, LuaMultiValue)) -> LuaResult<()> {
     let Some(r) = take_request(token) else { return Ok(()) };
     if let Some(event) = r.event {
         session_event_done(lua, &r.conn, r.sync, event, None);
+        return Ok(());
+    }
+    if left_a_transaction(lua, &r) {
+        r.conn
+            .send(&encode_client_error(r.sync, &client_error!(ER_FUNCTION_TX_ACTIVE)));
         return Ok(());
     }
     let encoded = match r.kind {
@@ -1205,10 +1287,88 @@ fn encode_call16(lua: &Lua, sync: u64, values: &LuaMultiValue) -> LuaResult<Vec<
     Ok(reply.finish())
 }
 
+// {{{ `reply` as a raw C function: the results encoded straight off the Lua stack into the
+// connection's output buffer, for the common replies (CALL and EVAL results the raw
+// encoder takes); anything else goes to the mlua version, before anything is changed.
+
+/// Upvalues of [`raw_reply`].
+const UV_NULL: c_int = ffi::lua_upvalueindex(1);
+const UV_ARRAY_MT: c_int = ffi::lua_upvalueindex(2);
+const UV_TUPLE_MT: c_int = ffi::lua_upvalueindex(3);
+const UV_SLOW: c_int = ffi::lua_upvalueindex(4);
+
+thread_local! {
+    /// The encoded results of the reply being made, reused.
+    static REPLY_ITEMS: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(256));
+}
+
+/// `box.internal.iproto_reply(token, ...)`.
+unsafe extern "C-unwind" fn raw_reply(l: *mut ffi::lua_State) -> c_int {
+    // Safety: Lua calls this with the token and the results, and the upvalues `install`
+    // gives it; nothing below raises a Lua error until the mlua version is called, and
+    // nothing owned is alive then.
+    let top = ffi::lua_gettop(l);
+    if raw_reply_done(l, top) {
+        return 0;
+    }
+    crate::box_::lua_tuple::call_with_args(l, UV_SLOW, top)
+}
+
+/// Sends the reply if the raw way can; false (nothing changed) if not.
+///
+/// # Safety
+/// As for [`raw_reply`].
+unsafe fn raw_reply_done(l: *mut ffi::lua_State, top: c_int) -> bool {
+    if top < 1 || ffi::lua_type(l, 1) != ffi::LUA_TNUMBER {
+        return false;
+    }
+    let token = ffi::lua_tointeger(l, 1) as i64;
+    let plain = IN_FIBERS.with(|f| {
+        f.borrow().get(&token).is_some_and(|r| {
+            r.event.is_none()
+                && matches!(r.kind, RequestType::Call | RequestType::Eval)
+                && !box_lua::with_runtime(|rt| rt.db.in_txn(r.fid)).unwrap_or(true)
+        })
+    });
+    if !plain {
+        return false;
+    }
+    let cx = crate::box_::lua_tuple::RawCx::from_slots(
+        UV_NULL,
+        UV_ARRAY_MT,
+        UV_TUPLE_MT,
+        crate::box_::lua_tuple::SPARSE_RATIO,
+    );
+    REPLY_ITEMS.with(|items| {
+        let Ok(mut items) = items.try_borrow_mut() else {
+            return false;
+        };
+        items.clear();
+        for i in 2..=top {
+            if crate::box_::lua_tuple::raw_value(l, i, &mut items, 0, &cx).is_err() {
+                return false;
+            }
+        }
+        let Some(r) = take_request(token) else { return false };
+        r.conn.send_data(r.sync, (top - 1) as u32, &items);
+        // A burst of big replies must not keep a big buffer.
+        if items.capacity() > 1 << 20 {
+            *items = Vec::with_capacity(256);
+        }
+        true
+    })
+}
+
+// }}}
+
 /// `box.internal.iproto_reply_error(token, err)`: a Lua error as the reply: box.error
 /// objects keep their code and type, anything else is a Lua error (code 32).
 fn reply_error(lua: &Lua, (token, err): (i64, LuaValue)) -> LuaResult<()> {
     let Some(r) = take_request(token) else { return Ok(()) };
+    if r.event.is_none() {
+        // Its transaction goes with it, before the next request on its fiber.
+        box_lua::rollback_left_open(lua, r.fid);
+    }
     let as_text = |v: &LuaValue| match v {
         LuaValue::Table(_) | LuaValue::UserData(_) => lua
             .globals()
@@ -1247,17 +1407,22 @@ fn lua_error_text(v: &LuaValue) -> String {
 
 /// Functions lua/box/iproto.lua uses, and where it registers its handlers.
 pub fn install(lua: &Lua, internal: &LuaTable) -> LuaResult<()> {
-    internal.set("iproto_reply", lua.create_function(reply)?)?;
+    let [null, array_mt, tuple_mt] = crate::box_::lua_tuple::raw_cx_values(lua)?;
+    let slow = LuaValue::Function(lua.create_function(reply)?);
+    internal.set(
+        "iproto_reply",
+        crate::box_::lua_tuple::c_closure(lua, raw_reply, &[null, array_mt, tuple_mt, slow])?,
+    )?;
     internal.set("iproto_reply_error", lua.create_function(reply_error)?)?;
     internal.set(
         "iproto_set_handlers",
         lua.create_function(
-            |_, (call, eval, dml, session): (LuaFunction, LuaFunction, LuaFunction, LuaFunction)| {
+            |lua, (call, eval, dml, session): (LuaFunction, LuaFunction, LuaFunction, LuaFunction)| {
                 let h = Handlers {
-                    call,
-                    eval,
-                    dml,
-                    session,
+                    call: lua.create_registry_value(call)?,
+                    eval: lua.create_registry_value(eval)?,
+                    dml: lua.create_registry_value(dml)?,
+                    session: lua.create_registry_value(session)?,
                 };
                 HANDLERS.with(|x| *x.borrow_mut() = Some(h));
                 Ok(())

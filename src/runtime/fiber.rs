@@ -27,7 +27,7 @@ use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::ffi::c_void;
+use std::ffi::{c_int, c_void};
 use std::future::Future;
 use std::mem::ManuallyDrop;
 use std::pin::Pin;
@@ -731,17 +731,6 @@ pub fn spawn_with(
     Ok(fiber)
 }
 
-/// Starts a fiber running `func(args...)` at once (it runs until its first yield before
-/// this returns), after `before_start(fiber id)`: the IPROTO server binds the fiber to its
-/// session there. Errors are logged like any fiber's.
-pub fn spawn_bound(lua: &Lua, func: LuaFunction, args: LuaMultiValue, before_start: impl FnOnce(u64)) -> LuaResult<()> {
-    let sched = scheduler(lua);
-    let fiber = create(lua, &sched, DEFAULT_NAME, func, args, None)?;
-    before_start(fiber.id);
-    resume(lua, &sched, &fiber, true);
-    Ok(())
-}
-
 /// A new fiber for `func(args...)`, registered but not yet run.
 fn create(
     lua: &Lua,
@@ -965,17 +954,92 @@ fn resume(lua: &Lua, sched: &Scheduler, f: &Rc<Fiber>, eager: bool) -> Suspend {
                 top - 1
             }
         };
-        let prev = sched.enter(f);
-        let mut nres = 0;
-        let ret = ffi::lua_resume(co, std::ptr::null_mut(), nargs, &mut nres);
-        sched.leave(f, prev);
-        match ret {
-            ffi::LUA_YIELD if nres > 0 => Resumed::Yielded(ffi::lua_touserdata(co, -1)),
-            ffi::LUA_YIELD => Resumed::Yielded(std::ptr::null_mut()),
-            _ => Resumed::Failed(error_text(co)),
-        }
+        run(sched, f, co, nargs)
     };
     after_resume(lua, sched, f, outcome, eager)
+}
+
+/// Resumes `f`'s coroutine `co` with the `nargs` values on top of its stack.
+///
+/// # Safety
+/// `co` is `f`'s live coroutine, suspended, with `nargs` values on its stack.
+unsafe fn run(sched: &Scheduler, f: &Rc<Fiber>, co: *mut ffi::lua_State, nargs: c_int) -> Resumed {
+    let prev = sched.enter(f);
+    let mut nres = 0;
+    let ret = ffi::lua_resume(co, std::ptr::null_mut(), nargs, &mut nres);
+    sched.leave(f, prev);
+    match ret {
+        ffi::LUA_YIELD if nres > 0 => Resumed::Yielded(ffi::lua_touserdata(co, -1)),
+        ffi::LUA_YIELD => Resumed::Yielded(std::ptr::null_mut()),
+        _ => Resumed::Failed(error_text(co)),
+    }
+}
+
+/// Hands work to a fiber parked in Lua on [`park_marker`]: its `coroutine.yield` returns
+/// the values `push` puts on its stack (it returns how many), and it runs at once, until
+/// its next yield, as a new fiber would. Errors from `push` leave the fiber parked. For
+/// pools of fibers that serve one thing after another (the IPROTO server's).
+pub fn resume_with(
+    lua: &Lua,
+    f: &Rc<Fiber>,
+    push: impl FnOnce(*mut ffi::lua_State) -> LuaResult<c_int>,
+) -> LuaResult<()> {
+    let co = f.co.get();
+    if co.is_null() || f.state.get() != FiberState::Suspended || !f.started.get() {
+        return Err(LuaError::runtime("fiber is not parked"));
+    }
+    // Safety: a live, started, suspended fiber's coroutine is suspended in a yield (`fids`
+    // in Lua holds it); what `push` leaves on its stack becomes that yield's results.
+    let outcome = unsafe {
+        if ffi::lua_status(co) != ffi::LUA_YIELD {
+            return Err(LuaError::runtime("fiber is not parked"));
+        }
+        ffi::lua_settop(co, 0);
+        let nargs = match push(co) {
+            Ok(n) => n,
+            Err(e) => {
+                ffi::lua_settop(co, 0);
+                return Err(e);
+            }
+        };
+        f.woken.set(false);
+        f.deadline.set(None);
+        run(&SCHEDULER.with(Rc::clone), f, co, nargs)
+    };
+    let sched = SCHEDULER.with(Rc::clone);
+    after_resume(lua, &sched, f, outcome, true);
+    Ok(())
+}
+
+/// The light userdata a fiber yields from its own coroutine to park until a wakeup, a
+/// cancel or [`resume_with`]; a wakeup or cancel resumes it with the park outcome
+/// (0 woken, 1 timeout, 2 cancelled).
+pub fn park_marker() -> LuaLightUserData {
+    LuaLightUserData(park_marker_ptr())
+}
+
+/// Makes a pooled fiber look new before its next piece of work: default name, no
+/// `fiber.self().storage`, no pending wakeup. False if it was cancelled (it must end, as
+/// Tarantool's pooled fibers do).
+pub fn reset_for_reuse(lua: &Lua, f: &Fiber) -> bool {
+    if f.cancelled.get() {
+        return false;
+    }
+    if *f.name.borrow() != DEFAULT_NAME {
+        *f.name.borrow_mut() = Cow::Borrowed(DEFAULT_NAME);
+    }
+    if let Some(key) = f.storage.borrow_mut().take() {
+        let _ = lua.remove_registry_value(key);
+    }
+    f.woken.set(false);
+    f.deadline.set(None);
+    true
+}
+
+/// True if the fiber can be handed work with [`resume_with`] now: alive, not cancelled,
+/// parked, and not on the ready queue (a wakeup is on its way to it).
+pub fn is_idle(f: &Fiber) -> bool {
+    !f.is_dead() && !f.cancelled.get() && !f.queued.get() && f.state.get() == FiberState::Suspended
 }
 
 /// How a resume of a fiber's coroutine ended.

@@ -24,6 +24,20 @@ function whoami() return box.session.user(), box.session.type(), box.session.pee
 function get_tuple() return box.tuple.new{1, 'x'} end
 function nothing() end
 function storage(v) if v then box.session.storage.v = v end return box.session.storage.v end
+-- Runs as its owner (admin), who may grant and revoke.
+box.schema.func.create('regrant', {setuid = true})
+function regrant(on)
+    local act = on and box.schema.user.grant or box.schema.user.revoke
+    act('limited', 'execute', 'function', 'add')
+end
+function leave_txn() box.begin() return box.is_in_txn() end
+function in_txn() return box.is_in_txn() end
+function fiber_storage(v)
+    local storage = require('fiber').self().storage
+    local seen = storage.v
+    storage.v = v
+    return seen
+end
 obj = {name = 'object'}
 function obj:method(x) return self.name, x end
 nested = {deep = {fn = function() return 'deep' end}}
