@@ -11,7 +11,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::rc::{Rc, Weak};
 use std::task::Poll;
@@ -41,8 +41,12 @@ use crate::runtime::fiber;
 /// Unsent replies past which a connection is not read (a client that sends and never
 /// reads must not make the server buffer without bound).
 const MAX_UNSENT: usize = 16 * 1024 * 1024;
-/// Requests served between two chances for the writer to send (see `read_loop`).
-const REPLY_CHUNK: u32 = 16;
+/// Requests served between two looks at the clock (see `read_loop`).
+const FLUSH_CHECK: u32 = 4;
+/// How long a batch is served before what is ready is sent: long enough that a batch of
+/// cheap requests (PING, SELECT) goes in one `send`, short enough that the client is not
+/// left idle while a batch of costly ones (CALL) is served.
+const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_micros(20);
 /// The fiber id statements of Rust-served requests run under: no fiber has it, so they
 /// never join a fiber's transaction.
 const NO_FIBER: u64 = u64::MAX;
@@ -341,13 +345,15 @@ async fn accept_loop(
                     Ok(local) => format!("fd {}, aka {local}, peer of {peer}", stream.as_raw_fd()),
                     Err(_) => format!("fd {}", stream.as_raw_fd()),
                 };
+                let fd = stream.as_raw_fd();
                 let (rd, wr) = stream.into_split();
-                start_connection(&lua, rd, wr, peer, socket_name);
+                start_connection(&lua, rd, wr, fd, peer, socket_name);
             }
             Some(Ok(Accepted::Unix(stream))) => {
                 let socket_name = format!("fd {}", stream.as_raw_fd());
+                let fd = stream.as_raw_fd();
                 let (rd, wr) = stream.into_split();
-                start_connection(&lua, rd, wr, "unix/:".into(), socket_name);
+                start_connection(&lua, rd, wr, fd, "unix/:".into(), socket_name);
             }
             Some(Err(e)) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -371,6 +377,13 @@ struct Conn {
     salt: [u8; codec::SALT_SIZE],
     out: RefCell<Vec<u8>>,
     writer_wake: Notify,
+    /// The socket, which the reader writes to itself at its flush points (see `flush`).
+    fd: RawFd,
+    /// The writer task holds bytes it has not sent all of: nobody else may write now.
+    writer_busy: Cell<bool>,
+    /// The reader is serving a batch and flushes at its end: replies need not wake the
+    /// writer meanwhile.
+    batching: Cell<bool>,
     /// Woken when replies were sent or requests finished (the reader may go on).
     progress: Notify,
     in_flight: Cell<u32>,
@@ -413,8 +426,49 @@ impl Conn {
         let was_empty = out.is_empty();
         out.extend_from_slice(reply);
         drop(out);
-        if was_empty {
+        if was_empty && !self.batching.get() {
             self.writer_wake.notify_one();
+        }
+    }
+
+    /// Sends what is ready right from the reader: a non-blocking `send` saves the writer
+    /// task's wakeup and poll. Whatever the socket does not take (or all of it, while the
+    /// writer is sending older bytes) is left to the writer.
+    fn flush(&self) {
+        let mut out = self.out.borrow_mut();
+        if out.is_empty() || self.closed.get() {
+            return;
+        }
+        if !self.writer_busy.get() {
+            // Safety: `fd` is the connection's socket, open while the writer task (which
+            // owns its write half) lives, and the writer lives until `closed` is set.
+            let sent = unsafe {
+                libc::send(
+                    self.fd,
+                    out.as_ptr().cast(),
+                    out.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            // An error (EAGAIN, a reset) is the writer's to find out about.
+            if sent > 0 {
+                let sent = sent as usize;
+                count(|s| s.sent += sent as u64);
+                out.drain(..sent);
+            }
+        }
+        if !out.is_empty() {
+            drop(out);
+            self.writer_wake.notify_one();
+        }
+    }
+
+    /// The reader begins (`true`) or ends a synchronous stretch of serving; at the end,
+    /// what is ready is sent.
+    fn set_batching(&self, on: bool) {
+        self.batching.set(on);
+        if !on {
+            self.flush();
         }
     }
 
@@ -427,7 +481,7 @@ impl Conn {
         let was_empty = out.is_empty();
         codec::append_data(&mut out, sync, schema_version(), count, items);
         drop(out);
-        if was_empty {
+        if was_empty && !self.batching.get() {
             self.writer_wake.notify_one();
         }
     }
@@ -456,7 +510,7 @@ fn instance_uuid() -> uuid::Uuid {
         .unwrap_or_default()
 }
 
-fn start_connection<R, W>(lua: &mlua::WeakLua, rd: R, wr: W, peer: String, socket_name: String)
+fn start_connection<R, W>(lua: &mlua::WeakLua, rd: R, wr: W, fd: RawFd, peer: String, socket_name: String)
 where
     R: AsyncRead + Unpin + 'static,
     W: AsyncWrite + Unpin + 'static,
@@ -476,6 +530,9 @@ where
             salt,
             out: RefCell::new(Vec::with_capacity(4096)),
             writer_wake: Notify::new(),
+            fd,
+            writer_busy: Cell::new(false),
+            batching: Cell::new(false),
             progress: Notify::new(),
             in_flight: Cell::new(0),
             closed: Cell::new(false),
@@ -527,7 +584,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(conn: Rc<Conn>, mut wr: W) {
             conn.writer_wake.notified().await;
             continue;
         }
+        conn.writer_busy.set(true);
         let result = wr.write_all(&spare).await;
+        conn.writer_busy.set(false);
         count(|s| s.sent += spare.len() as u64);
         spare.clear();
         // A reply burst must not keep a huge buffer for the connection's lifetime.
@@ -580,15 +639,19 @@ async fn read_loop<R: AsyncRead + Unpin>(weak_lua: mlua::WeakLua, conn: Rc<Conn>
         let Some(mut lua) = weak_lua.try_upgrade() else { break };
         let mut pos = 0;
         let mut served = 0u32;
+        let mut flushed_at = std::time::Instant::now();
+        conn.set_batching(true);
         loop {
             match codec::next_packet(&buf[pos..], codec::PACKET_SIZE_MAX) {
                 Ok(Some(frame)) => {
                     // The limit holds inside a batch too: the rest waits in the buffer.
                     if conn.in_flight.get() >= NET_MSG_MAX.with(Cell::get) {
                         box_lua::flush_wal();
+                        conn.set_batching(false);
                         if !room_for_requests(&conn).await {
                             break 'read;
                         }
+                        conn.set_batching(true);
                     }
                     let packet = &buf[pos + frame.packet.start..pos + frame.packet.end];
                     let takeover = serve(&lua, &conn, packet);
@@ -600,20 +663,29 @@ async fn read_loop<R: AsyncRead + Unpin>(weak_lua: mlua::WeakLua, conn: Rc<Conn>
                         pos = 0;
                         box_lua::flush_wal();
                         drop(lua);
+                        conn.set_batching(false);
                         if !replicate(&weak_lua, &conn, request, &mut rd, &mut buf).await {
                             break 'read;
                         }
+                        conn.set_batching(true);
                         match weak_lua.try_upgrade() {
                             Some(l) => lua = l,
                             None => break 'read,
                         }
                         continue;
                     }
-                    if served.is_multiple_of(REPLY_CHUNK) && pos < buf.len() {
-                        // Let the writer send what is ready while the rest is served: the
-                        // client starts on those replies meanwhile (2 cores work at once).
+                    if served.is_multiple_of(FLUSH_CHECK) && pos < buf.len() && flushed_at.elapsed() >= FLUSH_AFTER {
+                        // Send what is ready while the rest is served: the client starts
+                        // on those replies meanwhile (2 cores work at once).
                         box_lua::flush_wal();
-                        tokio::task::yield_now().await;
+                        conn.flush();
+                        if conn.in_flight.get() > 0 {
+                            // Replies wait in other tasks (the WAL's, yielded fibers).
+                            conn.set_batching(false);
+                            tokio::task::yield_now().await;
+                            conn.set_batching(true);
+                        }
+                        flushed_at = std::time::Instant::now();
                     }
                 }
                 Ok(None) => break,
@@ -628,11 +700,13 @@ async fn read_loop<R: AsyncRead + Unpin>(weak_lua: mlua::WeakLua, conn: Rc<Conn>
         buf.drain(..pos);
         // The batch's commits go to the WAL thread together.
         box_lua::flush_wal();
+        conn.set_batching(false);
         if buf.is_empty() && buf.capacity() > 1 << 20 {
             buf = Vec::with_capacity(16 * 1024);
         }
     }
     // Replies already queued are still sent; fibers still running reply into nothing.
+    conn.set_batching(false);
     conn.closed.set(true);
     count(|s| s.open_connections = s.open_connections.saturating_sub(1));
     // on_disconnect runs once the connection's requests are done, in its session.

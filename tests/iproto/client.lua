@@ -100,6 +100,15 @@ local ch = fiber.channel(2)
 fiber.create(function() ch:put(c:call('slow', {'slow'})) end)
 fiber.create(function() ch:put(c:call('add', {2, 2})) end)
 show(ch:get(), ch:get())
+-- big replies (more than the socket takes at once) pipelined with small ones arrive whole
+local whole = fiber.channel(40)
+for i = 1, 20 do
+    fiber.create(function() whole:put(#c:call('big', {i}) == 1024 * 1024 + i) end)
+    fiber.create(function() whole:put(c:call('add', {i, i}) == 2 * i) end)
+end
+local arrived = 0
+for _ = 1, 40 do if whole:get(10) then arrived = arrived + 1 end end
+show('big and small replies', arrived)
 -- async
 local f = c:call('slow', {'async'}, {is_async = true})
 show(f:is_ready(), f:wait_result(2))

@@ -30,6 +30,7 @@ function regrant(on)
     local act = on and box.schema.user.grant or box.schema.user.revoke
     act('limited', 'execute', 'function', 'add')
 end
+function big(n) return string.rep('x', 1024 * 1024 + n) end
 function leave_txn() box.begin() return box.is_in_txn() end
 function in_txn() return box.is_in_txn() end
 function fiber_storage(v)
