@@ -456,6 +456,74 @@ fn read_uint(data: &[u8], pos: usize) -> Option<u64> {
 /// `xrow_header_decode`'s checks: the header is a map of uint keys with values of the types
 /// 2.6 expects, the body one valid MessagePack value, nothing after it.
 pub fn decode_header(packet: &[u8]) -> Result<(Header, Option<Range<usize>>), RequestError> {
+    let (h, header_end) = match plain_header(packet) {
+        Some(read) => read,
+        None => checked_header(packet)?,
+    };
+    let mut end = header_end;
+    let mut body = None;
+    if end < packet.len() && h.kind != IPROTO_NOP {
+        // msgpuck's mp_check passes the reserved byte 0xc1 as a one-byte value: 2.6 takes
+        // it as a body (which a ping never reads).
+        let body_end = match packet[end] {
+            0xc1 => end + 1,
+            _ => mp::skip(packet, end).map_err(|_| RequestError::msgpack(h.sync, "packet body", 209))?,
+        };
+        body = Some(end..body_end);
+        end = body_end;
+    }
+    if end < packet.len() {
+        return Err(RequestError::msgpack(h.sync, "packet body", 217));
+    }
+    Ok((h, body))
+}
+
+/// The header as net.box and most clients write it, read in one pass: a fixmap whose keys
+/// are the header's uint keys (fixints) with uint values. None for anything else (a double
+/// timestamp, another key, any error), which [`checked_header`] reads with all its checks;
+/// what this accepts passes those checks, with the same outcome.
+#[inline]
+fn plain_header(packet: &[u8]) -> Option<(Header, usize)> {
+    let first = *packet.first()?;
+    if !(0x80..=0x8f).contains(&first) {
+        return None;
+    }
+    let mut h = Header::default();
+    let mut pos = 1;
+    for _ in 0..first & 0x0f {
+        let key = *packet.get(pos)?;
+        let at = pos + 1;
+        let be = |n: usize| -> Option<u64> {
+            let bytes = packet.get(at + 1..at + 1 + n)?;
+            Some(bytes.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+        };
+        let (value, next) = match *packet.get(at)? {
+            b @ 0x00..=0x7f => (u64::from(b), at + 1),
+            0xcc => (be(1)?, at + 2),
+            0xcd => (be(2)?, at + 3),
+            0xce => (be(4)?, at + 5),
+            0xcf => (be(8)?, at + 9),
+            _ => return None,
+        };
+        match key {
+            keys::REQUEST_TYPE => h.kind = value as u32,
+            keys::SYNC => h.sync = value,
+            keys::REPLICA_ID => h.replica_id = value as u32,
+            keys::GROUP_ID => h.group_id = value as u32,
+            keys::LSN => h.lsn = value,
+            keys::SCHEMA_VERSION => h.schema_version = Some(value),
+            keys::TSN => h.tsn = Some(value),
+            keys::FLAGS => h.flags = value as u32,
+            _ => return None,
+        }
+        pos = next;
+    }
+    Some((h, pos))
+}
+
+/// `xrow_header_decode`'s checks: the header is a map of uint keys with values of the types
+/// 2.6 expects. Returns the header and where it ends.
+fn checked_header(packet: &[u8]) -> Result<(Header, usize), RequestError> {
     let mut h = Header::default();
     let header_end = mp::skip(packet, 0).map_err(|_| RequestError::msgpack(0, "packet header", 142))?;
     let count = match mp::read(packet, 0) {
@@ -501,22 +569,7 @@ pub fn decode_header(packet: &[u8]) -> Result<(Header, Option<Range<usize>>), Re
         }
         pos = next;
     }
-    let mut end = header_end;
-    let mut body = None;
-    if end < packet.len() && h.kind != IPROTO_NOP {
-        // msgpuck's mp_check passes the reserved byte 0xc1 as a one-byte value: 2.6 takes
-        // it as a body (which a ping never reads).
-        let body_end = match packet[end] {
-            0xc1 => end + 1,
-            _ => mp::skip(packet, end).map_err(|_| RequestError::msgpack(h.sync, "packet body", 209))?,
-        };
-        body = Some(end..body_end);
-        end = body_end;
-    }
-    if end < packet.len() {
-        return Err(RequestError::msgpack(h.sync, "packet body", 217));
-    }
-    Ok((h, body))
+    Ok((h, header_end))
 }
 
 /// The request types 2.6 accepts on a client connection.
@@ -1202,6 +1255,37 @@ pub fn decode_any(buf: &[u8]) -> DecodeSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_headers_read_as_the_checked_reader_reads_them() {
+        let headers: &[&[u8]] = &[
+            &[0x83, 0x00, 0x40, 0x01, 0x07, 0x05, 0x00],
+            &[
+                0x83, 0x00, 0x0a, 0x01, 0xcf, 1, 2, 3, 4, 5, 6, 7, 8, 0x05, 0xce, 0, 0, 0, 80,
+            ],
+            &[0x82, 0x01, 0xcd, 0x12, 0x34, 0x00, 0xcc, 0xff],
+            &[0x85, 0x02, 0x01, 0x03, 0xcc, 9, 0x07, 0x01, 0x08, 0x02, 0x09, 0x01],
+            &[0x82, 0x00, 0x01, 0x00, 0x02],
+            &[0x80],
+        ];
+        for &h in headers {
+            assert_eq!(plain_header(h), checked_header(h).ok(), "{h:x?}");
+        }
+        // Left to the checked reader: a double timestamp, an unknown or non-fixint key,
+        // a value of another type, a truncated value, a non-fixmap header.
+        let others: &[&[u8]] = &[
+            &[0x81, 0x04, 0xcb, 0, 0, 0, 0, 0, 0, 0, 0],
+            &[0x81, 0x06, 0x01],
+            &[0x81, 0xcc, 0x01, 0x01],
+            &[0x81, 0x01, 0xa1, b'x'],
+            &[0x81, 0x01, 0xce, 0, 0],
+            &[0x81, 0x01],
+            &[0xde, 0x00, 0x01, 0x01, 0x01],
+        ];
+        for &h in others {
+            assert_eq!(plain_header(h), None, "{h:x?}");
+        }
+    }
 
     /// Raw captures from a real 2.6.0 server (spec/box-observed/iproto/capture_260.txt).
     const CAPTURE: &str = include_str!("../../tests/data/iproto/capture_260.txt");
