@@ -975,6 +975,30 @@ pub fn encode_data(sync: u64, schema_version: u32, count: u32, items: &[u8]) -> 
     r.finish()
 }
 
+/// [`encode_ok`] of an empty body appended to `out` (PING's reply).
+pub fn append_ok(out: &mut Vec<u8>, sync: u64, schema_version: u32) {
+    let start = out.len();
+    write_header(out, IPROTO_OK, sync, schema_version);
+    out.push(0x80);
+    let len = u32::try_from(out.len() - start - 5).unwrap_or(u32::MAX);
+    out[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
+}
+
+/// Begins a `{0x30: [...]}` reply in `out`; its items follow, then [`end_data`] with the
+/// returned position and their count.
+pub fn begin_data(out: &mut Vec<u8>, sync: u64, schema_version: u32) -> usize {
+    let start = out.len();
+    write_header(out, IPROTO_OK, sync, schema_version);
+    out.extend_from_slice(&[0x81, keys::DATA, 0xdd, 0, 0, 0, 0]);
+    start
+}
+
+pub fn end_data(out: &mut [u8], start: usize, count: u32) {
+    out[start + HEADER_LEN + 3..start + HEADER_LEN + 7].copy_from_slice(&count.to_be_bytes());
+    let len = u32::try_from(out.len() - start - 5).unwrap_or(u32::MAX);
+    out[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
+}
+
 /// [`encode_data`] appended to `out` (a connection's output buffer).
 pub fn append_data(out: &mut Vec<u8>, sync: u64, schema_version: u32, count: u32, items: &[u8]) {
     let start = out.len();
@@ -1255,6 +1279,24 @@ pub fn decode_any(buf: &[u8]) -> DecodeSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replies_appended_to_a_buffer_are_the_encoded_ones() {
+        let mut out = vec![7u8];
+        append_ok(&mut out, 5, 80);
+        assert_eq!(out[1..], encode_ok(5, 80, None)[..]);
+        let mut out = vec![7u8];
+        let start = begin_data(&mut out, 9, 81);
+        out.extend_from_slice(&[0x91, 0x01, 0x92, 0x02, 0x03]);
+        end_data(&mut out, start, 2);
+        let mut expected = DataResponse::new(9, 81);
+        expected.push(&[0x91, 0x01]);
+        expected.push(&[0x92, 0x02, 0x03]);
+        assert_eq!(out[1..], expected.finish()[..]);
+        let mut out = vec![7u8];
+        append_data(&mut out, 9, 81, 1, &[0x05]);
+        assert_eq!(out[1..], encode_data(9, 81, 1, &[0x05])[..]);
+    }
 
     #[test]
     fn plain_headers_read_as_the_checked_reader_reads_them() {

@@ -474,16 +474,29 @@ impl Conn {
 
     /// A data reply of `count` encoded `items`, written straight into the output buffer.
     fn send_data(&self, sync: u64, count: u32, items: &[u8]) {
+        let _ = self.write_reply(|out| {
+            codec::append_data(out, sync, schema_version(), count, items);
+            Ok::<(), ()>(())
+        });
+    }
+
+    /// A reply that `write` puts straight into the output buffer (no buffer of its own to
+    /// make and copy); on an error, what it wrote is taken back and the error returned.
+    fn write_reply<E>(&self, write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>) -> Result<(), E> {
         if self.closed.get() {
-            return;
+            return Ok(());
         }
         let mut out = self.out.borrow_mut();
-        let was_empty = out.is_empty();
-        codec::append_data(&mut out, sync, schema_version(), count, items);
+        let start = out.len();
+        if let Err(e) = write(&mut out) {
+            out.truncate(start);
+            return Err(e);
+        }
         drop(out);
-        if was_empty && !self.batching.get() {
+        if start == 0 && !self.batching.get() {
             self.writer_wake.notify_one();
         }
+        Ok(())
     }
 
     fn start_one(&self) {
@@ -780,9 +793,15 @@ fn serve(lua: &Lua, conn: &Rc<Conn>, packet: &[u8]) -> Option<Takeover> {
         return None;
     }
     let result = match (req.kind, req.body) {
-        (RequestType::Ping, _) => Ok(Some(codec::encode_ok(sync, version, None))),
+        (RequestType::Ping, _) => {
+            let _ = conn.write_reply(|out| {
+                codec::append_ok(out, sync, version);
+                Ok::<(), ()>(())
+            });
+            Ok(None)
+        }
         (RequestType::Auth, Body::Auth(auth)) => authenticate(lua, conn, sync, auth),
-        (RequestType::Select, Body::Dml(dml)) => select(conn, sync, &dml).map(Some),
+        (RequestType::Select, Body::Dml(dml)) => select(conn, sync, &dml).map(|()| None),
         (
             RequestType::Insert
             | RequestType::Replace
@@ -976,7 +995,8 @@ fn iterator(code: u32) -> Result<IterType, ClientError> {
 
 const EMPTY_ARRAY: &[u8] = &[0x90];
 
-fn select(conn: &Conn, sync: u64, dml: &Dml<'_>) -> Result<Vec<u8>, ClientError> {
+/// SELECT: the tuples go straight into the connection's output buffer.
+fn select(conn: &Conn, sync: u64, dml: &Dml<'_>) -> Result<(), ClientError> {
     let uid = conn.session.uid.get();
     box_lua::with_runtime(|rt| {
         let q = box_lua::Select {
@@ -988,9 +1008,17 @@ fn select(conn: &Conn, sync: u64, dml: &Dml<'_>) -> Result<Vec<u8>, ClientError>
             key: dml.key.unwrap_or(EMPTY_ARRAY),
         };
         rt.db.stats.select += 1;
-        let mut reply = codec::DataResponse::new(sync, rt.db.schema.version as u32);
-        box_lua::select_each(rt, uid, &q, |t| reply.push(t.data()))?;
-        Ok(reply.finish())
+        let version = rt.db.schema.version as u32;
+        conn.write_reply(|out| {
+            let start = codec::begin_data(out, sync, version);
+            let mut count = 0u32;
+            box_lua::select_each(rt, uid, &q, |t| {
+                out.extend_from_slice(t.data());
+                count = count.saturating_add(1);
+            })?;
+            codec::end_data(out, start, count);
+            Ok(())
+        })
     })
     .ok_or_else(not_ready)?
 }
