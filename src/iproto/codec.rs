@@ -798,6 +798,144 @@ fn decode_dml<'a>(kind: RequestType, sync: u64, body: Option<&'a [u8]>) -> Resul
     Ok(dml)
 }
 
+/// The requests clients send most (PING, the DML requests, CALL and EVAL) as net.box
+/// writes them, read in one pass: [`plain_header`], then a body that is a fixmap of the
+/// request's own fixint keys with values of their types, ending the packet. None for
+/// anything else (another key, a missing one, any error), which the checked decoder reads
+/// with all its checks and error texts; what this accepts passes them with the same outcome.
+fn plain_request(packet: &[u8]) -> Option<Request<'_>> {
+    let (header, end) = plain_header(packet)?;
+    let kind = RequestType::from_code(header.kind as u8)?;
+    let body = &packet[end..];
+    let body = match kind {
+        RequestType::Ping if body.is_empty() => Body::Ping,
+        RequestType::Select
+        | RequestType::Insert
+        | RequestType::Replace
+        | RequestType::Update
+        | RequestType::Delete
+        | RequestType::Upsert => Body::Dml(plain_dml(kind, body)?),
+        RequestType::Call | RequestType::Call16 | RequestType::Eval => plain_call(kind, body)?,
+        _ => return None,
+    };
+    Some(Request {
+        sync: header.sync,
+        schema_version: header.schema_version,
+        kind,
+        body,
+        header,
+    })
+}
+
+/// An uint at `pos` and the position after it.
+#[inline]
+fn plain_uint(data: &[u8], pos: usize) -> Option<(u64, usize)> {
+    let be = |n: usize| -> Option<u64> {
+        let bytes = data.get(pos + 1..pos + 1 + n)?;
+        Some(bytes.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+    };
+    match *data.get(pos)? {
+        b @ 0x00..=0x7f => Some((u64::from(b), pos + 1)),
+        0xcc => Some((be(1)?, pos + 2)),
+        0xcd => Some((be(2)?, pos + 3)),
+        0xce => Some((be(4)?, pos + 5)),
+        0xcf => Some((be(8)?, pos + 9)),
+        _ => None,
+    }
+}
+
+/// A whole value of type `want` at `pos` and the position after it.
+#[inline]
+fn plain_value(data: &[u8], pos: usize, want: MpType) -> Option<usize> {
+    if type_at(data, pos)? != want {
+        return None;
+    }
+    mp::skip(data, pos).ok()
+}
+
+fn plain_dml(kind: RequestType, body: &[u8]) -> Option<Dml<'_>> {
+    use keys::*;
+    let first = *body.first()?;
+    if !(0x80..=0x8f).contains(&first) {
+        return None;
+    }
+    let mut dml = Dml::default();
+    let mut seen: u64 = 0;
+    let mut pos = 1;
+    for _ in 0..first & 0x0f {
+        let k = *body.get(pos)?;
+        let at = pos + 1;
+        match k {
+            SPACE_ID..=INDEX_BASE => {
+                let (v, next) = plain_uint(body, at)?;
+                let v = v as u32;
+                match k {
+                    SPACE_ID => dml.space_id = v,
+                    INDEX_ID => dml.index_id = v,
+                    LIMIT => dml.limit = v,
+                    OFFSET => dml.offset = v,
+                    ITERATOR => dml.iterator = v,
+                    _ => dml.index_base = v,
+                }
+                pos = next;
+            }
+            KEY | TUPLE | OPS => {
+                let next = plain_value(body, at, MpType::Array)?;
+                let value = Some(&body[at..next]);
+                match k {
+                    KEY => dml.key = value,
+                    TUPLE => dml.tuple = value,
+                    _ => dml.ops = value,
+                }
+                pos = next;
+            }
+            _ => return None,
+        }
+        seen |= 1 << k;
+    }
+    if pos != body.len() || kind.mandatory_keys().iter().any(|&k| seen & (1 << k) == 0) {
+        return None;
+    }
+    Some(dml)
+}
+
+fn plain_call(kind: RequestType, body: &[u8]) -> Option<Body<'_>> {
+    let first = *body.first()?;
+    if !(0x80..=0x8f).contains(&first) {
+        return None;
+    }
+    let (mut name, mut expr, mut args) = (None, None, None);
+    let mut pos = 1;
+    for _ in 0..first & 0x0f {
+        let k = *body.get(pos)?;
+        let at = pos + 1;
+        let (slot, want) = match k {
+            keys::FUNCTION_NAME => (&mut name, MpType::Str),
+            keys::EXPR => (&mut expr, MpType::Str),
+            keys::TUPLE => (&mut args, MpType::Array),
+            _ => return None,
+        };
+        let next = plain_value(body, at, want)?;
+        *slot = Some(&body[at..next]);
+        pos = next;
+    }
+    if pos != body.len() {
+        return None;
+    }
+    let args = args.unwrap_or(EMPTY_ARRAY);
+    Some(if kind == RequestType::Eval {
+        Body::Eval {
+            expr: str_payload(expr?),
+            args,
+        }
+    } else {
+        Body::Call {
+            function_name: str_payload(name?),
+            args,
+        }
+    })
+}
+
 /// Source lines of one of `xrow_decode_call` / `xrow_decode_auth` (2.6.0).
 struct Lines {
     no_body: u32,
@@ -855,6 +993,13 @@ const EMPTY_ARRAY: &[u8] = &[0x90];
 /// error texts. An unknown type is error 48 `Unknown request type %u` (of the low 8 bits of
 /// the type: 2.6 dispatches on a `uint8_t`).
 pub fn decode_request(packet: &[u8]) -> Result<Request<'_>, RequestError> {
+    match plain_request(packet) {
+        Some(request) => Ok(request),
+        None => checked_request(packet),
+    }
+}
+
+fn checked_request(packet: &[u8]) -> Result<Request<'_>, RequestError> {
     let (header, body_range) = decode_header(packet)?;
     let sync = header.sync;
     let body = body_range.map(|r| &packet[r]);
@@ -1296,6 +1441,74 @@ mod tests {
         let mut out = vec![7u8];
         append_data(&mut out, 9, 81, 1, &[0x05]);
         assert_eq!(out[1..], encode_data(9, 81, 1, &[0x05])[..]);
+    }
+
+    #[test]
+    fn plain_requests_read_as_the_checked_decoder_reads_them() {
+        let header = |kind: u8| vec![0x83, 0x00, kind, 0x01, 0xcd, 0x01, 0x02, 0x05, 0x00];
+        let with_body = |kind: u8, body: &[u8]| {
+            let mut p = header(kind);
+            p.extend_from_slice(body);
+            p
+        };
+        let valid = [
+            header(0x40),
+            // select {space_id: 512, index_id: 0, limit: 2^32-1, offset: 0, iterator: 0, key: [7]}
+            with_body(
+                0x01,
+                &[
+                    0x86, 0x10, 0xcd, 0x02, 0x00, 0x11, 0x00, 0x12, 0xce, 0xff, 0xff, 0xff, 0xff, 0x13, 0x00, 0x14,
+                    0x00, 0x20, 0x91, 0x07,
+                ],
+            ),
+            // replace {space_id: 512, tuple: [1, "ab"]}
+            with_body(
+                0x03,
+                &[0x82, 0x10, 0xcd, 0x02, 0x00, 0x21, 0x92, 0x01, 0xa2, b'a', b'b'],
+            ),
+            // upsert {space_id, tuple, ops, index_base: 1}
+            with_body(
+                0x09,
+                &[
+                    0x84, 0x10, 0x05, 0x21, 0x91, 0x01, 0x28, 0x91, 0x93, 0xa1, b'+', 0x01, 0x01, 0x15, 0x01,
+                ],
+            ),
+            // call {function_name: "echo", tuple: [1]}
+            with_body(0x0a, &[0x82, 0x22, 0xa4, b'e', b'c', b'h', b'o', 0x21, 0x91, 0x01]),
+            // eval {expr: "return", tuple: []}
+            with_body(
+                0x08,
+                &[0x82, 0x27, 0xa6, b'r', b'e', b't', b'u', b'r', b'n', 0x21, 0x90],
+            ),
+        ];
+        let mut accepted = 0;
+        let mut check = |p: &[u8]| {
+            if let Some(plain) = plain_request(p) {
+                accepted += 1;
+                assert_eq!(checked_request(p).as_ref(), Ok(&plain), "{p:x?}");
+            }
+        };
+        for p in &valid {
+            check(p);
+            // Every truncation, and every byte changed to each of a set of values.
+            for len in 0..p.len() {
+                check(&p[..len]);
+            }
+            for i in 0..p.len() {
+                for b in [
+                    0x00, 0x01, 0x10, 0x15, 0x20, 0x21, 0x22, 0x28, 0x2a, 0x7f, 0x80, 0x81, 0x90, 0xa0, 0xc0, 0xc1,
+                    0xcc, 0xcf, 0xd0, 0xdc, 0xff,
+                ] {
+                    let mut m = p.clone();
+                    m[i] = b;
+                    check(&m);
+                }
+            }
+        }
+        assert!(accepted > valid.len() * 10, "the plain reader took only {accepted}");
+        for p in &valid {
+            assert!(plain_request(p).is_some(), "{p:x?}");
+        }
     }
 
     #[test]
