@@ -71,6 +71,7 @@ fn tarantool_net_box_sees_the_same_answers_from_node() {
         "--- 1: - pushed - [1, 2] n: 1 ... ",
         "--- 1: 4 2: slow n: 2 ... ",
         "--- 1: big and small replies 2: 40 n: 2 ... ",
+        "--- 1: pipelined writes 2: 50 3: 51 n: 3 ... ",
         "--- 1: '[1007, ''from trigger'']' n: 1 ... ",
         "--- 1: wrong password 2: error 3: Incorrect password supplied for user 'test' n: 3 ... ",
     ] {

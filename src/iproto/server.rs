@@ -388,6 +388,9 @@ struct Conn {
     progress: Notify,
     in_flight: Cell<u32>,
     closed: Cell<bool>,
+    /// Writes waiting for the WAL, in commit order, and whether a task waits for them.
+    wal_waits: RefCell<std::collections::VecDeque<WalWait>>,
+    wal_waiting: Cell<bool>,
     /// Malformed packets from this client: the first is logged, the count at close.
     malformed: Cell<u64>,
     /// None while on_connect triggers run; then whether to serve the connection.
@@ -548,6 +551,8 @@ where
             batching: Cell::new(false),
             progress: Notify::new(),
             in_flight: Cell::new(0),
+            wal_waits: RefCell::new(std::collections::VecDeque::new()),
+            wal_waiting: Cell::new(false),
             closed: Cell::new(false),
             malformed: Cell::new(0),
             accepted: Cell::new(Some(true)),
@@ -1095,17 +1100,50 @@ fn write(
         None => Ok(Some(reply(shown))),
         Some(ticket) => {
             conn.start_one();
-            let conn = conn.clone();
-            tokio::task::spawn_local(async move {
-                match box_lua::wal_written(ticket).await {
-                    Ok(()) => conn.send(&reply(shown)),
-                    Err(e) => conn.send(&encode_client_error(sync, &e)),
-                }
-                conn.finish_one();
-            });
+            wait_for_wal(conn, WalWait { ticket, sync, shown });
             Ok(None)
         }
     }
+}
+
+/// A write whose reply waits for its commit to be written.
+struct WalWait {
+    ticket: u64,
+    sync: u64,
+    shown: Option<Tuple>,
+}
+
+/// Replies to `wait` once the WAL has its commit. One task per connection waits for all of
+/// the connection's writes, in commit order (a task per write cost a spawn, a waker and a
+/// drop each): commits are written in order, so when the first of a group is done the
+/// rest are too and are answered without waiting again.
+fn wait_for_wal(conn: &Rc<Conn>, wait: WalWait) {
+    conn.wal_waits.borrow_mut().push_back(wait);
+    if conn.wal_waiting.replace(true) {
+        return;
+    }
+    let conn = conn.clone();
+    tokio::task::spawn_local(async move {
+        loop {
+            let next = conn.wal_waits.borrow_mut().pop_front();
+            let Some(w) = next else { break };
+            match box_lua::wal_written(w.ticket).await {
+                Ok(()) => {
+                    let _ = conn.write_reply(|out| {
+                        let start = codec::begin_data(out, w.sync, schema_version());
+                        if let Some(t) = &w.shown {
+                            out.extend_from_slice(t.data());
+                        }
+                        codec::end_data(out, start, u32::from(w.shown.is_some()));
+                        Ok::<(), ()>(())
+                    });
+                }
+                Err(e) => conn.send(&encode_client_error(w.sync, &e)),
+            }
+            conn.finish_one();
+        }
+        conn.wal_waiting.set(false);
+    });
 }
 
 /// Starts the Lua handler `which` in a fiber (a worker) bound to the connection's session,

@@ -124,6 +124,18 @@ c:eval("box.space.newsp:drop()")
 c:ping()
 fiber.sleep(0.1)
 show(c.space.newsp == nil)
+-- writes pipelined on one connection each get their own reply once written
+local written = fiber.channel(50)
+for i = 1, 50 do
+    fiber.create(function()
+        local t = sp:replace{100 + i, 'w' .. i}
+        written:put(t ~= nil and t[1] == 100 + i and t[2] == 'w' .. i)
+    end)
+end
+local writes = 0
+for _ = 1, 50 do if written:get(10) then writes = writes + 1 end end
+-- (51 with the row 1007 that the trigger wrote)
+show('pipelined writes', writes, sp.index.primary:count({100}, {iterator = 'GT'}))
 c:close()
 
 -- access
