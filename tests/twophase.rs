@@ -677,11 +677,12 @@ fn a_participant_restarted_while_prepared_asks_for_the_outcome() {
     let _ = c.insts[1].child.take().map(|mut ch| ch.wait());
     c.insts[1].env.clear();
     c.start(2);
+    // The failure line follows the abort's WAL write: wait for both, not just the first.
     wait_until("instance 2 learns the abort", Duration::from_secs(8), || {
-        c.log(2).contains("learned aborted from instance 1")
+        let log = c.log(2);
+        log.contains("learned aborted from instance 1") && log.contains(&failure_line(p2, r2))
     });
     assert!(c.log(2).contains("restarted while prepared"), "{}", c.log(2));
-    assert!(c.log(2).contains(&failure_line(p2, r2)), "{}", c.log(2));
     assert!(c.log(3).contains(&failure_line(p3, r3)), "{}", c.log(3));
     let (_, out) = c.apply(p1, &format!(r#"{{"2": {r2}, "3": {r3}}}"#));
     assert_eq!(out["status"], "committed", "{out}");
