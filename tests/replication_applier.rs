@@ -37,6 +37,11 @@ fn spawn(program: &str, dir: &Path, name: &str, args: &[&str]) -> KillOnDrop {
 fn start_master(dir: &Path, port: u16) -> KillOnDrop {
     let p = spawn(TARANTOOL, dir, "master.lua", &[&port.to_string(), "data"]);
     wait_listening(&format!("127.0.0.1:{port}"), "tarantool master");
+    // The port opens before `box.once` has granted replication and written the rows (the
+    // space `sync` comes last): a replica that came then was refused, or saw an empty
+    // master and, listing itself too, bootstrapped a replica set of its own (flaky: 2 runs
+    // in 8 of `tarantool_and_node_replicate_both_ways`).
+    wait_for(port, "return box.space.sync ~= nil", "true");
     p
 }
 
