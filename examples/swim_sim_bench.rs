@@ -1,7 +1,7 @@
 //! Simulator benchmark: how many protocol rounds SWIM needs, and how fast the simulator is.
 //!
 //!     bash scripts/bench/swim-sim.sh [--events N,N,..] [--join N,N,..] [--large N] [--large-rounds R]
-//!                                    [--detect N,N,..]
+//!                                    [--detect N,N,..] [--false-deaths SEEDS]
 //!     (defaults: --events 125,250,500,1000,2000,4000,10000 --join 250,500,1000 --large 10000
 //!      --large-rounds 10 --detect 100)
 //!
@@ -28,14 +28,16 @@
 //!   timeout 0.1 s, a 30–100 µs network, 3 s of steady state), one member killed, seconds
 //!   until every other sees it dead; 20 seeds, with news pushed (the default, `swim::news`)
 //!   and without.
+//! * **False deaths** (only with `--false-deaths SEEDS`; about 2 s a seed): 100 members at
+//!   20 % loss for 600 rounds, with and without pushed news and Lifeguard.
 //!
 //! Sizes whose full mesh is estimated above `SWIM_SIM_MAX_GB` (default 4) are listed as
 //! skipped. `SIM_SEED` picks the seed (default 1): the rounds replay exactly.
 
 use std::time::Instant;
 
-use node::sim::{node_uuid, seed_from_env, Cluster, ClusterConfig};
-use node::swim::proto::Status;
+use node::sim::{node_uuid, scenarios, seed_from_env, Cluster};
+use node::swim::core::Lifeguard;
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
@@ -114,6 +116,15 @@ fn main() {
         }
     }
     println!();
+    let false_death_seeds = sizes(&args, "--false-deaths", &[0]).first().copied().unwrap_or(0) as u64;
+    if false_death_seeds > 0 {
+        println!("False deaths, 100 members, 600 rounds at 20 % loss, seeds 1..={false_death_seeds}:");
+        println!();
+        println!("| news | Lifeguard | false deaths in all | runs with none | most in a run | packets a run |");
+        println!("|---|---|---|---|---|---|");
+        false_death_rows(false_death_seeds);
+        println!();
+    }
     println!("Join through one seed (seed {seed}):");
     println!();
     println!("| N | log2 N | rounds until all know all | c = rounds / log2 N | packets | wall |");
@@ -199,29 +210,10 @@ fn detect_row(n: usize, seed: u64, push_news: bool) {
     let mut took = Vec::new();
     let mut packets = 0;
     for s in seed..seed + DETECT_SEEDS {
-        let cfg = ClusterConfig {
-            heartbeat_rate: 100_000,
-            ack_timeout: 100_000,
-            delay: (30, 100),
-            push_news,
-            ..ClusterConfig::default()
-        };
-        let mut c = Cluster::with_config(n, s, cfg);
-        c.join_full_converged();
-        // The kill lands at a different phase of the round steps for each seed.
-        c.run_rounds(30.0 + (s % 7) as f64 * 0.13);
-        let victim = n - 1;
-        c.kill(victim);
-        let sent0 = c.net.sent;
-        let all_dead = |c: &Cluster| (0..victim).all(|i| c.status(i, victim) == Some(Status::Dead));
-        // 1 ms steps: `run_until`'s tenth of a heartbeat would round every time up to 10 ms.
-        let mut t = 0;
-        while !all_dead(&c) && t < 10_000 {
-            c.run_for(1_000);
-            t += 1;
-        }
-        took.push(t as f64 / 1000.0);
-        packets += c.net.sent - sent0;
+        let d = scenarios::detect_killed_member(n, s, push_news);
+        // An undetected kill counts as the 10 s limit.
+        took.push(d.seconds.unwrap_or(10.0));
+        packets += d.packets;
     }
     took.sort_by(f64::total_cmp);
     let mean = took.iter().sum::<f64>() / took.len() as f64;
@@ -232,6 +224,28 @@ fn detect_row(n: usize, seed: u64, push_news: bool) {
         took[took.len() - 1],
         packets / DETECT_SEEDS
     );
+}
+
+/// False deaths of 100 members over 600 rounds at 20 % loss, seeds 1..=`seeds`: the
+/// README's Lifeguard and news-pushing figures.
+fn false_death_rows(seeds: u64) {
+    for push_news in [true, false] {
+        for lifeguard in [Lifeguard::default(), Lifeguard::ON] {
+            let runs: Vec<_> = (1..=seeds)
+                .map(|seed| scenarios::run_at_loss(100, 600.0, 20.0, lifeguard, push_news, seed))
+                .collect();
+            let deaths = |r: &scenarios::LossyRun| r.false_deaths;
+            println!(
+                "| {} | {} | {} | {} | {} | {} |",
+                if push_news { "pushed" } else { "piggybacked" },
+                if lifeguard.dynamic_suspicion { "on" } else { "off" },
+                runs.iter().map(deaths).sum::<usize>(),
+                runs.iter().filter(|r| r.false_deaths == 0).count(),
+                runs.iter().map(deaths).max().unwrap_or(0),
+                runs.iter().map(|r| r.packets).sum::<u64>() / seeds.max(1)
+            );
+        }
+    }
 }
 
 fn join_row(n: usize, seed: u64) {

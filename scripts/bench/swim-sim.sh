@@ -6,6 +6,7 @@
 # the speed columns depend on the machine. Peak memory about 7.3 GB (the 10,000-member mesh;
 # SWIM_SIM_MAX_GB=4 skips it).
 #   bash scripts/bench/swim-sim.sh [--events N,N,..] [--join N,N,..] [--large N] [--large-rounds R]
+#                                  [--detect N,N,..] [--false-deaths SEEDS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release -q --example swim_sim_bench

@@ -5,7 +5,8 @@
 -- instance sees all N members, the time until every other instance sees a deleted
 -- one dead (the median over five deleted instances, one after another, polled every
 -- 10 ms), and the process CPU (core-seconds per second) over 5 s of steady state.
--- A phase that does not finish within its limit prints -1.
+-- A phase that does not finish within its limit prints -1. SWIM_BENCH_VERBOSE=1 prints each
+-- victim's time to stderr.
 local swim = require('swim')
 local fiber = require('fiber')
 local ffi = require('ffi')

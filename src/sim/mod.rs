@@ -28,6 +28,7 @@ use rand::{RngExt, SeedableRng};
 use uuid::Uuid;
 
 pub mod queue;
+pub mod scenarios;
 
 use self::queue::EventQueue;
 use crate::swim::core::{localhost, Config, Lifeguard, Swim};

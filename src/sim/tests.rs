@@ -115,23 +115,12 @@ fn killed_member_collected_with_gc_on() {
 
 /// Returns the false deaths over `rounds` rounds of a full cluster at `loss_pct`.
 fn lossy_run(n: usize, rounds: f64, loss_pct: f64, lifeguard: Lifeguard, seed: u64) -> usize {
-    let cfg = ClusterConfig {
-        lifeguard,
-        ..ClusterConfig::default()
-    };
-    let mut c = Cluster::with_config(n, seed, cfg);
-    c.join_full();
-    c.run_rounds(2.0);
-    c.set_loss(loss_pct);
-    c.run_rounds(rounds);
+    let false_deaths = scenarios::run_at_loss(n, rounds, loss_pct, lifeguard, true, seed).false_deaths;
     println!(
-        "N = {n}, {loss_pct}% loss, {rounds} rounds, lifeguard {}: {} false deaths ({} packets lost of {})",
-        lifeguard.dynamic_suspicion,
-        c.false_deaths.len(),
-        c.net.lost,
-        c.net.sent
+        "N = {n}, {loss_pct}% loss, {rounds} rounds, lifeguard {}: {false_deaths} false deaths",
+        lifeguard.dynamic_suspicion
     );
-    c.false_deaths.len()
+    false_deaths
 }
 
 #[test]
@@ -297,29 +286,13 @@ fn failing_scenario_names_its_seed() {
 }
 
 /// Seconds until every other member sees a killed one dead, for `seeds` seeds of `n`
-/// members with the benchmark's timings (scripts/bench/swim.lua: heartbeat and ack timeout
-/// 0.1 s) on a LAN-like 30–100 µs network; the kill comes after 3 s of steady state.
+/// members ([`scenarios::detect_killed_member`]: the benchmark's timings).
 fn detection_times(n: usize, seeds: std::ops::RangeInclusive<u64>, push_news: bool) -> Vec<f64> {
     seeds
         .map(|seed| {
-            let cfg = ClusterConfig {
-                heartbeat_rate: 100_000,
-                ack_timeout: 100_000,
-                delay: (30, 100),
-                push_news,
-                ..ClusterConfig::default()
-            };
-            let mut c = Cluster::with_config(n, seed, cfg);
-            c.join_full_converged();
-            c.run_rounds(30.0 + (seed % 7) as f64 * 0.13);
-            let victim = n - 1;
-            c.kill(victim);
-            let all_dead = |c: &Cluster| (0..victim).all(|i| c.status(i, victim) == Some(Status::Dead));
-            let took = c
-                .run_until(all_dead, 10_000_000)
-                .expect("the victim is dead everywhere");
-            assert!(c.false_deaths.is_empty(), "false deaths: {:?}", c.false_deaths);
-            secs(took)
+            let d = scenarios::detect_killed_member(n, seed, push_news);
+            assert_eq!(d.false_deaths, 0, "false deaths with seed {seed}");
+            d.seconds.expect("the victim is dead everywhere")
         })
         .collect()
 }
@@ -327,8 +300,8 @@ fn detection_times(n: usize, seeds: std::ops::RangeInclusive<u64>, push_news: bo
 /// With news pushed (`swim::news`), a death is seen everywhere about 0.5 s after the first
 /// ping to the dead member (the rules' two misses to suspect and three to declare dead,
 /// counted by the member that pinged and by those it told at once), instead of that plus
-/// the time the news takes to spread on pings and acks. Measured, 64 members, seeds 1–8,
-/// `run_until`'s 10 ms steps: mean 0.62 s with pushes, 0.90 s without.
+/// the time the news takes to spread on pings and acks (`bash scripts/bench/swim-sim.sh
+/// --detect 100` prints the means).
 #[test]
 fn a_death_is_seen_sooner_with_pushed_news() {
     seeded("a_death_is_seen_sooner_with_pushed_news", 1, |seed| {

@@ -847,19 +847,12 @@ impl Swim {
             };
             let Some(subject) = subject else { continue };
             let record = self.record(subject, false);
-            let n = self.members.len();
-            let start = if fanout < n { self.rng.random_range(0..n) } else { 0 };
-            let mut sent = 0;
-            for k in 0..n {
-                if sent == fanout {
-                    break;
-                }
-                let i = (start + k) % n;
-                let m = &self.members[i];
-                if i == self.self_pos || i == subject || m.status != Status::Alive {
-                    continue;
-                }
-                let to = m.addr;
+            let self_pos = self.self_pos;
+            let to_tell = self.pick_members(fanout, |i, m| {
+                i != self_pos && i != subject && m.status == Status::Alive
+            });
+            for i in to_tell {
+                let to = self.members[i].addr;
                 let packet = Packet {
                     meta: self.meta(None),
                     body: Body {
@@ -872,7 +865,6 @@ impl Swim {
                 };
                 self.stats.pushes_sent += 1;
                 self.emit(to, packet);
-                sent += 1;
             }
         }
     }
@@ -1025,20 +1017,11 @@ impl Swim {
     /// Spec §2.4: up to two helpers, from a random slot, not self, not at the target's
     /// address; each gets a ping routed to the target. The wait is doubled.
     fn send_indirect_pings(&mut self, target: usize) {
-        let n = self.members.len();
         let target_addr = self.members[target].addr;
-        let start = self.rng.random_range(0..n);
-        let mut sent = 0;
-        for k in 0..n {
-            if sent == INDIRECT_PING_COUNT {
-                break;
-            }
-            let h = (start + k) % n;
-            let helper = &self.members[h];
-            if helper.uuid == self.self_uuid || helper.addr == target_addr {
-                continue;
-            }
-            let to = helper.addr;
+        let self_uuid = self.self_uuid;
+        let helpers = self.pick_members(INDIRECT_PING_COUNT, |_, m| m.uuid != self_uuid && m.addr != target_addr);
+        for &h in &helpers {
+            let to = self.members[h].addr;
             let route = Route {
                 src: self.addr,
                 dst: target_addr,
@@ -1046,12 +1029,23 @@ impl Swim {
             let packet = self.build_fd_packet(FailureDetectionKind::Ping, Some(route), Some(target));
             self.stats.indirect_pings_sent += 1;
             self.emit(to, packet);
-            sent += 1;
         }
-        if sent > 0 {
+        if !helpers.is_empty() {
             // The ack travels four hops instead of two.
             self.wait_ack(target, 2);
         }
+    }
+
+    /// Up to `count` members that are `eligible`, in table order from a random slot (from the
+    /// first when `count` takes them all anyway): indirect-ping helpers and news recipients.
+    fn pick_members(&mut self, count: usize, eligible: impl Fn(usize, &Member) -> bool) -> Vec<usize> {
+        let n = self.members.len();
+        let start = if count < n { self.rng.random_range(0..n) } else { 0 };
+        (0..n)
+            .map(|k| (start + k) % n)
+            .filter(|&i| eligible(i, &self.members[i]))
+            .take(count)
+            .collect()
     }
 
     /// Put a member on the ack-wait heap unless it is already there (Tarantool keeps the

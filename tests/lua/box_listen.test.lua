@@ -4,17 +4,11 @@
 local tap = require('tap')
 local fio = require('fio')
 local socket = require('socket')
+-- Before box.cfg: its work_dir becomes the current folder.
+local free_port = require('free_port')
 
 local dir = fio.tempdir()
 box.cfg{work_dir = dir, log_level = 0}
-
-local function free_port()
-    local s = socket('AF_INET', 'SOCK_STREAM', 'tcp')
-    s:bind('127.0.0.1', 0)
-    local port = s:name().port
-    s:close()
-    return port
-end
 
 local function greeting(host, port)
     local s = socket.tcp_connect(host, port, 2)

@@ -14,13 +14,7 @@ local test = tap.test('http.server')
 test:plan(16)
 
 -- A free port: bind 0, read the port, close.
-local function free_port()
-    local s = socket('AF_INET', 'SOCK_STREAM', 'tcp')
-    assert(s:bind('127.0.0.1', 0))
-    local port = s:name().port
-    s:close()
-    return port
-end
+local free_port = require('free_port')
 
 local function new_server(opts)
     local httpd = http_server.new('127.0.0.1', 0, opts or { log_requests = false, log_errors = false })

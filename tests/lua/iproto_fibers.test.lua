@@ -6,16 +6,9 @@
 local tap = require('tap')
 local fio = require('fio')
 local fiber = require('fiber')
-local socket = require('socket')
 local net = require('net.box')
 
-local function free_port()
-    local s = socket('AF_INET', 'SOCK_STREAM', 'tcp')
-    s:bind('127.0.0.1', 0)
-    local port = s:name().port
-    s:close()
-    return port
-end
+local free_port = require('free_port')
 
 local dir = fio.tempdir()
 local port = free_port()
