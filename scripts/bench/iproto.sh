@@ -2,7 +2,7 @@
 # IPROTO throughput: the same load (scripts/bench/iproto_client.lua, run by real tarantool:
 # net.box, 100 fibers pipelining on one connection) against a tarantool server and a node
 # server (release build), each running scripts/bench/iproto_server.lua, alternately
-# IPROTO_BENCH_REPEAT times (default 3); best run per figure. Ratios >= 1.0 mean node is
+# IPROTO_BENCH_REPEAT times (default 5); best run per figure. Ratios >= 1.0 mean node is
 # at least as good: node/tarantool for requests/s, tarantool/node for p99 latency and for
 # the server's CPU time per request (user + system of the whole process, all threads, read
 # from /proc around each case; a shared machine disturbs it less than the rate).
@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 requests=${1:-200000}
 fibers=${2:-100}
-repeat=${IPROTO_BENCH_REPEAT:-3}
+repeat=${IPROTO_BENCH_REPEAT:-5}
 if ! command -v tarantool >/dev/null; then
     apt-get update -qq && apt-get install -y -qq tarantool >/dev/null
 fi

@@ -324,7 +324,9 @@ r = net.connect(uri, {wait_connected = 0})
 show('wait 0', r.state)
 r:close()
 r = net.connect('127.0.0.1:' .. port, {connect_timeout = 0.00001})
-show('connect timeout', r.state, r.error)
+-- A 10 µs connect times out in 2.6 as either of these, at random: accept both.
+local connect_timeout_errors = {['Connection timed out'] = true, ['Invalid argument'] = true}
+show('connect timeout', r.state, connect_timeout_errors[r.error] and 'timed out' or r.error)
 r = net.connect(uri, {fetch_schema = false})
 show('no schema', r.state, r:call('add', {1, 2}), r:eval('return 5'))
 r:close()
