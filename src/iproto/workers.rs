@@ -4,8 +4,8 @@
 //! Each request runs in a fiber of its own, so one that yields holds up no other, but a
 //! fiber is not made per request: as Tarantool's TX thread takes request fibers from a pool,
 //! a fiber that has served a request parks (`worker` in lua/box/iproto.lua) and serves a
-//! later one. Before it does, it is made to look new ([`fiber::reset_for_reuse`]: default
-//! name, no `fiber.self().storage`); its session binding ends with the request's reply, and
+//! later one. Before it does, it is made to look new ([`fiber::reset_for_reuse`]: the name
+//! `main` that Tarantool's request fibers have, no `fiber.self().storage`); its session binding ends with the request's reply, and
 //! a transaction left open is rolled back by the park, as at any yield. A cancelled worker
 //! ends instead of coming back, as Tarantool's do.
 //!
@@ -23,6 +23,10 @@ use mlua::prelude::*;
 use crate::box_::mp::{self, Mp};
 use crate::runtime::fiber::{self, Fiber, Start};
 use crate::serialize::CDATA_THRESHOLD;
+
+/// A worker's name at the start of each request: Tarantool names its request fibers after
+/// the TX thread's cord.
+const WORKER_NAME: &str = "main";
 
 /// Idle workers kept; past this many, a worker that finishes a request ends (a burst of
 /// slow requests must not leave thousands of parked fibers behind).
@@ -89,7 +93,7 @@ fn take_idle() -> Option<Rc<Fiber>> {
 fn spawn(lua: &Lua) -> LuaResult<Rc<Fiber>> {
     let body = BODY.with(|b| b.borrow().clone());
     let body = body.ok_or_else(|| LuaError::runtime("iproto workers are not installed"))?;
-    fiber::spawn(lua, "lua", body, LuaMultiValue::new(), Start::Eager)
+    fiber::spawn(lua, WORKER_NAME, body, LuaMultiValue::new(), Start::Eager)
 }
 
 /// Pushes the handler and its arguments onto the parked worker's stack; returns how many.
@@ -182,7 +186,7 @@ fn worker_idle(lua: &Lua, (): ()) -> LuaResult<bool> {
     let f = fiber::current(lua);
     // A transaction the handler left (a write with triggers, a session trigger) ends here.
     crate::box_::lua::rollback_left_open(lua, f.id);
-    if !fiber::reset_for_reuse(lua, &f) {
+    if !fiber::reset_for_reuse(lua, &f, WORKER_NAME) {
         return Ok(false);
     }
     Ok(IDLE.with(|idle| {

@@ -1018,15 +1018,15 @@ pub fn park_marker() -> LuaLightUserData {
     LuaLightUserData(park_marker_ptr())
 }
 
-/// Makes a pooled fiber look new before its next piece of work: default name, no
+/// Makes a pooled fiber look new before its next piece of work: named `name`, no
 /// `fiber.self().storage`, no pending wakeup. False if it was cancelled (it must end, as
 /// Tarantool's pooled fibers do).
-pub fn reset_for_reuse(lua: &Lua, f: &Fiber) -> bool {
+pub fn reset_for_reuse(lua: &Lua, f: &Fiber, name: &'static str) -> bool {
     if f.cancelled.get() {
         return false;
     }
-    if *f.name.borrow() != DEFAULT_NAME {
-        *f.name.borrow_mut() = Cow::Borrowed(DEFAULT_NAME);
+    if *f.name.borrow() != name {
+        *f.name.borrow_mut() = Cow::Borrowed(name);
     }
     if let Some(key) = f.storage.borrow_mut().take() {
         let _ = lua.remove_registry_value(key);

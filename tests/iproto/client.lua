@@ -46,6 +46,8 @@ show(c:call('obj:method', {5}))
 show(c:call('nested.deep.fn'))
 show(c:eval('return ...', {1, 'a', {b = 2}}))
 show(c:eval('return'))
+-- A request fiber is named after the TX cord (no request on this server renames one).
+show(c:eval('return require("fiber").name()'))
 show(c:call('whoami'))
 show(c:call('storage', {'kept'}), c:call('storage'))
 -- request fibers are reused (on both): no transaction or fiber storage survives a request

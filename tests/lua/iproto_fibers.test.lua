@@ -1,8 +1,8 @@
 #!/usr/bin/env tarantool
 -- The fibers that serve IPROTO requests are reused (src/iproto/workers.rs), as Tarantool's
--- request fibers are: a request must not see what an earlier one left in its fiber. node
--- goes one step further than 2.6, which keeps a name given to a pooled fiber: here every
--- request starts in a fiber named 'lua'.
+-- request fibers are: a request must not see what an earlier one left in its fiber. Each
+-- starts in a fiber named 'main', as in 2.6 (named after the TX cord); node goes one step
+-- further than 2.6, which keeps a name an earlier request gave the fiber.
 local tap = require('tap')
 local fio = require('fio')
 local fiber = require('fiber')
@@ -46,22 +46,23 @@ function save_self() saved = fiber.self() return saved:id() end
 function answer() return 1 end
 
 local test = tap.test('iproto fibers')
-test:plan(16)
+test:plan(17)
 
 local c = net.connect('nb:secret@127.0.0.1:' .. port)
 local guest = net.connect('127.0.0.1:' .. port)
 box.schema.user.grant('guest', 'execute', 'universe')
 
 local first = c:call('state', {'renamed', 'kept?'})
+test:is(first.name, 'main', 'a request fiber is named main')
 local second = c:call('state')
 test:is(second.id, first.id, 'a request fiber is reused for the next request')
-test:is(second.name, 'lua', 'a name given by an earlier request is gone')
+test:is(second.name, 'main', 'a name given by an earlier request is gone')
 test:is(second.storage, nil, 'fiber.self().storage of an earlier request is gone')
 
 local ok, e = pcall(c.call, c, 'fail_after_yield')
 test:ok(not ok and tostring(e):find('failed after a yield') ~= nil, 'a failing request replies its error')
 local after = c:call('state')
-test:is_deeply({after.name, after.storage}, {'lua', nil}, 'nothing left by a request that yielded and failed')
+test:is_deeply({after.name, after.storage}, {'main', nil}, 'nothing left by a request that yielded and failed')
 
 local mine, theirs = c:call('state'), guest:call('state')
 test:is(theirs.id, mine.id, 'two connections share the reused fiber')
