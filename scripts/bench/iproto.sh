@@ -33,6 +33,11 @@ run() { # runtime label
         sleep 0.1
     done
     sleep 0.3
+    if ! kill -0 "$pid" 2>/dev/null; then
+        # Not up (a port taken meanwhile, say): show why instead of failing on /proc.
+        echo "--- $label run $i: the server exited:"; tail -5 "$dir/server.log"
+        return
+    fi
     local hz
     hz=$(getconf CLK_TCK)
     for case in 1 2 3 4; do

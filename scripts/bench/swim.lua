@@ -4,9 +4,10 @@
 -- probing instance 1. Prints, one `name<TAB>value<TAB>unit` line each: the time until every
 -- instance sees all N members, the time until every other instance sees a deleted
 -- one dead (the median over five deleted instances, one after another, polled every
--- 10 ms), and the process CPU (core-seconds per second) over 5 s of steady state.
--- A phase that does not finish within its limit prints -1. SWIM_BENCH_VERBOSE=1 prints each
--- victim's time to stderr.
+-- 10 ms), and the process CPU (core-seconds per second) over 5 s of steady state (the
+-- median of SWIM_BENCH_CPU_WINDOWS such windows, default 1).
+-- A phase that does not finish within its limit prints -1. BENCH_VERBOSE=1 prints each
+-- victim's time and each CPU window (with its user and system parts) to stderr.
 local swim = require('swim')
 local fiber = require('fiber')
 local ffi = require('ffi')
@@ -14,6 +15,9 @@ local ffi = require('ffi')
 ffi.cdef[[
 struct bench_timespec { long tv_sec; long tv_nsec; };
 int clock_gettime(int clk_id, struct bench_timespec *tp);
+struct bench_timeval { long tv_sec; long tv_usec; };
+struct bench_rusage { struct bench_timeval utime, stime; long rest[14]; };
+int getrusage(int who, struct bench_rusage *usage);
 ]]
 local ts = ffi.new('struct bench_timespec')
 local function clock(id)
@@ -22,6 +26,13 @@ local function clock(id)
 end
 local function now() return clock(1) end          -- CLOCK_MONOTONIC
 local function cpu() return clock(2) end          -- CLOCK_PROCESS_CPUTIME_ID
+local usage = ffi.new('struct bench_rusage')
+local function user_and_system()                  -- RUSAGE_SELF
+    ffi.C.getrusage(0, usage)
+    local function s(tv) return tonumber(tv.tv_sec) + tonumber(tv.tv_usec) / 1e6 end
+    return s(usage.utime), s(usage.stime)
+end
+local VERBOSE = os.getenv('BENCH_VERBOSE')
 
 local N = tonumber(arg[1]) or 10
 local BASE = tonumber(arg[2]) or 34000
@@ -63,9 +74,21 @@ for i = 2, N do inst[i]:probe_member(BASE + 1) end
 report(string.format('join N=%d', N), wait_until(all_joined), 's')
 
 -- Steady state CPU, before anything is deleted.
-local c0, w0 = cpu(), now()
-fiber.sleep(5)
-local steady_cpu = (cpu() - c0) / (now() - w0)
+local windows = {}
+for w = 1, tonumber(os.getenv('SWIM_BENCH_CPU_WINDOWS') or 1) do
+    local c0, w0 = cpu(), now()
+    local u0, s0 = user_and_system()
+    fiber.sleep(5)
+    local wall = now() - w0
+    windows[w] = (cpu() - c0) / wall
+    if VERBOSE then
+        local u1, s1 = user_and_system()
+        io.stderr:write(string.format('CPU window %d: %.4f (user %.4f, system %.4f)\n', w,
+            windows[w], (u1 - u0) / wall, (s1 - s0) / wall))
+    end
+end
+table.sort(windows)
+local steady_cpu = windows[math.ceil(#windows / 2)]
 
 -- A deleted instance sends nothing more (no quit): the others must detect it.
 local function detect(v)
@@ -84,7 +107,7 @@ local VICTIMS = math.min(5, N - 2)
 local took = {}
 for v = N, N - (VICTIMS - 1), -1 do
     took[#took + 1] = detect(v)
-    if os.getenv('SWIM_BENCH_VERBOSE') then io.stderr:write(string.format('victim %d: %.3f\n', v, took[#took])) end
+    if VERBOSE then io.stderr:write(string.format('victim %d: %.3f\n', v, took[#took])) end
     if took[#took] < 0 then break end
     -- The next victim is deleted at another phase of the rounds.
     fiber.sleep(0.5 + 0.037 * v % 0.1)

@@ -492,19 +492,7 @@ fn plain_header(packet: &[u8]) -> Option<(Header, usize)> {
     let mut pos = 1;
     for _ in 0..first & 0x0f {
         let key = *packet.get(pos)?;
-        let at = pos + 1;
-        let be = |n: usize| -> Option<u64> {
-            let bytes = packet.get(at + 1..at + 1 + n)?;
-            Some(bytes.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
-        };
-        let (value, next) = match *packet.get(at)? {
-            b @ 0x00..=0x7f => (u64::from(b), at + 1),
-            0xcc => (be(1)?, at + 2),
-            0xcd => (be(2)?, at + 3),
-            0xce => (be(4)?, at + 5),
-            0xcf => (be(8)?, at + 9),
-            _ => return None,
-        };
+        let (value, next) = plain_uint(packet, pos + 1)?;
         match key {
             keys::REQUEST_TYPE => h.kind = value as u32,
             keys::SYNC => h.sync = value,
@@ -1094,10 +1082,15 @@ fn write_header(out: &mut Vec<u8>, kind: u32, sync: u64, schema_version: u32) {
 
 /// Writes the length prefix once the body is in place.
 fn finish(mut out: Vec<u8>) -> Vec<u8> {
-    // Packets are far below 4 GiB (the length limit is 2 GiB); saturate rather than panic.
-    let len = u32::try_from(out.len() - 5).unwrap_or(u32::MAX);
-    out[1..5].copy_from_slice(&len.to_be_bytes());
+    patch_length(&mut out, 0);
     out
+}
+
+/// The length prefix of the response that begins at `start` and ends `out`.
+fn patch_length(out: &mut [u8], start: usize) {
+    // Packets are far below 4 GiB (the length limit is 2 GiB); saturate rather than panic.
+    let len = u32::try_from(out.len() - start - 5).unwrap_or(u32::MAX);
+    out[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
 }
 
 fn response(kind: u32, sync: u64, schema_version: u32, body: &[u8]) -> Vec<u8> {
@@ -1114,10 +1107,9 @@ pub fn encode_ok(sync: u64, schema_version: u32, body: Option<&[u8]>) -> Vec<u8>
 
 /// `{0x30: [items]}` as 2.6 writes it (array32 header): `items` is `count` encoded values.
 pub fn encode_data(sync: u64, schema_version: u32, count: u32, items: &[u8]) -> Vec<u8> {
-    let mut r = DataResponse::new(sync, schema_version);
-    r.buf.extend_from_slice(items);
-    r.count = count;
-    r.finish()
+    let mut out = Vec::with_capacity(HEADER_LEN + 7 + items.len());
+    append_data(&mut out, sync, schema_version, count, items);
+    out
 }
 
 /// [`encode_ok`] of an empty body appended to `out` (PING's reply).
@@ -1125,34 +1117,32 @@ pub fn append_ok(out: &mut Vec<u8>, sync: u64, schema_version: u32) {
     let start = out.len();
     write_header(out, IPROTO_OK, sync, schema_version);
     out.push(0x80);
-    let len = u32::try_from(out.len() - start - 5).unwrap_or(u32::MAX);
-    out[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
+    patch_length(out, start);
 }
 
 /// Begins a `{0x30: [...]}` reply in `out`; its items follow, then [`end_data`] with the
 /// returned position and their count.
 pub fn begin_data(out: &mut Vec<u8>, sync: u64, schema_version: u32) -> usize {
+    begin_data_of(out, IPROTO_OK, sync, schema_version)
+}
+
+fn begin_data_of(out: &mut Vec<u8>, kind: u32, sync: u64, schema_version: u32) -> usize {
     let start = out.len();
-    write_header(out, IPROTO_OK, sync, schema_version);
+    write_header(out, kind, sync, schema_version);
     out.extend_from_slice(&[0x81, keys::DATA, 0xdd, 0, 0, 0, 0]);
     start
 }
 
 pub fn end_data(out: &mut [u8], start: usize, count: u32) {
     out[start + HEADER_LEN + 3..start + HEADER_LEN + 7].copy_from_slice(&count.to_be_bytes());
-    let len = u32::try_from(out.len() - start - 5).unwrap_or(u32::MAX);
-    out[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
+    patch_length(out, start);
 }
 
 /// [`encode_data`] appended to `out` (a connection's output buffer).
 pub fn append_data(out: &mut Vec<u8>, sync: u64, schema_version: u32, count: u32, items: &[u8]) {
-    let start = out.len();
-    write_header(out, IPROTO_OK, sync, schema_version);
-    out.extend_from_slice(&[0x81, keys::DATA, 0xdd]);
-    out.extend_from_slice(&count.to_be_bytes());
+    let start = begin_data(out, sync, schema_version);
     out.extend_from_slice(items);
-    let len = u32::try_from(out.len() - start - 5).unwrap_or(u32::MAX);
-    out[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
+    end_data(out, start, count);
 }
 
 /// A CHUNK message (`box.session.push`): `{0x30: [value]}` with the request's sync, sent
@@ -1176,8 +1166,7 @@ impl DataResponse {
 
     fn with_type(kind: u32, sync: u64, schema_version: u32) -> DataResponse {
         let mut buf = Vec::with_capacity(64);
-        write_header(&mut buf, kind, sync, schema_version);
-        buf.extend_from_slice(&[0x81, keys::DATA, 0xdd, 0, 0, 0, 0]);
+        begin_data_of(&mut buf, kind, sync, schema_version);
         DataResponse { buf, count: 0 }
     }
 
@@ -1192,8 +1181,8 @@ impl DataResponse {
     }
 
     pub fn finish(mut self) -> Vec<u8> {
-        self.buf[HEADER_LEN + 3..HEADER_LEN + 7].copy_from_slice(&self.count.to_be_bytes());
-        finish(self.buf)
+        end_data(&mut self.buf, 0, self.count);
+        self.buf
     }
 }
 

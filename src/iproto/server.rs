@@ -427,16 +427,7 @@ impl relay::Downlink for Conn {
 
 impl Conn {
     fn send(&self, reply: &[u8]) {
-        if self.closed.get() {
-            return;
-        }
-        let mut out = self.out.borrow_mut();
-        let was_empty = out.is_empty();
-        out.extend_from_slice(reply);
-        drop(out);
-        if was_empty && !self.batching.get() {
-            self.writer_wake.notify_one();
-        }
+        self.append(|out| out.extend_from_slice(reply));
     }
 
     /// Sends what is ready right from the reader: a non-blocking `send` saves the writer
@@ -482,8 +473,13 @@ impl Conn {
 
     /// A data reply of `count` encoded `items`, written straight into the output buffer.
     fn send_data(&self, sync: u64, count: u32, items: &[u8]) {
+        self.append(|out| codec::append_data(out, sync, schema_version(), count, items));
+    }
+
+    /// A reply that `write` appends straight into the output buffer.
+    fn append(&self, write: impl FnOnce(&mut Vec<u8>)) {
         let _ = self.write_reply(|out| {
-            codec::append_data(out, sync, schema_version(), count, items);
+            write(out);
             Ok::<(), ()>(())
         });
     }
@@ -806,10 +802,7 @@ fn serve(lua: &Lua, conn: &Rc<Conn>, packet: &[u8]) -> Option<Takeover> {
     }
     let result = match (req.kind, req.body) {
         (RequestType::Ping, _) => {
-            let _ = conn.write_reply(|out| {
-                codec::append_ok(out, sync, version);
-                Ok::<(), ()>(())
-            });
+            conn.append(|out| codec::append_ok(out, sync, version));
             Ok(None)
         }
         (RequestType::Auth, Body::Auth(auth)) => authenticate(lua, conn, sync, auth),
@@ -1136,14 +1129,8 @@ fn wait_for_wal(conn: &Rc<Conn>, wait: WalWait) {
             let Some(w) = next else { break };
             match box_lua::wal_written(w.ticket).await {
                 Ok(()) => {
-                    let _ = conn.write_reply(|out| {
-                        let start = codec::begin_data(out, w.sync, schema_version());
-                        if let Some(t) = &w.shown {
-                            out.extend_from_slice(t.data());
-                        }
-                        codec::end_data(out, start, u32::from(w.shown.is_some()));
-                        Ok::<(), ()>(())
-                    });
+                    let shown = w.shown.as_ref().map_or(&[][..], |t| t.data());
+                    conn.send_data(w.sync, u32::from(w.shown.is_some()), shown);
                 }
                 Err(e) => conn.send(&encode_client_error(w.sync, &e)),
             }

@@ -988,6 +988,7 @@ pub fn resume_with(
     if co.is_null() || f.state.get() != FiberState::Suspended || !f.started.get() {
         return Err(LuaError::runtime("fiber is not parked"));
     }
+    let sched = SCHEDULER.with(Rc::clone);
     // Safety: a live, started, suspended fiber's coroutine is suspended in a yield (`fids`
     // in Lua holds it); what `push` leaves on its stack becomes that yield's results.
     let outcome = unsafe {
@@ -1004,9 +1005,8 @@ pub fn resume_with(
         };
         f.woken.set(false);
         f.deadline.set(None);
-        run(&SCHEDULER.with(Rc::clone), f, co, nargs)
+        run(&sched, f, co, nargs)
     };
-    let sched = SCHEDULER.with(Rc::clone);
     after_resume(lua, &sched, f, outcome, true);
     Ok(())
 }

@@ -607,11 +607,8 @@ impl Swim {
             let packet = Packet {
                 meta: self.meta(None),
                 body: Body {
-                    src_uuid: self.self_uuid,
-                    failure_detection: None,
-                    dissemination: None,
-                    anti_entropy: None,
                     quit: Some(inc),
+                    ..self.bare_body()
                 },
             };
             self.stats.quits_sent += 1;
@@ -856,11 +853,8 @@ impl Swim {
                 let packet = Packet {
                     meta: self.meta(None),
                     body: Body {
-                        src_uuid: self.self_uuid,
-                        failure_detection: None,
                         dissemination: Some(vec![record.clone()]),
-                        anti_entropy: None,
-                        quit: None,
+                        ..self.bare_body()
                     },
                 };
                 self.stats.pushes_sent += 1;
@@ -1183,15 +1177,25 @@ impl Swim {
         Packet {
             meta,
             body: Body {
-                src_uuid: self.self_uuid,
                 failure_detection: Some(FailureDetection {
                     kind,
                     incarnation: me.incarnation,
                 }),
                 dissemination: Some(dissemination),
                 anti_entropy: Some(anti_entropy),
-                quit: None,
+                ..self.bare_body()
             },
+        }
+    }
+
+    /// A body from us with no sections yet: the caller sets those it sends.
+    fn bare_body(&self) -> Body {
+        Body {
+            src_uuid: self.self_uuid,
+            failure_detection: None,
+            dissemination: None,
+            anti_entropy: None,
+            quit: None,
         }
     }
 
