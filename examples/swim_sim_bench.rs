@@ -108,11 +108,11 @@ fn main() {
         seed + DETECT_SEEDS - 1
     );
     println!();
-    println!("| N | news | mean | median | max | packets from the kill to the last verdict |");
-    println!("|---|---|---|---|---|---|");
+    println!("| N | news | the dead port | mean | median | max | packets from the kill to the last verdict |");
+    println!("|---|---|---|---|---|---|---|");
     for &n in &detect_sizes {
-        for push_news in [true, false] {
-            detect_row(n, seed, push_news);
+        for (push_news, refusals) in [(true, true), (true, false), (false, false)] {
+            detect_row(n, seed, scenarios::DetectionSetup { push_news, refusals });
         }
     }
     println!();
@@ -206,11 +206,11 @@ fn peak_rss() -> String {
 /// Seeds the detection rows average over.
 const DETECT_SEEDS: u64 = 20;
 
-fn detect_row(n: usize, seed: u64, push_news: bool) {
+fn detect_row(n: usize, seed: u64, setup: scenarios::DetectionSetup) {
     let mut took = Vec::new();
     let mut packets = 0;
     for s in seed..seed + DETECT_SEEDS {
-        let d = scenarios::detect_killed_member(n, s, push_news);
+        let d = scenarios::detect_killed_member(n, s, setup);
         // An undetected kill counts as the 10 s limit.
         took.push(d.seconds.unwrap_or(10.0));
         packets += d.packets;
@@ -218,8 +218,9 @@ fn detect_row(n: usize, seed: u64, push_news: bool) {
     took.sort_by(f64::total_cmp);
     let mean = took.iter().sum::<f64>() / took.len() as f64;
     println!(
-        "| {n} | {} | {mean:.3} s | {:.3} s | {:.3} s | {} |",
-        if push_news { "pushed" } else { "piggybacked" },
+        "| {n} | {} | {} | {mean:.3} s | {:.3} s | {:.3} s | {} |",
+        if setup.push_news { "pushed" } else { "piggybacked" },
+        if setup.refusals { "refuses" } else { "is silent" },
         took[took.len() / 2],
         took[took.len() - 1],
         packets / DETECT_SEEDS

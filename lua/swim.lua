@@ -593,13 +593,13 @@ local swim_mt = {
 local cfg_options = {
     uri = true, heartbeat_rate = true, ack_timeout = true, gc_mode = true, uuid = true,
     -- node's additions: lifeguard is off by default, so plain configs keep Tarantool 2.6's
-    -- rules; push_news (on by default) only sends news sooner.
-    lifeguard = true, push_news = true,
+    -- rules; push_news and count_refusals (on by default) only act on news sooner.
+    lifeguard = true, push_news = true, count_refusals = true,
 }
 
-local function check_push_news(value, func_name)
+local function check_boolean(value, func_name, option)
     if value == nil or type(value) == 'boolean' then return value end
-    return error(func_name..': expected boolean push_news')
+    return error(func_name..': expected boolean '..option)
 end
 
 -- `lifeguard = true|false` switches both Lifeguard extensions; a table picks them one by
@@ -635,9 +635,11 @@ local function swim_cfg_call(c, s, cfg)
     local gc_mode = check_gc_mode(cfg.gc_mode, func_name)
     local uuid = check_uuid(cfg.uuid, func_name)
     local local_health, dynamic_suspicion = check_lifeguard(cfg.lifeguard, func_name)
-    local push_news = check_push_news(cfg.push_news, func_name)
+    local push_news = check_boolean(cfg.push_news, func_name, 'push_news')
+    local count_refusals = check_boolean(cfg.count_refusals, func_name, 'count_refusals')
     local ok, err = internal.cfg(ptr, uri, uuid_bin(uuid), heartbeat_rate, ack_timeout,
-                                 gc_mode, local_health, dynamic_suspicion, push_news)
+                                 gc_mode, local_health, dynamic_suspicion, push_news,
+                                 count_refusals)
     if not ok then
         return nil, err
     end

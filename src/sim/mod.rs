@@ -88,6 +88,10 @@ pub struct ClusterConfig {
     /// probe storm of a 1,000-member join (every unknown record answered by a probe whose
     /// ack carries more unknown records) queues millions of packets within a millisecond.
     pub rx_capacity: usize,
+    /// A killed node's host stays up and refuses datagrams for it (ICMP port unreachable,
+    /// after the delay back), as for a crashed process; false: the host went down with it
+    /// and datagrams vanish.
+    pub refusals: bool,
 }
 
 impl Default for ClusterConfig {
@@ -103,6 +107,7 @@ impl Default for ClusterConfig {
             loss: 0.0,
             delay: (100, 1_000),
             rx_capacity: 256,
+            refusals: false,
         }
     }
 }
@@ -119,6 +124,11 @@ enum Action {
         node: usize,
         life: u64,
         at: u64,
+    },
+    /// The host at `to` refused node `node`'s datagram.
+    Refused {
+        node: usize,
+        to: SocketAddrV4,
     },
 }
 
@@ -144,6 +154,8 @@ pub struct NetStats {
     pub blocked: u64,
     /// Sent to an address nobody listens on, or to a killed node.
     pub unreachable: u64,
+    /// Of those, refused back to the sender (`ClusterConfig::refusals`).
+    pub refused: u64,
     /// Dropped because the receiver already had `rx_capacity` datagrams coming.
     pub overflow: u64,
 }
@@ -444,7 +456,7 @@ impl Cluster {
             }
             Action::Deliver { from, to, packet } => {
                 let Some(&dst) = self.by_addr.get(&to) else {
-                    self.net.unreachable += 1;
+                    self.unreachable(from, to);
                     return true;
                 };
                 self.nodes[dst].inflight -= 1;
@@ -458,11 +470,29 @@ impl Cluster {
                         s.handle_packet(*packet, self.now);
                         self.sync(dst);
                     }
-                    None => self.net.unreachable += 1,
+                    None => self.unreachable(from, to),
+                }
+            }
+            Action::Refused { node, to } => {
+                if let Some(s) = self.nodes[node].swim.as_mut() {
+                    s.handle_refused(to, self.now);
+                    self.sync(node);
                 }
             }
         }
         true
+    }
+
+    /// A datagram from `from` found nobody at `to`: it vanishes, or with
+    /// `ClusterConfig::refusals` the refusal travels back.
+    fn unreachable(&mut self, from: usize, to: SocketAddrV4) {
+        self.net.unreachable += 1;
+        if self.cfg.refusals {
+            self.net.refused += 1;
+            let (lo, hi) = self.cfg.delay;
+            let delay = if hi > lo { self.rng.random_range(lo..=hi) } else { lo };
+            self.push(self.now + delay, Action::Refused { node: from, to });
+        }
     }
 
     /// Run until virtual time `until` (µs, absolute).

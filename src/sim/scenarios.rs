@@ -16,14 +16,23 @@ pub struct Detection {
     pub false_deaths: usize,
 }
 
+/// How a detection run is set up: the members' news pushing, and whether the killed
+/// member's host refuses the pings (a crashed process) or drops them (a host gone too).
+#[derive(Debug, Clone, Copy)]
+pub struct DetectionSetup {
+    pub push_news: bool,
+    pub refusals: bool,
+}
+
 /// `n` members with scripts/bench/swim.lua's timings (heartbeat and ack timeout 0.1 s) on a
 /// LAN-like 30–100 µs network; after 3 s of steady state the last one is killed.
-pub fn detect_killed_member(n: usize, seed: u64, push_news: bool) -> Detection {
+pub fn detect_killed_member(n: usize, seed: u64, setup: DetectionSetup) -> Detection {
     let cfg = ClusterConfig {
         heartbeat_rate: 100_000,
         ack_timeout: 100_000,
         delay: (30, 100),
-        push_news,
+        push_news: setup.push_news,
+        refusals: setup.refusals,
         ..ClusterConfig::default()
     };
     let mut c = Cluster::with_config(n, seed, cfg);

@@ -287,10 +287,10 @@ fn failing_scenario_names_its_seed() {
 
 /// Seconds until every other member sees a killed one dead, for `seeds` seeds of `n`
 /// members ([`scenarios::detect_killed_member`]: the benchmark's timings).
-fn detection_times(n: usize, seeds: std::ops::RangeInclusive<u64>, push_news: bool) -> Vec<f64> {
+fn detection_times(n: usize, seeds: std::ops::RangeInclusive<u64>, push_news: bool, refusals: bool) -> Vec<f64> {
     seeds
         .map(|seed| {
-            let d = scenarios::detect_killed_member(n, seed, push_news);
+            let d = scenarios::detect_killed_member(n, seed, scenarios::DetectionSetup { push_news, refusals });
             assert_eq!(d.false_deaths, 0, "false deaths with seed {seed}");
             d.seconds.expect("the victim is dead everywhere")
         })
@@ -307,8 +307,8 @@ fn a_death_is_seen_sooner_with_pushed_news() {
     seeded("a_death_is_seen_sooner_with_pushed_news", 1, |seed| {
         let seeds = seed..=seed + 7;
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-        let pushed = detection_times(64, seeds.clone(), true);
-        let piggybacked = detection_times(64, seeds, false);
+        let pushed = detection_times(64, seeds.clone(), true, false);
+        let piggybacked = detection_times(64, seeds, false, false);
         println!("detection, 64 members: pushed {pushed:?}, piggybacked {piggybacked:?}");
         assert!(
             mean(&pushed) + 0.15 < mean(&piggybacked),
@@ -316,5 +316,27 @@ fn a_death_is_seen_sooner_with_pushed_news() {
         );
         // Nothing sees the death before the rules allow: five expired pings of 0.1 s.
         assert!(pushed.iter().all(|&t| t >= 0.5), "{pushed:?}");
+    });
+}
+
+/// A crashed process's host refuses the pings (`Swim::handle_refused`): each refusal is a
+/// miss at once, so the member that first pings it suspects it one ack timeout sooner and
+/// the members it pushes the suspicion to count their three misses from their first
+/// pings, refused at once too: dead everywhere about 0.3 s after the first ping instead of
+/// 0.5 s, with the pings still one ack timeout apart.
+#[test]
+fn a_refused_death_is_seen_sooner() {
+    seeded("a_refused_death_is_seen_sooner", 1, |seed| {
+        let seeds = seed..=seed + 7;
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let refused = detection_times(64, seeds.clone(), true, true);
+        let silent = detection_times(64, seeds, true, false);
+        println!("detection, 64 members: refused {refused:?}, silent {silent:?}");
+        assert!(
+            mean(&refused) + 0.15 < mean(&silent),
+            "refused: {refused:?}, silent: {silent:?}"
+        );
+        // Still three pings one ack timeout apart after the suspicion.
+        assert!(refused.iter().all(|&t| t >= 0.3), "{refused:?}");
     });
 }

@@ -1071,3 +1071,102 @@ fn news_heard_from_others_is_not_pushed_but_a_refutation_is() {
         && r.status == Status::Alive
         && r.incarnation == inc(GEN, 1)));
 }
+
+/// Member 1 (alone with us, so no indirect pings) has crashed: every ping to it is refused
+/// 5 µs after it leaves, or lost when `refuse` is false. Returns the times of the pings to
+/// it up to its death and the times it became suspected and dead.
+fn ping_a_closed_port(count_refusals: bool, refuse: bool) -> (Vec<u64>, u64, u64, Swim) {
+    let mut s = core_with(GcMode::Off);
+    s.set_count_refusals(count_refusals);
+    s.handle_packet(ping(1, inc(1, 0)), T0);
+    s.take_outgoing();
+    s.take_events();
+    let (mut pings, mut suspected, mut dead) = (Vec::new(), 0, 0);
+    while dead == 0 {
+        let t = s.next_deadline().unwrap();
+        assert!(t < T0 + 10 * HB, "never declared dead");
+        s.handle_timer(t);
+        let mut inputs = vec![t];
+        for o in s.take_outgoing() {
+            if o.to == addr(1) && o.packet.body.failure_detection.is_some() {
+                pings.push(t);
+                if refuse {
+                    inputs.push(t + 5);
+                }
+            }
+        }
+        for (k, &at) in inputs.iter().enumerate() {
+            if k > 0 {
+                s.handle_refused(addr(1), at);
+            }
+            for e in s.take_events() {
+                match s.member(&e.uuid).map(|m| m.status()) {
+                    Some(Status::Suspected) if suspected == 0 => suspected = at,
+                    Some(Status::Dead) => dead = at,
+                    _ => {}
+                }
+            }
+        }
+    }
+    (pings, suspected, dead, s)
+}
+
+#[test]
+fn a_refused_ping_is_missed_at_once_and_the_pings_keep_their_pace() {
+    let (timed_out, suspected, dead, s) = ping_a_closed_port(true, false);
+    let first = timed_out[0];
+    assert_eq!(
+        (suspected, dead),
+        (first + 2 * ACK, first + 5 * ACK),
+        "without refusals"
+    );
+    assert_eq!(s.stats().pings_refused, 0);
+
+    let (refused, suspected, dead, s) = ping_a_closed_port(true, true);
+    assert_eq!(refused[0], first, "the first ping goes out at the same round step");
+    // Two misses make it suspected and three more dead, as always; each is counted when
+    // its refusal comes instead of an ack timeout after its ping.
+    assert_eq!(suspected, first + ACK + 5);
+    assert_eq!(dead, first + 4 * ACK + 5);
+    assert_eq!(s.stats().pings_refused, 5);
+    // The same pings, one ack timeout apart, as without refusals.
+    assert_eq!(refused, timed_out[..5].to_vec());
+    assert!(refused.windows(2).all(|w| w[1] - w[0] == ACK), "{refused:?}");
+
+    let (_, suspected, dead, s) = ping_a_closed_port(false, true);
+    assert_eq!(
+        (suspected, dead),
+        (first + 2 * ACK, first + 5 * ACK),
+        "count_refusals = false"
+    );
+    assert_eq!(s.stats().pings_refused, 0);
+}
+
+#[test]
+fn a_refusal_counts_once_per_ping_and_only_for_a_waiting_member() {
+    let mut s = core_with(GcMode::Off);
+    s.handle_packet(ping(1, inc(1, 0)), T0);
+    s.handle_packet(ping(2, inc(1, 0)), T0);
+    s.take_outgoing();
+    // Nobody waits for an ack yet: a refusal (of our ack, say) counts nothing.
+    s.handle_refused(addr(1), T0 + 10);
+    assert_eq!(s.member(&uuid(1)).unwrap().unacked_pings(), 0);
+    // The first round step pings one of them; two refusals of that ping count one miss.
+    let t = s.next_deadline().unwrap();
+    s.handle_timer(t);
+    let to = s.take_outgoing()[0].to;
+    let (pinged, other) = if to == addr(1) { (1, 2) } else { (2, 1) };
+    s.handle_refused(addr(pinged), t + 5);
+    s.handle_refused(addr(pinged), t + 6);
+    s.handle_refused(addr(other), t + 7);
+    assert_eq!(s.member(&uuid(pinged)).unwrap().unacked_pings(), 1);
+    assert_eq!(s.member(&uuid(other)).unwrap().unacked_pings(), 0);
+    assert_eq!(s.stats().pings_refused, 1);
+    // An ack still clears it: the port may have been reopened since.
+    s.handle_packet(ack(pinged, inc(2, 0)), t + 50);
+    assert_eq!(s.member(&uuid(pinged)).unwrap().unacked_pings(), 0);
+    assert_eq!(s.member(&uuid(pinged)).unwrap().status(), Status::Alive);
+    // The refused wait is gone with the ack: its deadline counts nothing more.
+    run(&mut s, t + 2 * ACK);
+    assert_eq!(s.member(&uuid(pinged)).unwrap().unacked_pings(), 0);
+}

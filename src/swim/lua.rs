@@ -101,7 +101,7 @@ fn push_member(lua: &Lua, c: Rc<MemberCell>) -> LuaResult<LuaMultiValue> {
 }
 
 /// `internal.cfg(ptr, uri, uuid, heartbeat_rate, ack_timeout, gc_mode, local_health,
-/// dynamic_suspicion, push_news)`.
+/// dynamic_suspicion, push_news, count_refusals)`.
 type CfgArgs = (
     LuaAnyUserData,
     Option<String>,
@@ -109,6 +109,7 @@ type CfgArgs = (
     Option<f64>,
     Option<f64>,
     Option<String>,
+    Option<bool>,
     Option<bool>,
     Option<bool>,
     Option<bool>,
@@ -128,7 +129,7 @@ fn internal(lua: &Lua) -> LuaResult<LuaTable> {
     f(
         "cfg",
         lua.create_function(
-            |lua, (ud, uri, uuid, hb, ack, gc, health, suspicion, push_news): CfgArgs| {
+            |lua, (ud, uri, uuid, hb, ack, gc, health, suspicion, push_news, count_refusals): CfgArgs| {
                 let opts = CfgOpts {
                     uri,
                     uuid: uuid_arg(uuid)?,
@@ -142,6 +143,7 @@ fn internal(lua: &Lua) -> LuaResult<LuaTable> {
                             dynamic_suspicion,
                         }),
                     push_news,
+                    count_refusals,
                 };
                 ret(lua, inst(&ud)?.cfg(opts))
             },
@@ -340,9 +342,11 @@ fn internal(lua: &Lua) -> LuaResult<LuaTable> {
                 ("suspicions", s.suspicions),
                 ("deaths", s.deaths),
                 ("refutations", s.refutations),
+                ("pings_refused", s.pings_refused),
                 ("dropped_oversized", d.dropped_oversized),
                 ("send_errors", d.send_errors),
                 ("recv_errors", d.recv_errors),
+                ("refusals", d.refusals),
             ];
             for &(k, v) in pairs {
                 t.raw_set(k, v as f64)?;

@@ -42,6 +42,11 @@ const RCVBUF: usize = 4 << 20;
 /// join or a quit without making every instance carry a big buffer.
 const RECV_BATCH: usize = 8;
 
+/// Extra sends of one datagram while `sendto` reports earlier refusals: each failure
+/// consumes one pending error, and more than a few arriving between two sends is a storm
+/// not worth waiting out.
+const SEND_ATTEMPTS_ON_REFUSAL: usize = 4;
+
 /// At most this many driver log lines per second per instance: a flood of garbage must not
 /// turn into a flood of log lines (Tarantool rate-limits its decode errors too).
 const LOG_LINES_PER_SEC: u32 = 10;
@@ -140,6 +145,19 @@ fn bind(addr: SocketAddrV4) -> Result<std::net::UdpSocket, BoxError> {
     sock.set_nonblocking(true).map_err(|e| sys("fcntl", e))?;
     // Best effort: a smaller buffer only means more kernel drops under bursts.
     let _ = sock.set_recv_buffer_size(RCVBUF);
+    // Best effort too: ICMP errors for our datagrams (a closed port at a member's address)
+    // queue up for `read_refusals`; without this, Linux drops them for unconnected sockets.
+    let on: libc::c_int = 1;
+    // Safety: a plain int option on a socket we own.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            libc::IP_RECVERR,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
     if let Err(e) = sock.bind(&SocketAddr::V4(addr).into()) {
         let errno = e.raw_os_error().unwrap_or(libc::EADDRINUSE);
         // Tarantool's text names the still unbound socket.
@@ -233,6 +251,51 @@ impl RecvBatch {
     }
 }
 
+/// Reads the socket's error queue until it is empty (then WouldBlock), keeping the
+/// destinations of datagrams refused with an ICMP port unreachable: nothing listens there.
+/// Other errors (host or network unreachable, which a router may say for a while and then
+/// stop saying) are read and dropped.
+fn read_refusals(fd: std::os::fd::RawFd, refused: &mut Vec<SocketAddrV4>) -> std::io::Result<()> {
+    loop {
+        // Safety: every pointer in `msg` points at a local that outlives the call, with its
+        // true length; the kernel writes only there.
+        let mut name: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        let mut control = [0u64; 16];
+        let mut byte = [0u8; 1];
+        let mut iov = libc::iovec {
+            iov_base: byte.as_mut_ptr().cast(),
+            iov_len: byte.len(),
+        };
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_name = (&mut name as *mut libc::sockaddr_in).cast();
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // Safety: the CMSG walk stays within `msg_controllen`, which the kernel set.
+        let mut c = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+        while !c.is_null() {
+            let h = unsafe { &*c };
+            if h.cmsg_level == libc::IPPROTO_IP && h.cmsg_type == libc::IP_RECVERR {
+                let e = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::sock_extended_err>()) };
+                if e.ee_origin == libc::SO_EE_ORIGIN_ICMP
+                    && e.ee_errno == libc::ECONNREFUSED as u32
+                    && i32::from(name.sin_family) == libc::AF_INET
+                {
+                    let ip = Ipv4Addr::from(u32::from_be(name.sin_addr.s_addr));
+                    refused.push(SocketAddrV4::new(ip, u16::from_be(name.sin_port)));
+                }
+            }
+            c = unsafe { libc::CMSG_NXTHDR(&msg, c) };
+        }
+    }
+}
+
 // ===== member snapshots =====
 
 /// What a Lua member object reads: the member's last known state, refreshed after every
@@ -251,6 +314,8 @@ pub struct DriverStats {
     pub dropped_oversized: u64,
     pub send_errors: u64,
     pub recv_errors: u64,
+    /// Datagrams refused by the host they were sent to (ICMP port unreachable).
+    pub refusals: u64,
 }
 
 // ===== the instance =====
@@ -267,6 +332,8 @@ pub struct CfgOpts {
     pub lifeguard: Option<Lifeguard>,
     /// node's news pushing (`cfg{push_news = false}` turns it off).
     pub push_news: Option<bool>,
+    /// node's early count of refused pings (`cfg{count_refusals = false}` turns it off).
+    pub count_refusals: Option<bool>,
 }
 
 struct Bound {
@@ -402,7 +469,17 @@ impl Instance {
                 // A direct syscall: tokio's try_send_to refuses until the reactor has seen
                 // the socket writable once, and a UDP send does not block anyway.
                 let to = socket2::SockAddr::from(SocketAddr::V4(o.to));
-                if let Err(e) = socket2::SockRef::from(&*sock).send_to(datagram, &to) {
+                let sock = socket2::SockRef::from(&*sock);
+                let mut sent = sock.send_to(datagram, &to);
+                // A refusal of an earlier datagram (IP_RECVERR) fails the next send once,
+                // without sending it; the failure consumed the error, so the retry goes out.
+                for _ in 0..SEND_ATTEMPTS_ON_REFUSAL {
+                    match &sent {
+                        Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => sent = sock.send_to(datagram, &to),
+                        _ => break,
+                    }
+                }
+                if let Err(e) = sent {
                     st.drops.send_errors += 1;
                     Self::note(st, &mut lines, format!("SystemError sendto({}): {e}", o.to));
                 }
@@ -513,6 +590,24 @@ impl Instance {
         self.log(lines);
     }
 
+    fn on_refused(&self, refused: &[SocketAddrV4]) {
+        let lines = {
+            let mut st = self.st.borrow_mut();
+            if st.deleted {
+                return;
+            }
+            st.drops.refusals += refused.len() as u64;
+            if let Some(c) = st.core.as_mut() {
+                let now = now_us();
+                for &addr in refused {
+                    c.handle_refused(addr, now);
+                }
+            }
+            self.settle(&mut st)
+        };
+        self.log(lines);
+    }
+
     fn on_timer(&self) {
         let lines = {
             let mut st = self.st.borrow_mut();
@@ -531,14 +626,20 @@ impl Instance {
         let inst = self.clone();
         tokio::task::spawn_local(async move {
             let mut batch = RecvBatch::new();
+            let mut refused = Vec::new();
             loop {
                 let mut got = 0;
-                let r = match sock.readable().await {
+                let ready = sock.ready(Interest::READABLE | Interest::ERROR).await;
+                if ready.as_ref().is_ok_and(|r| r.is_error()) {
+                    Self::take_refusals(&sock, &mut refused, false);
+                    inst.on_refused(&refused);
+                }
+                let r = match ready {
                     // A batch that is not full emptied the queue: report WouldBlock so that
                     // tokio clears the readiness now, instead of learning it from one more
                     // recvfrom per datagram that fails with EAGAIN. A datagram arriving
                     // later is a new edge for epoll, so none is missed.
-                    Ok(()) => sock.try_io(Interest::READABLE, || {
+                    Ok(r) if r.is_readable() => sock.try_io(Interest::READABLE, || {
                         got = batch.recv(sock.as_raw_fd())?;
                         if got < RECV_BATCH {
                             Err(std::io::ErrorKind::WouldBlock.into())
@@ -546,6 +647,7 @@ impl Instance {
                             Ok(())
                         }
                     }),
+                    Ok(_) => Ok(()),
                     Err(e) => Err(e),
                 };
                 for k in 0..got {
@@ -554,6 +656,12 @@ impl Instance {
                 match r {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    // A refusal reported by the receive call instead of as readiness: read
+                    // the error queue now, the datagrams are still queued behind it.
+                    Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
+                        Self::take_refusals(&sock, &mut refused, true);
+                        inst.on_refused(&refused);
+                    }
                     Err(e) => {
                         let lines = {
                             let mut st = inst.st.borrow_mut();
@@ -569,6 +677,17 @@ impl Instance {
                 }
             }
         })
+    }
+
+    /// Empties the socket's error queue into `refused`, clearing tokio's error readiness;
+    /// `unannounced`: the error came from a call, and the readiness may not be set yet.
+    fn take_refusals(sock: &UdpSocket, refused: &mut Vec<SocketAddrV4>, unannounced: bool) {
+        refused.clear();
+        let fd = sock.as_raw_fd();
+        let r = sock.try_io(Interest::ERROR, || read_refusals(fd, refused));
+        if unannounced && r.is_err() {
+            let _ = read_refusals(fd, refused);
+        }
     }
 
     fn spawn_timer(self: &Rc<Self>) -> JoinHandle<()> {
@@ -658,6 +777,9 @@ impl Instance {
                 if let Some(p) = opts.push_news {
                     c.push_news = p;
                 }
+                if let Some(r) = opts.count_refusals {
+                    c.count_refusals = r;
+                }
                 let mut core = Swim::new(c, rand::random::<u64>(), now).map_err(|_| mandatory())?;
                 if !st.collect {
                     core.set_event_collection(false);
@@ -702,6 +824,9 @@ impl Instance {
                 }
                 if let Some(p) = opts.push_news {
                     core.set_push_news(p);
+                }
+                if let Some(r) = opts.count_refusals {
+                    core.set_count_refusals(r);
                 }
                 if let Some(u) = opts.uuid {
                     core.set_uuid(u, now).map_err(|e| core_error("swim.cfg", e))?;

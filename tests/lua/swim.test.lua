@@ -4,7 +4,7 @@ local swim = require('swim')
 local fiber = require('fiber')
 local uuid = require('uuid')
 local test = tap.test('swim')
-test:plan(46)
+test:plan(50)
 
 local function U(i) return string.format('00000000-0000-1000-8000-%012d', i) end
 local function wait(cond, timeout)
@@ -177,5 +177,30 @@ local seen, pushes = pushes_when_a_peer_dies(true)
 test:ok(seen and pushes > 0, 'a death is pushed: '..tostring(pushes)..' pushes')
 seen, pushes = pushes_when_a_peer_dies(false)
 test:ok(seen and pushes == 0, 'nothing is pushed with push_news = false: '..tostring(pushes))
+
+-- node's count of refused pings: on by default. A deleted peer's closed port refuses our
+-- pings (ICMP port unreachable), and each refusal is a miss at once.
+do
+    local p = new(0xf5, {count_refusals = false})
+    test:is(p.cfg.count_refusals, false, 'cfg takes count_refusals = false')
+    test:like(select(2, pcall(p.cfg, p, { count_refusals = 'no' })), 'swim:cfg: expected boolean count_refusals',
+        'a bad count_refusals value is rejected')
+    p:delete()
+end
+local function refusals_when_a_peer_dies(count_refusals)
+    local a, b = new(0xf6, {count_refusals = count_refusals}), new(0xf7)
+    b:probe_member(a:self():uri())
+    wait(function() return a:size() == 2 and b:size() == 2 end)
+    b:delete()
+    local seen = wait(function() return a:member_by_uuid(U(0xf7)):status() == 'dead' end)
+    local st = a:stat()
+    a:delete()
+    return string.format('%s, %d refusals, %d pings refused', seen and 'dead' or 'not dead', st.refusals,
+        st.pings_refused)
+end
+test:like(refusals_when_a_peer_dies(nil), '^dead, [1-9]%d* refusals, [5-9] pings refused',
+    'each refused ping is a miss: two make a suspect, three more a dead member')
+test:like(refusals_when_a_peer_dies(false), '^dead, [1-9]%d* refusals, 0 pings refused',
+    'count_refusals = false reads the refusals and waits for the ack timeouts')
 
 os.exit(test:check() and 0 or 1)
