@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use mlua::WeakLua;
 use rand::rngs::SmallRng;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
+use tokio::io::unix::AsyncFd;
+use tokio::io::{Interest, Ready};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -336,6 +336,13 @@ pub struct CfgOpts {
     pub count_refusals: Option<bool>,
 }
 
+/// The instance's socket, registered with the reactor for reading and errors only: sends
+/// are direct syscalls (a UDP send does not block), and with write interest every datagram
+/// sent on loopback came back as an EPOLLOUT event (the kernel frees the datagram's send
+/// buffer space at once), one more epoll wakeup and reactor dispatch per packet for
+/// nothing.
+type UdpSocket = AsyncFd<std::net::UdpSocket>;
+
 struct Bound {
     sock: Rc<UdpSocket>,
     addr: SocketAddrV4,
@@ -629,25 +636,33 @@ impl Instance {
             let mut refused = Vec::new();
             loop {
                 let mut got = 0;
-                let ready = sock.ready(Interest::READABLE | Interest::ERROR).await;
-                if ready.as_ref().is_ok_and(|r| r.is_error()) {
-                    Self::take_refusals(&sock, &mut refused, false);
-                    inst.on_refused(&refused);
-                }
-                let r = match ready {
-                    // A batch that is not full emptied the queue: report WouldBlock so that
-                    // tokio clears the readiness now, instead of learning it from one more
-                    // recvfrom per datagram that fails with EAGAIN. A datagram arriving
-                    // later is a new edge for epoll, so none is missed.
-                    Ok(r) if r.is_readable() => sock.try_io(Interest::READABLE, || {
-                        got = batch.recv(sock.as_raw_fd())?;
-                        if got < RECV_BATCH {
-                            Err(std::io::ErrorKind::WouldBlock.into())
+                let r = match sock.ready(Interest::READABLE | Interest::ERROR).await {
+                    Ok(mut guard) => {
+                        let ready = guard.ready();
+                        if ready.is_error() {
+                            // Cleared first: a refusal arriving while the queue is read is a
+                            // new edge, so none waits for unrelated traffic to be noticed.
+                            guard.clear_ready_matching(Ready::ERROR);
+                            Self::take_refusals(&sock, &mut refused);
+                            inst.on_refused(&refused);
+                        }
+                        if ready.is_readable() {
+                            // A batch that is not full emptied the queue: clear the readiness
+                            // now, instead of learning it from one more recvmmsg that fails
+                            // with EAGAIN. A datagram arriving later is a new edge for epoll,
+                            // so none is missed.
+                            let r = batch.recv(sock.as_raw_fd());
+                            got = *r.as_ref().unwrap_or(&0);
+                            if r.as_ref()
+                                .map_or_else(|e| e.kind() == std::io::ErrorKind::WouldBlock, |&n| n < RECV_BATCH)
+                            {
+                                guard.clear_ready_matching(Ready::READABLE);
+                            }
+                            r.map(|_| ())
                         } else {
                             Ok(())
                         }
-                    }),
-                    Ok(_) => Ok(()),
+                    }
                     Err(e) => Err(e),
                 };
                 for k in 0..got {
@@ -659,7 +674,7 @@ impl Instance {
                     // A refusal reported by the receive call instead of as readiness: read
                     // the error queue now, the datagrams are still queued behind it.
                     Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
-                        Self::take_refusals(&sock, &mut refused, true);
+                        Self::take_refusals(&sock, &mut refused);
                         inst.on_refused(&refused);
                     }
                     Err(e) => {
@@ -679,15 +694,11 @@ impl Instance {
         })
     }
 
-    /// Empties the socket's error queue into `refused`, clearing tokio's error readiness;
-    /// `unannounced`: the error came from a call, and the readiness may not be set yet.
-    fn take_refusals(sock: &UdpSocket, refused: &mut Vec<SocketAddrV4>, unannounced: bool) {
+    /// Empties the socket's error queue into `refused`.
+    fn take_refusals(sock: &UdpSocket, refused: &mut Vec<SocketAddrV4>) {
         refused.clear();
-        let fd = sock.as_raw_fd();
-        let r = sock.try_io(Interest::ERROR, || read_refusals(fd, refused));
-        if unannounced && r.is_err() {
-            let _ = read_refusals(fd, refused);
-        }
+        // WouldBlock once the queue is empty; another error leaves it for the next edge.
+        let _ = read_refusals(sock.as_raw_fd(), refused);
     }
 
     fn spawn_timer(self: &Rc<Self>) -> JoinHandle<()> {
@@ -750,8 +761,14 @@ impl Instance {
                         Ok(SocketAddr::V4(r)) => r,
                         _ => a,
                     };
-                    let sock = UdpSocket::from_std(std_sock)
-                        .map_err(|e| socket_error(format!("socket: {e}"), e.raw_os_error().unwrap_or(0)))?;
+                    // Safety: the std socket owns its descriptor, and the AsyncFd owns the
+                    // socket until both are dropped together.
+                    let sock =
+                        unsafe { AsyncFd::register_with_interest(std_sock, Interest::READABLE | Interest::ERROR) }
+                            .map_err(|e| {
+                                let (_, e) = e.into_parts();
+                                socket_error(format!("socket: {e}"), e.raw_os_error().unwrap_or(0))
+                            })?;
                     new_sock = Some((a, real, Rc::new(sock)));
                 }
             }
