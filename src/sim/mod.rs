@@ -489,9 +489,18 @@ impl Cluster {
         self.net.unreachable += 1;
         if self.cfg.refusals {
             self.net.refused += 1;
-            let (lo, hi) = self.cfg.delay;
-            let delay = if hi > lo { self.rng.random_range(lo..=hi) } else { lo };
-            self.push(self.now + delay, Action::Refused { node: from, to });
+            let at = self.now + self.link_delay();
+            self.push(at, Action::Refused { node: from, to });
+        }
+    }
+
+    /// One datagram's trip time, from the configured range.
+    fn link_delay(&mut self) -> u64 {
+        let (lo, hi) = self.cfg.delay;
+        if hi > lo {
+            self.rng.random_range(lo..=hi)
+        } else {
+            lo
         }
     }
 
@@ -573,8 +582,7 @@ impl Cluster {
                 }
                 self.nodes[d].inflight += 1;
             }
-            let (lo, hi) = self.cfg.delay;
-            let delay = if hi > lo { self.rng.random_range(lo..=hi) } else { lo };
+            let delay = self.link_delay();
             self.push(
                 self.now + delay,
                 Action::Deliver {

@@ -285,6 +285,10 @@ fn failing_scenario_names_its_seed() {
     });
 }
 
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
 /// Seconds until every other member sees a killed one dead, for `seeds` seeds of `n`
 /// members ([`scenarios::detect_killed_member`]: the benchmark's timings).
 fn detection_times(n: usize, seeds: std::ops::RangeInclusive<u64>, push_news: bool, refusals: bool) -> Vec<f64> {
@@ -306,7 +310,6 @@ fn detection_times(n: usize, seeds: std::ops::RangeInclusive<u64>, push_news: bo
 fn a_death_is_seen_sooner_with_pushed_news() {
     seeded("a_death_is_seen_sooner_with_pushed_news", 1, |seed| {
         let seeds = seed..=seed + 7;
-        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
         let pushed = detection_times(64, seeds.clone(), true, false);
         let piggybacked = detection_times(64, seeds, false, false);
         println!("detection, 64 members: pushed {pushed:?}, piggybacked {piggybacked:?}");
@@ -328,7 +331,6 @@ fn a_death_is_seen_sooner_with_pushed_news() {
 fn a_refused_death_is_seen_sooner() {
     seeded("a_refused_death_is_seen_sooner", 1, |seed| {
         let seeds = seed..=seed + 7;
-        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
         let refused = detection_times(64, seeds.clone(), true, true);
         let silent = detection_times(64, seeds, true, false);
         println!("detection, 64 members: refused {refused:?}, silent {silent:?}");

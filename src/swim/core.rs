@@ -461,9 +461,6 @@ impl Swim {
     pub fn push_news(&self) -> bool {
         self.push_news
     }
-    pub fn count_refusals(&self) -> bool {
-        self.count_refusals
-    }
     /// Lifeguard local health score (0 when the extension is off).
     pub fn local_health(&self) -> u32 {
         self.health
@@ -771,7 +768,7 @@ impl Swim {
     /// wake the driver for a ping that was acked long ago.
     fn prune_ack_heap(&mut self) {
         while let Some(&Reverse((deadline, _, r))) = self.ack_heap.peek() {
-            if self.waits_until(r, deadline) && self.resolve(r).is_some() {
+            if self.current_wait(r, deadline).is_some() && self.resolve(r).is_some() {
                 break;
             }
             self.ack_heap.pop();
@@ -801,11 +798,7 @@ impl Swim {
             .iter()
             .map(|&Reverse((deadline, _, r))| (deadline, r))
             .filter(|&(deadline, r)| {
-                self.ack_waits.get(&r.id)
-                    == Some(&AckWait {
-                        deadline,
-                        refused: false,
-                    })
+                self.current_wait(r, deadline).is_some_and(|w| !w.refused)
                     && self.resolve(r).is_some_and(|i| self.members[i].addr == addr)
             })
             .map(|(_, r)| r)
@@ -1019,7 +1012,7 @@ impl Swim {
                 break;
             }
             self.ack_heap.pop();
-            let Some(wait) = self.ack_waits.get(&r.id).copied().filter(|w| w.deadline == deadline) else {
+            let Some(wait) = self.current_wait(r, deadline) else {
                 continue;
             };
             let Some(i) = self.resolve(r) else { continue };
@@ -1085,10 +1078,10 @@ impl Swim {
         true
     }
 
-    /// Whether `r`'s current ack wait ends at `deadline` (heap entries of answered or
-    /// replaced waits stay behind, stale).
-    fn waits_until(&self, r: MemberRef, deadline: u64) -> bool {
-        self.ack_waits.get(&r.id).is_some_and(|w| w.deadline == deadline)
+    /// `r`'s ack wait if it ends at `deadline`: heap entries of answered or replaced waits
+    /// stay behind, stale.
+    fn current_wait(&self, r: MemberRef, deadline: u64) -> Option<AckWait> {
+        self.ack_waits.get(&r.id).copied().filter(|w| w.deadline == deadline)
     }
 
     /// Expired pings a suspected member needs to be declared dead.

@@ -473,8 +473,8 @@ impl Instance {
                     st.codec.encrypt(&plain, &mut wire, &mut st.rng);
                     &wire
                 };
-                // A direct syscall: tokio's try_send_to refuses until the reactor has seen
-                // the socket writable once, and a UDP send does not block anyway.
+                // A direct syscall: a UDP send does not block, so the socket is not
+                // registered for writing (see `UdpSocket`).
                 let to = socket2::SockAddr::from(SocketAddr::V4(o.to));
                 let sock = socket2::SockRef::from(&*sock);
                 let mut sent = sock.send_to(datagram, &to);
@@ -597,7 +597,15 @@ impl Instance {
         self.log(lines);
     }
 
-    fn on_refused(&self, refused: &[SocketAddrV4]) {
+    /// Empties the socket's error queue (into `refused`, a buffer kept by the receive task)
+    /// and hands each refused destination to the core.
+    fn on_refusals(&self, sock: &UdpSocket, refused: &mut Vec<SocketAddrV4>) {
+        refused.clear();
+        // WouldBlock once the queue is empty; another error leaves it for the next edge.
+        let _ = read_refusals(sock.as_raw_fd(), refused);
+        if refused.is_empty() {
+            return;
+        }
         let lines = {
             let mut st = self.st.borrow_mut();
             if st.deleted {
@@ -606,7 +614,7 @@ impl Instance {
             st.drops.refusals += refused.len() as u64;
             if let Some(c) = st.core.as_mut() {
                 let now = now_us();
-                for &addr in refused {
+                for &addr in refused.iter() {
                     c.handle_refused(addr, now);
                 }
             }
@@ -643,24 +651,29 @@ impl Instance {
                             // Cleared first: a refusal arriving while the queue is read is a
                             // new edge, so none waits for unrelated traffic to be noticed.
                             guard.clear_ready_matching(Ready::ERROR);
-                            Self::take_refusals(&sock, &mut refused);
-                            inst.on_refused(&refused);
+                            inst.on_refusals(&sock, &mut refused);
                         }
-                        if ready.is_readable() {
+                        if !ready.is_readable() {
+                            Ok(())
+                        } else {
                             // A batch that is not full emptied the queue: clear the readiness
                             // now, instead of learning it from one more recvmmsg that fails
                             // with EAGAIN. A datagram arriving later is a new edge for epoll,
                             // so none is missed.
-                            let r = batch.recv(sock.as_raw_fd());
-                            got = *r.as_ref().unwrap_or(&0);
-                            if r.as_ref()
-                                .map_or_else(|e| e.kind() == std::io::ErrorKind::WouldBlock, |&n| n < RECV_BATCH)
-                            {
-                                guard.clear_ready_matching(Ready::READABLE);
+                            match batch.recv(sock.as_raw_fd()) {
+                                Ok(n) => {
+                                    got = n;
+                                    if n < RECV_BATCH {
+                                        guard.clear_ready_matching(Ready::READABLE);
+                                    }
+                                    Ok(())
+                                }
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                                    guard.clear_ready_matching(Ready::READABLE);
+                                    Ok(())
+                                }
+                                Err(e) => Err(e),
                             }
-                            r.map(|_| ())
-                        } else {
-                            Ok(())
                         }
                     }
                     Err(e) => Err(e),
@@ -670,13 +683,9 @@ impl Instance {
                 }
                 match r {
                     Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     // A refusal reported by the receive call instead of as readiness: read
                     // the error queue now, the datagrams are still queued behind it.
-                    Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
-                        Self::take_refusals(&sock, &mut refused);
-                        inst.on_refused(&refused);
-                    }
+                    Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => inst.on_refusals(&sock, &mut refused),
                     Err(e) => {
                         let lines = {
                             let mut st = inst.st.borrow_mut();
@@ -692,13 +701,6 @@ impl Instance {
                 }
             }
         })
-    }
-
-    /// Empties the socket's error queue into `refused`.
-    fn take_refusals(sock: &UdpSocket, refused: &mut Vec<SocketAddrV4>) {
-        refused.clear();
-        // WouldBlock once the queue is empty; another error leaves it for the next edge.
-        let _ = read_refusals(sock.as_raw_fd(), refused);
     }
 
     fn spawn_timer(self: &Rc<Self>) -> JoinHandle<()> {

@@ -4,7 +4,7 @@ local swim = require('swim')
 local fiber = require('fiber')
 local uuid = require('uuid')
 local test = tap.test('swim')
-test:plan(50)
+test:plan(52)
 
 local function U(i) return string.format('00000000-0000-1000-8000-%012d', i) end
 local function wait(cond, timeout)
@@ -202,5 +202,22 @@ test:like(refusals_when_a_peer_dies(nil), '^dead, [1-9]%d* refusals, [5-9] pings
     'each refused ping is a miss: two make a suspect, three more a dead member')
 test:like(refusals_when_a_peer_dies(false), '^dead, [1-9]%d* refusals, 0 pings refused',
     'count_refusals = false reads the refusals and waits for the ack timeouts')
+
+-- A refusal makes the socket's next send fail once without sending (IP_RECVERR): the driver
+-- sends again. Two probes in one go: the first goes to a closed port, whose refusal comes
+-- back during the send on loopback; the second must still reach its live peer.
+do
+    local closed = new(0xf8)
+    local closed_uri = closed:self():uri()
+    closed:delete()
+    fiber.sleep(0.01)   -- the deleted instance's receive task lets its socket go
+    local a, c = new(0xf9), new(0xfa)
+    a:probe_member(closed_uri)
+    a:probe_member(c:self():uri())
+    test:ok(wait(function() return c:size() == 2 end, 1), 'a send right after a refused one goes out')
+    test:is(a:stat().send_errors, 0, 'and no send failed')
+    a:delete()
+    c:delete()
+end
 
 os.exit(test:check() and 0 or 1)
