@@ -349,6 +349,28 @@ struct Bound {
     recv_task: JoinHandle<()>,
 }
 
+impl Bound {
+    /// Stops receiving and frees the port now, as Tarantool's `delete` and rebind do. The
+    /// receive task holds the socket too and is dropped only at the scheduler's next turn,
+    /// so until then the port stayed bound: a `swim.new` on it right after `delete` failed
+    /// with "Address already in use".
+    fn close(self) {
+        self.recv_task.abort();
+        let fd = self.sock.as_raw_fd();
+        // Safety: `fd` is ours and stays open (owned by the AsyncFd) until the last holder
+        // drops it. dup2 points it at a fresh unbound socket, so the bound socket's last
+        // descriptor is closed at once (epoll forgets it with it); the number stays valid,
+        // and the AsyncFd closes the stand-in in the end.
+        unsafe {
+            let stand_in = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+            if stand_in >= 0 {
+                libc::dup2(stand_in, fd);
+                libc::close(stand_in);
+            }
+        }
+    }
+}
+
 struct State {
     generation: u64,
     core: Option<Swim>,
@@ -817,7 +839,7 @@ impl Instance {
             };
             if let Some((_, real, sock)) = new_sock {
                 if let Some(old) = st.bound.take() {
-                    old.recv_task.abort();
+                    old.close();
                 }
                 let recv_task = self.spawn_recv(sock.clone());
                 st.bound = Some(Bound {
@@ -1028,7 +1050,7 @@ impl Instance {
         }
         st.deleted = true;
         if let Some(b) = st.bound.take() {
-            b.recv_task.abort();
+            b.close();
         }
         if let Some(t) = st.timer_task.take() {
             t.abort();

@@ -4,7 +4,7 @@ local swim = require('swim')
 local fiber = require('fiber')
 local uuid = require('uuid')
 local test = tap.test('swim')
-test:plan(52)
+test:plan(54)
 
 local function U(i) return string.format('00000000-0000-1000-8000-%012d', i) end
 local function wait(cond, timeout)
@@ -203,6 +203,27 @@ test:like(refusals_when_a_peer_dies(nil), '^dead, [1-9]%d* refusals, [5-9] pings
 test:like(refusals_when_a_peer_dies(false), '^dead, [1-9]%d* refusals, 0 pings refused',
     'count_refusals = false reads the refusals and waits for the ack timeouts')
 
+-- delete and a rebind free the port at once, as in Tarantool: a new instance binds it
+-- without a yield in between.
+do
+    local s = new(0xfb)
+    local uri = s:self():uri()
+    s:delete()
+    local t, err = swim.new({uuid = U(0xfc), uri = uri})
+    test:ok(t ~= nil, 'the port of a deleted instance is free at once: '..tostring(err))
+    if t then t:delete() end
+    local r = new(0xfd)
+    local old = r:self():uri()
+    local other = swim.new({uuid = U(0xfe), uri = 0})
+    local free = other:self():uri()
+    other:delete()
+    r:cfg({uri = free})
+    t, err = swim.new({uuid = U(0xff), uri = old})
+    test:ok(t ~= nil, 'and so is the old port after a rebind: '..tostring(err))
+    if t then t:delete() end
+    r:delete()
+end
+
 -- A refusal makes the socket's next send fail once without sending (IP_RECVERR): the driver
 -- sends again. Two probes in one go: the first goes to a closed port, whose refusal comes
 -- back during the send on loopback; the second must still reach its live peer.
@@ -210,7 +231,6 @@ do
     local closed = new(0xf8)
     local closed_uri = closed:self():uri()
     closed:delete()
-    fiber.sleep(0.01)   -- the deleted instance's receive task lets its socket go
     local a, c = new(0xf9), new(0xfa)
     a:probe_member(closed_uri)
     a:probe_member(c:self():uri())
