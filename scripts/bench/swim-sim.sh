@@ -7,6 +7,8 @@
 # SWIM_SIM_MAX_GB=4 skips it).
 #   bash scripts/bench/swim-sim.sh [--events N,N,..] [--join N,N,..] [--large N] [--large-rounds R]
 #                                  [--detect N,N,..] [--false-deaths SEEDS]
+#   A list that is not a number (`--events none`) skips that table: the detection table
+#   alone is `--events none --join none --large none --detect 100`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release -q --example swim_sim_bench
