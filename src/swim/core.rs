@@ -82,7 +82,9 @@ use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use uuid::Uuid;
 
-use super::member::{ceil_log2, event, incarnation_bits, prefetch, GcMode, Member, MemberEvent, MemberId, MemberView};
+use super::member::{
+    ceil_log2, event, incarnation_bits, prefetch, prefetch_all, GcMode, Member, MemberEvent, MemberId, MemberView,
+};
 use super::member_index::MemberIndex;
 use super::news::{MissLog, CLEAN_WINDOW_HEARTBEATS, PUSH_FANOUT};
 use super::payloads::Payloads;
@@ -132,6 +134,11 @@ pub const PROBE_ATTEMPTS: u32 = 3;
 /// Records of a received packet that are prefetched and hashed before any is applied: all
 /// of a packet from Tarantool's encoder (1440 bytes, at least 52 per record) and then some.
 const PREFETCHED_RECORDS: usize = 32;
+
+/// The biggest member table [`Swim::prefetch_state`] loads whole: 256 entries (about 14
+/// KiB), what L1 can hold beside the rest. Bigger tables load only the entries a packet
+/// names.
+const WARMED_TABLE_BYTES: usize = 256 * std::mem::size_of::<Member>();
 
 /// Batched events whose index is kept allocated between drains; a bigger one is freed.
 const EVENT_INDEX_KEPT: usize = 64;
@@ -815,6 +822,19 @@ impl Swim {
         }
         self.prune_ack_heap();
         self.send_news();
+    }
+
+    /// Starts loading what handling an input reads, so that the driver can decode the
+    /// datagram meanwhile. With many instances in one process each input finds its
+    /// instance cold: the state, the index and the member entries are each a cache miss,
+    /// and a packet's records hit most entries of a small table in random order. A table
+    /// bigger than [`WARMED_TABLE_BYTES`] is left to the per-record prefetches.
+    pub fn prefetch_state(&self) {
+        prefetch_all(std::slice::from_ref(self));
+        if std::mem::size_of_val(self.members.as_slice()) <= WARMED_TABLE_BYTES {
+            self.index.prefetch_all();
+            prefetch_all(&self.members);
+        }
     }
 
     /// A decoded packet from the network. Never panics, whatever it holds.

@@ -210,17 +210,32 @@ pub(crate) fn incarnation_bits(old: Incarnation, new: Incarnation) -> u8 {
 /// many cache misses run at once.
 #[inline(always)]
 pub(crate) fn prefetch<T>(value: &T) {
+    let first = (value as *const T).cast::<u8>();
+    prefetch_line(first);
+    prefetch_line(first.wrapping_add(std::mem::size_of::<T>().saturating_sub(1)));
+}
+
+/// [`prefetch`] for every cache line of `items`.
+#[inline]
+pub(crate) fn prefetch_all<T>(items: &[T]) {
+    const CACHE_LINE: usize = 64;
+    let first = items.as_ptr().cast::<u8>();
+    for offset in (0..std::mem::size_of_val(items)).step_by(CACHE_LINE) {
+        prefetch_line(first.wrapping_add(offset));
+    }
+}
+
+#[inline(always)]
+fn prefetch_line(at: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // Safety: a prefetch reads nothing into the program and never faults, even on an
     // address outside any object; SSE, which it needs, is part of every x86_64 CPU.
     unsafe {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let first = (value as *const T).cast::<i8>();
-        _mm_prefetch::<_MM_HINT_T0>(first);
-        _mm_prefetch::<_MM_HINT_T0>(first.wrapping_add(std::mem::size_of::<T>().saturating_sub(1)));
+        _mm_prefetch::<_MM_HINT_T0>(at.cast::<i8>());
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = value;
+    let _ = at;
 }
 
 #[cfg(test)]

@@ -103,6 +103,11 @@ impl MemberIndex {
         prefetch(&self.slots[(h & self.mask()) as usize]);
     }
 
+    /// Starts loading every slot.
+    pub(crate) fn prefetch_all(&self) {
+        super::member::prefetch_all(&self.slots);
+    }
+
     /// The position in the slot where a lookup of the key hashed to `h` begins, if its tag
     /// matches: a guess for prefetching, not an answer (the member there may be another).
     pub(crate) fn likely_pos(&self, h: u32) -> Option<usize> {
