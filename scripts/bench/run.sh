@@ -5,9 +5,9 @@
 # value (a phase that did not finish) has no ratio: n/a. With BENCH_VERBOSE=1 (which the
 # scripts also read) each runtime's stderr follows the table.
 # BENCH_REPEAT=R (default 1) runs the two R times, taking turns, and prints each metric's
-# median over the R runs (the lower middle one for an even R; a phase that did not finish
-# counts as the slowest run): the machine's background load drifts over minutes, and
-# turns spread it over both runtimes.
+# median over the runs where it finished (the lower middle one for an even count; -1 if it
+# never did), with each run's values below the table: the machine's background load drifts
+# over minutes, and turns spread it over both runtimes.
 #   bash scripts/bench/run.sh [scripts/bench/fibers.lua [script args...]]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -32,14 +32,15 @@ medians() {
         END {
             for (i = 1; i <= n; i++) {
                 name = order[i]; m = count[name]
-                # Insertion sort; a negative value (did not finish) sorts last.
-                for (a = 1; a <= m; a++) s[a] = v[name, a]
-                for (a = 2; a <= m; a++) {
+                # The runs where the phase finished (not negative), sorted; if none did, -1.
+                k = 0
+                for (a = 1; a <= m; a++) if (v[name, a] >= 0) s[++k] = v[name, a]
+                for (a = 2; a <= k; a++) {
                     x = s[a]; b = a - 1
-                    while (b >= 1 && (s[b] < 0 || (x >= 0 && s[b] > x))) { s[b + 1] = s[b]; b-- }
+                    while (b >= 1 && s[b] > x) { s[b + 1] = s[b]; b-- }
                     s[b + 1] = x
                 }
-                printf "%s\t%s\t%s\n", name, s[int((m + 1) / 2)], unit[name]
+                printf "%s\t%s\t%s\n", name, k ? s[int((k + 1) / 2)] : -1, unit[name]
             }
         }' "$@"
 }

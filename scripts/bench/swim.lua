@@ -5,7 +5,7 @@
 -- instance sees all N members, the time until every other instance sees a deleted
 -- one dead (the median over five deleted instances, one after another, polled every
 -- 10 ms), and the process CPU (core-seconds per second) over 5 s of steady state (the
--- median of SWIM_BENCH_CPU_WINDOWS such windows, default 1).
+-- median of SWIM_BENCH_CPU_WINDOWS such windows, default 1; -1 when the join did not finish).
 -- A phase that does not finish within its limit prints -1. BENCH_VERBOSE=1 prints each
 -- victim's time and each CPU window (with its user and system parts) to stderr.
 local swim = require('swim')
@@ -71,11 +71,13 @@ local function all_joined()
 end
 
 for i = 2, N do inst[i]:probe_member(BASE + 1) end
-report(string.format('join N=%d', N), wait_until(all_joined), 's')
+local joined = wait_until(all_joined)
+report(string.format('join N=%d', N), joined, 's')
 
--- Steady state CPU, before anything is deleted.
+-- Steady state CPU, before anything is deleted. A cluster that did not join has no steady
+-- state (its instances know fewer members and send shorter packets): -1.
 local windows = {}
-for w = 1, tonumber(os.getenv('SWIM_BENCH_CPU_WINDOWS') or 1) do
+for w = 1, joined < 0 and 0 or tonumber(os.getenv('SWIM_BENCH_CPU_WINDOWS') or 1) do
     local c0, w0 = cpu(), now()
     local u0, s0 = user_and_system()
     fiber.sleep(5)
@@ -88,7 +90,7 @@ for w = 1, tonumber(os.getenv('SWIM_BENCH_CPU_WINDOWS') or 1) do
     end
 end
 table.sort(windows)
-local steady_cpu = windows[math.ceil(#windows / 2)]
+local steady_cpu = windows[math.ceil(#windows / 2)] or -1
 
 -- A deleted instance sends nothing more (no quit): the others must detect it.
 local function detect(v)
