@@ -29,6 +29,7 @@ use super::core::{Config, Lifeguard, Stats, Swim, SwimError};
 use super::crypto::Codec;
 use super::member::{event, GcMode, MemberEvent, MemberId, MemberInfo};
 use super::proto::{self, Incarnation, Status, MAX_PAYLOAD_SIZE, UDP_PACKET_SIZE};
+use super::timers;
 use crate::modules::log::Level;
 use crate::runtime::errors::BoxError;
 
@@ -376,7 +377,6 @@ struct State {
     core: Option<Swim>,
     codec: Codec,
     bound: Option<Bound>,
-    timer_task: Option<JoinHandle<()>>,
     /// IVs; never the core's generator, so the core stays reproducible from its seed.
     rng: SmallRng,
     deleted: bool,
@@ -407,13 +407,11 @@ pub struct Instance {
     st: RefCell<State>,
     /// Wakes the event fiber.
     events_ready: Notify,
-    /// Wakes the timer task to recompute the next deadline.
-    timer_kick: Notify,
-    /// The deadline the timer task sleeps until (`None`: it waits for a kick). Inputs kick
-    /// it only when they bring the next deadline earlier: most packets (acks, gossip) do
-    /// not, and waking the task and re-arming its timer after each one cost more than the
-    /// packet itself.
-    timer_armed: Cell<Option<u64>>,
+    /// The deadline armed in the thread's timers (`None`: none). Inputs re-arm only when
+    /// they bring the next deadline earlier: most packets (acks, gossip) do not.
+    pub(super) timer_armed: Cell<Option<u64>>,
+    /// This instance, for the timers to hold.
+    me: Weak<Instance>,
     lua: WeakLua,
 }
 
@@ -423,13 +421,12 @@ fn seconds_to_us(s: f64) -> u64 {
 
 impl Instance {
     pub fn new(lua: &mlua::Lua, generation: u64) -> Rc<Instance> {
-        Rc::new(Instance {
+        Rc::new_cyclic(|me| Instance {
             st: RefCell::new(State {
                 generation,
                 core: None,
                 codec: Codec::none(),
                 bound: None,
-                timer_task: None,
                 rng: rand::make_rng(),
                 deleted: false,
                 collect: false,
@@ -440,8 +437,8 @@ impl Instance {
                 outgoing: Vec::new(),
             }),
             events_ready: Notify::new(),
-            timer_kick: Notify::new(),
             timer_armed: Cell::new(None),
+            me: me.clone(),
             lua: lua.weak(),
         })
     }
@@ -530,8 +527,9 @@ impl Instance {
             self.events_ready.notify_one();
         }
         let next = st.core.as_ref().and_then(|c| c.next_deadline());
-        if next.is_some_and(|at| self.timer_armed.get().is_none_or(|armed| at < armed)) {
-            self.timer_kick.notify_one();
+        if let Some(at) = next.filter(|&at| self.timer_armed.get().is_none_or(|armed| at < armed)) {
+            self.timer_armed.set(Some(at));
+            timers::arm(&self.me, at);
         }
         lines
     }
@@ -662,7 +660,7 @@ impl Instance {
         self.log(lines);
     }
 
-    fn on_timer(&self) {
+    pub(super) fn on_timer(&self) {
         let lines = {
             let mut st = self.st.borrow_mut();
             if st.deleted {
@@ -753,29 +751,6 @@ impl Instance {
         })
     }
 
-    fn spawn_timer(self: &Rc<Self>) -> JoinHandle<()> {
-        let inst = self.clone();
-        tokio::task::spawn_local(async move {
-            loop {
-                let deadline = inst.st.borrow().core.as_ref().and_then(|c| c.next_deadline());
-                inst.timer_armed.set(deadline);
-                match deadline {
-                    Some(at) => {
-                        let now = now_us();
-                        if at > now {
-                            tokio::select! {
-                                _ = tokio::time::sleep(Duration::from_micros(at - now)) => {}
-                                _ = inst.timer_kick.notified() => continue,
-                            }
-                        }
-                        inst.on_timer();
-                    }
-                    None => inst.timer_kick.notified().await,
-                }
-            }
-        })
-    }
-
     // ----- API -----
 
     /// `s:cfg{...}` after the Lua checks (spec §1.2, §2.9).
@@ -854,7 +829,6 @@ impl Instance {
                     core.set_event_collection(false);
                 }
                 st.core = Some(core);
-                st.timer_task = Some(self.spawn_timer());
                 if !st.pinned {
                     if let Some(lua) = self.lua.try_upgrade() {
                         crate::runtime::fiber::scheduler(&lua).pin();
@@ -1080,9 +1054,7 @@ impl Instance {
         if let Some(b) = st.bound.take() {
             b.close();
         }
-        if let Some(t) = st.timer_task.take() {
-            t.abort();
-        }
+        self.timer_armed.set(None);
         // Member objects keep their last state; a self that quit reads as left.
         if let Some(core) = st.core.as_ref() {
             let me = core.self_member().id();

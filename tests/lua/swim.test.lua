@@ -4,7 +4,7 @@ local swim = require('swim')
 local fiber = require('fiber')
 local uuid = require('uuid')
 local test = tap.test('swim')
-test:plan(54)
+test:plan(58)
 
 local function U(i) return string.format('00000000-0000-1000-8000-%012d', i) end
 local function wait(cond, timeout)
@@ -238,6 +238,40 @@ do
     test:is(a:stat().send_errors, 0, 'and no send failed')
     a:delete()
     c:delete()
+end
+
+-- One timer task serves every instance of the process: a cfg that brings the next round
+-- step earlier takes effect at once (with nothing else due sooner), each instance keeps its
+-- own pace, and a deleted instance stops nobody else.
+do
+    local late, partner = new(0xe1, {heartbeat_rate = 30}), new(0xe2, {heartbeat_rate = 30})
+    late:add_member({uuid = partner:self():uuid(), uri = partner:self():uri()})
+    partner:add_member({uuid = late:self():uuid(), uri = late:self():uri()})
+    fiber.sleep(0.1)
+    local l0 = late:stat().pings_sent
+    late:cfg({heartbeat_rate = 0.05})
+    test:ok(wait(function() return late:stat().pings_sent >= l0 + 3 end, 1),
+            'a shorter heartbeat takes effect at once, not at the old round step')
+    partner:delete()
+    local quick, slow = new(0xe3), new(0xe4, {heartbeat_rate = 0.25})
+    for _, x in ipairs({quick, slow, late}) do
+        for _, y in ipairs({quick, slow, late}) do
+            if x ~= y then x:add_member({uuid = y:self():uuid(), uri = y:self():uri()}) end
+        end
+    end
+    local p0 = {quick:stat().pings_sent, slow:stat().pings_sent}
+    fiber.sleep(1)
+    local q, sl = quick:stat().pings_sent - p0[1], slow:stat().pings_sent - p0[2]
+    test:ok(q >= 12 and q <= 22 and sl >= 2 and sl <= 6,
+            string.format('each instance pings at its own heartbeat (%d and %d in 1 s)', q, sl))
+    quick:delete()
+    local s0 = slow:stat().pings_sent
+    test:ok(wait(function() return slow:stat().pings_sent >= s0 + 2 end, 2),
+            'the others keep pinging after one is deleted')
+    slow:delete()
+    local m0 = late:stat().pings_sent
+    test:ok(wait(function() return late:stat().pings_sent >= m0 + 3 end, 1), 'and the last one too')
+    late:delete()
 end
 
 os.exit(test:check() and 0 or 1)
