@@ -51,11 +51,26 @@ const EVENTS: usize = 10;
 /// enough at N = 125 that the timer's resolution and one scheduler hiccup do not matter.
 const STEADY_MEMBER_ROUNDS: f64 = 500_000.0;
 
-fn sizes(args: &[String], flag: &str, default: &[usize]) -> Vec<usize> {
-    match args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)) {
+/// The numbers after `flag` (`default` without it); one that is not a number is left out, so
+/// `--events none` skips that table. A number below `min` is an error: a cluster of fewer
+/// than two members has nothing to spread, join or detect.
+fn parse_sizes(args: &[String], flag: &str, default: &[usize], min: usize) -> Result<Vec<usize>, String> {
+    let list: Vec<usize> = match args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)) {
         Some(list) => list.split(',').filter_map(|s| s.trim().parse().ok()).collect(),
         None => default.to_vec(),
+    };
+    match list.iter().find(|&&n| n < min) {
+        Some(bad) => Err(format!("{flag} takes numbers of at least {min}, got {bad}")),
+        None => Ok(list),
     }
+}
+
+/// [`parse_sizes`], or the run stops with its message.
+fn sizes(args: &[String], flag: &str, default: &[usize], min: usize) -> Vec<usize> {
+    parse_sizes(args, flag, default, min).unwrap_or_else(|e| {
+        eprintln!("swim_sim_bench: {e}");
+        std::process::exit(2);
+    })
 }
 
 fn mesh_gb(n: usize) -> f64 {
@@ -69,11 +84,11 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(8.0);
-    let event_sizes = sizes(&args, "--events", &[125, 250, 500, 1000, 2000, 4000, 10000]);
-    let join_sizes = sizes(&args, "--join", &[250, 500, 1000]);
-    let large_sizes = sizes(&args, "--large", &[10000]);
-    let large_rounds = sizes(&args, "--large-rounds", &[10])[0];
-    let detect_sizes = sizes(&args, "--detect", &[100]);
+    let event_sizes = sizes(&args, "--events", &[125, 250, 500, 1000, 2000, 4000, 10000], 2);
+    let join_sizes = sizes(&args, "--join", &[250, 500, 1000], 2);
+    let large_sizes = sizes(&args, "--large", &[10000], 2);
+    let large_rounds = sizes(&args, "--large-rounds", &[10], 1).first().copied().unwrap_or(10);
+    let detect_sizes = sizes(&args, "--detect", &[100], 2);
 
     println!("One event in a fully joined cluster (seed {seed}; {EVENTS} events per N):");
     println!();
@@ -116,7 +131,7 @@ fn main() {
         }
     }
     println!();
-    let false_death_seeds = sizes(&args, "--false-deaths", &[0]).first().copied().unwrap_or(0) as u64;
+    let false_death_seeds = sizes(&args, "--false-deaths", &[0], 0).first().copied().unwrap_or(0) as u64;
     if false_death_seeds > 0 {
         println!("False deaths, 100 members, 600 rounds at 20 % loss, seeds 1..={false_death_seeds}:");
         println!();
@@ -286,6 +301,34 @@ fn join_start_rows(n: usize, rounds: usize, seed: u64) {
             "| {n} | {r} | {min} | {mean:.0} | {} | {w:.2} s | {:.0} |",
             c.net.sent - sent0,
             n as f64 / w
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_sizes;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn a_cluster_of_fewer_than_two_is_refused_with_the_flag_named() {
+        // `--events 0` used to panic deep in the event table.
+        assert_eq!(
+            parse_sizes(&args("bench --events 0"), "--events", &[125], 2),
+            Err("--events takes numbers of at least 2, got 0".to_string())
+        );
+        assert!(parse_sizes(&args("bench --detect 100,1"), "--detect", &[100], 2).is_err());
+        assert_eq!(
+            parse_sizes(&args("bench --events none"), "--events", &[125], 2),
+            Ok(vec![])
+        );
+        assert_eq!(parse_sizes(&args("bench"), "--events", &[125], 2), Ok(vec![125]));
+        assert_eq!(
+            parse_sizes(&args("bench --join 2,50"), "--join", &[250], 2),
+            Ok(vec![2, 50])
         );
     }
 }
