@@ -8,25 +8,29 @@
 # median over the runs where it finished (the lower middle one for an even count; -1 if it
 # never did), with each run's values below the table: the machine's background load drifts
 # over minutes, and turns spread it over both runtimes.
+# BENCH_BASELINE=COMMAND (default tarantool) runs another baseline, such as an older node
+# build, to see what a change did.
 #   bash scripts/bench/run.sh [scripts/bench/fibers.lua [script args...]]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 script=${1:-scripts/bench/fibers.lua}
 shift || true
 repeat=${BENCH_REPEAT:-1}
-if ! command -v tarantool >/dev/null; then
+baseline=${BENCH_BASELINE:-tarantool}
+label=$(basename "$baseline")
+if [ "$baseline" = tarantool ] && ! command -v tarantool >/dev/null; then
     apt-get update -qq && apt-get install -y -qq tarantool >/dev/null
 fi
 cargo build --release -q
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 for r in $(seq "$repeat"); do
-    tarantool "$script" "$@" >"$dir/tt.$r" 2>"$dir/tt_err.$r" || true
+    "$baseline" "$script" "$@" >"$dir/tt.$r" 2>"$dir/tt_err.$r" || true
     ./target/release/node "$script" "$@" >"$dir/node.$r" 2>"$dir/node_err.$r" || true
 done
 # One runtime's `name<TAB>median<TAB>unit` lines, in the script's order, from its R runs.
 medians() {
-    awk -F'\t' -v runs="$repeat" '
+    awk -F'\t' '
         { if (!(($1) in seen)) { seen[$1] = 1; order[++n] = $1; unit[$1] = $3 }
           k = ++count[$1]; v[$1, k] = $2 }
         END {
@@ -46,7 +50,7 @@ medians() {
 }
 medians "$dir"/tt.[0-9]* >"$dir/tt"
 medians "$dir"/node.[0-9]* >"$dir/node"
-printf '%-28s %16s %16s %8s  %s\n' metric tarantool node ratio unit
+printf '%-28s %16s %16s %8s  %s\n' metric "$label" node ratio unit
 join -t $'\t' <(awk -F'\t' '{print NR"\t"$0}' "$dir/tt" | sort -t $'\t' -k1,1) \
               <(awk -F'\t' '{print NR"\t"$0}' "$dir/node" | sort -t $'\t' -k1,1) |
     sort -n | awk -F'\t' '{ r = ($3 > 0 && $6 >= 0) ? sprintf("%8.2f", $6 / $3) : "     n/a";
@@ -60,7 +64,7 @@ if [ "$repeat" -gt 1 ]; then
 fi
 if [ -n "${BENCH_VERBOSE:-}" ]; then
     for r in $(seq "$repeat"); do
-        sed "s/^/tarantool (run $r): /" "$dir/tt_err.$r"
+        sed "s|^|$label (run $r): |" "$dir/tt_err.$r"
         sed "s/^/node (run $r): /" "$dir/node_err.$r"
     done
 fi

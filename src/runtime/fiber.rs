@@ -25,8 +25,7 @@
 
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
-use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::ffi::{c_int, c_void};
 use std::future::Future;
 use std::mem::ManuallyDrop;
@@ -42,6 +41,8 @@ use tokio::time::Instant;
 use mlua::ffi;
 use mlua::prelude::*;
 use tokio::sync::Notify;
+
+use super::deadlines::Deadlines;
 
 use super::errors;
 
@@ -275,30 +276,6 @@ fn current_fiber_waker() -> &'static Waker {
     &WAKER
 }
 
-/// A Lua-level park's deadline in the timer heap; `seq` keeps equal deadlines in order.
-struct Timer {
-    at: Instant,
-    seq: u64,
-    fiber: Rc<Fiber>,
-}
-
-impl PartialEq for Timer {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-impl Eq for Timer {}
-impl PartialOrd for Timer {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Timer {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
-
 /// The fiber scheduler's shared state (one per thread).
 pub struct Scheduler {
     fibers: RefCell<HashMap<u64, Rc<Fiber>, IdHash>>,
@@ -309,8 +286,8 @@ pub struct Scheduler {
     pins: Cell<usize>,
     started: Instant,
     ready: RefCell<VecDeque<Rc<Fiber>>>,
-    timers: RefCell<BinaryHeap<Reverse<Timer>>>,
-    timer_seq: Cell<u64>,
+    /// Lua-level parks' deadlines.
+    timers: RefCell<Deadlines<Instant, Rc<Fiber>>>,
     remote: Arc<Remote>,
     /// The scheduler callback is running fibers: a wakeup needs no task wake.
     running: Cell<bool>,
@@ -332,8 +309,7 @@ impl Scheduler {
             pins: Cell::new(0),
             started: Instant::now(),
             ready: RefCell::new(VecDeque::new()),
-            timers: RefCell::new(BinaryHeap::new()),
-            timer_seq: Cell::new(0),
+            timers: RefCell::new(Deadlines::new()),
             remote: Arc::new(Remote {
                 ids: Mutex::new(Vec::new()),
                 pending: AtomicBool::new(false),
@@ -397,14 +373,8 @@ impl Scheduler {
     }
 
     fn add_timer(&self, fiber: &Rc<Fiber>, at: Instant) {
-        let seq = self.timer_seq.get();
-        self.timer_seq.set(seq + 1);
-        let top = self.timers.borrow().peek().map(|t| t.0.at);
-        self.timers.borrow_mut().push(Reverse(Timer {
-            at,
-            seq,
-            fiber: fiber.clone(),
-        }));
+        let top = self.timers.borrow().next();
+        self.timers.borrow_mut().push(at, fiber.clone());
         if !self.running.get() && top.is_none_or(|t| at < t) {
             self.remote.wake_task();
         }
@@ -417,24 +387,18 @@ impl Scheduler {
         }
         let now = Instant::now();
         loop {
-            let timer = {
-                let mut timers = self.timers.borrow_mut();
-                match timers.peek() {
-                    Some(t) if t.0.at <= now => timers.pop().map(|t| t.0),
-                    _ => break,
-                }
+            let Some((at, fiber)) = self.timers.borrow_mut().pop_due(now) else {
+                break;
             };
             // Entries of parks that ended another way stay in the heap until due.
-            if let Some(t) = timer {
-                if t.fiber.deadline.get() == Some(t.at) {
-                    self.schedule(&t.fiber);
-                }
+            if fiber.deadline.get() == Some(at) {
+                self.schedule(&fiber);
             }
         }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        self.timers.borrow().peek().map(|t| t.0.at)
+        self.timers.borrow().next()
     }
 
     /// Takes the wakeups that came through wakers.

@@ -7,6 +7,7 @@
 
 pub mod cdata;
 pub mod console;
+pub(crate) mod deadlines;
 pub mod errors;
 pub mod fiber;
 pub mod output;

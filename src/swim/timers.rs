@@ -12,8 +12,6 @@
 //! when it comes up, and one that fires early is harmless (the core runs what is due).
 
 use std::cell::{Cell, RefCell};
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
@@ -21,36 +19,12 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::udp::{now_us, Instance};
-
-/// One armed deadline (µs of [`now_us`]). Ordered so that the heap's top is the earliest.
-struct Entry {
-    at: u64,
-    inst: Weak<Instance>,
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, other: &Self) -> bool {
-        self.at == other.at
-    }
-}
-
-impl Eq for Entry {}
-
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Entry {
-    fn cmp(&self, other: &Self) -> Ordering {
-        other.at.cmp(&self.at)
-    }
-}
+use crate::runtime::deadlines::Deadlines;
 
 #[derive(Default)]
 struct Timers {
-    heap: RefCell<BinaryHeap<Entry>>,
+    /// Deadlines in µs of [`now_us`], with the instance each wakes.
+    heap: RefCell<Deadlines<u64, Weak<Instance>>>,
     /// The deadline the task sleeps until; `None` while it waits for an entry.
     sleeping_until: Cell<Option<u64>>,
     /// Wakes the task when an entry earlier than its sleep arrives.
@@ -66,7 +40,7 @@ thread_local! {
 /// still says `at` then. The caller sets `timer_armed` to `at`.
 pub(super) fn arm(inst: &Weak<Instance>, at: u64) {
     TIMERS.with(|timers| {
-        timers.heap.borrow_mut().push(Entry { at, inst: inst.clone() });
+        timers.heap.borrow_mut().push(at, inst.clone());
         if timers.sleeping_until.get().is_none_or(|until| at < until) {
             timers.kick.notify_one();
         }
@@ -86,19 +60,19 @@ async fn run(timers: Rc<Timers>) {
         let now = now_us();
         {
             let mut heap = timers.heap.borrow_mut();
-            while heap.peek().is_some_and(|e| e.at <= now) {
-                due.extend(heap.pop());
+            while let Some(entry) = heap.pop_due(now) {
+                due.push(entry);
             }
         }
         // Not borrowed here: an instance's input re-arms its timer.
-        for e in due.drain(..) {
-            let Some(inst) = e.inst.upgrade() else { continue };
-            if inst.timer_armed.get() == Some(e.at) {
+        for (at, inst) in due.drain(..) {
+            let Some(inst) = inst.upgrade() else { continue };
+            if inst.timer_armed.get() == Some(at) {
                 inst.timer_armed.set(None);
                 inst.on_timer();
             }
         }
-        let next = timers.heap.borrow().peek().map(|e| e.at);
+        let next = timers.heap.borrow().next();
         timers.sleeping_until.set(next);
         match next {
             Some(at) => {
